@@ -1,0 +1,78 @@
+"""One typed settings object, read from the environment (prefix-free names).
+
+Environment variables win over defaults; explicit keyword arguments to
+``Settings(...)`` win over the environment (used by tests and the CLI).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """Where closedloop keeps its SQLite database and artefacts by default."""
+    return Path.cwd() / ".closedloop"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of closedloop (see the table in README.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        default="",
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL of the store; empty means sqlite:///<CLOSEDLOOP_HOME>/closedloop.db",
+    )
+    home: Path = Field(default_factory=default_home, validation_alias="CLOSEDLOOP_HOME")
+
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_model: str = Field(default="gpt-4o-mini", validation_alias="CLOSEDLOOP_MODEL")
+    model_max_retries: int = Field(default=1, ge=0, le=5, validation_alias="CLOSEDLOOP_MODEL_RETRIES")
+
+    sandbox_url: str | None = Field(
+        default=None,
+        validation_alias="CLOSEDLOOP_SANDBOX_URL",
+        description="Base URL of the enterprise (sandbox) API; empty starts a sandbox on loopback",
+    )
+    sandbox_token: SecretStr | None = Field(default=None, validation_alias="CLOSEDLOOP_SANDBOX_TOKEN")
+    api_timeout_s: float = Field(default=10.0, gt=0, validation_alias="CLOSEDLOOP_API_TIMEOUT")
+    api_retries: int = Field(default=3, ge=0, le=10, validation_alias="CLOSEDLOOP_API_RETRIES")
+
+    bottleneck_threshold_hours: float = Field(default=2.0, gt=0, validation_alias="CLOSEDLOOP_BOTTLENECK_HOURS")
+    min_predicted_improvement_pct: float = Field(
+        default=5.0, ge=0, validation_alias="CLOSEDLOOP_MIN_IMPROVEMENT_PCT",
+        description="Planner drops plans whose predicted cycle-time reduction is below this",
+    )
+    canary_share: float = Field(default=0.5, gt=0, le=1, validation_alias="CLOSEDLOOP_CANARY_SHARE")
+    simulation_replications: int = Field(default=5, ge=2, le=100, validation_alias="CLOSEDLOOP_SIM_REPLICATIONS")
+    simulation_cases: int = Field(default=600, ge=50, validation_alias="CLOSEDLOOP_SIM_CASES")
+    seed: int = Field(default=7, validation_alias="CLOSEDLOOP_SEED")
+    default_scope: str = Field(default="helpdesk", validation_alias="CLOSEDLOOP_SCOPE")
+    default_mode: str = Field(
+        default="assisted", pattern="^(shadow|assisted|supervised)$", validation_alias="CLOSEDLOOP_MODE"
+    )
+    teams_webhook_secret: SecretStr | None = Field(default=None, validation_alias="CLOSEDLOOP_TEAMS_SECRET")
+
+    def resolved_database_url(self) -> str:
+        """The store URL, defaulting to a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.home / 'closedloop.db').resolve()}"
+
+    @property
+    def uses_llm(self) -> bool:
+        """True when a real OpenAI-compatible model is configured."""
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings read once from the environment."""
+    return Settings()

@@ -1,0 +1,206 @@
+"""SQLModel tables for the whole audit chain.
+
+EventLog -> MiningRun -> Insight -> Opportunity -> Simulation/Plan -> Approval
+-> Execution -> KpiSnapshot -> Verdict, every row pointing at where it came
+from; AuditEvent records every prompt, model answer and tool call by run id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time (the store's only clock)."""
+    return datetime.now(timezone.utc)
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Dataset(SQLModel, table=True):
+    """An event log the loop has read (a file or an API collection)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    source: str = Field(description="file path or API URL the events came from")
+    format: str
+    events: int
+    cases: int
+    sha256: str = Field(index=True)
+    artifact: str = Field(default="", description="parquet snapshot of the canonical event frame")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LoopRun(SQLModel, table=True):
+    """One pass of the closed loop; its id is the LangGraph thread id."""
+
+    id: str = Field(primary_key=True)
+    scope: str = Field(index=True)
+    status: str = Field(default="running", description="running|paused|completed|rejected|failed")
+    dataset_id: int | None = Field(default=None, foreign_key="dataset.id")
+    api_url: str | None = Field(default=None, description="enterprise API the loop observes and acts on")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class MiningRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id", index=True)
+    run_id: str | None = Field(default=None, foreign_key="looprun.id", index=True)
+    report: dict = _json()
+    duration_s: float
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Insight(SQLModel, table=True):
+    """One finding of a mining run (bottleneck, rework loop, slow variant)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    mining_run_id: int = Field(foreign_key="miningrun.id", index=True)
+    kind: str
+    activity: str
+    metric: str
+    value: float
+    detail: dict = _json()
+
+
+class Opportunity(SQLModel, table=True):
+    """A deduplicated finding worth acting on; Priority = Impact x Feasibility / (1 + Risk)."""
+
+    __table_args__ = (UniqueConstraint("fingerprint", name="uq_opportunity_fingerprint"),)
+    id: int | None = Field(default=None, primary_key=True)
+    insight_id: int = Field(foreign_key="insight.id", index=True)
+    fingerprint: str
+    process: str
+    pattern: str
+    activity: str
+    attributes: dict = _json()
+    impact: float
+    feasibility: float
+    risk: float
+    priority: float
+    owner: str = "operations"
+    status: str = Field(default="open", description="open|planned|acted|dismissed")
+    rationale: str = ""
+    seen_count: int = 1
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Simulation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    opportunity_id: int = Field(foreign_key="opportunity.id", index=True)
+    run_id: str | None = Field(default=None, foreign_key="looprun.id", index=True)
+    scenario: dict = _json()
+    result: dict = _json()
+    seed: int
+    replications: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Plan(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="looprun.id", index=True)
+    opportunity_id: int = Field(foreign_key="opportunity.id", index=True)
+    simulation_id: int | None = Field(default=None, foreign_key="simulation.id")
+    scope: str
+    hypothesis: str
+    rules: list = _json_list()
+    actions: list = _json_list()
+    predicted: dict = _json()
+    blast_radius: dict = _json()
+    risk_tier: str
+    cohort: dict = _json()
+    guardrails: dict = _json()
+    compensations: list = _json_list()
+    status: str = Field(default="proposed", description="proposed|shadowed|awaiting_approval|approved|rejected|executed|kept|rolled_back|escalated")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Policy(SQLModel, table=True):
+    """Autonomy of one scope: shadow, assisted or supervised, plus the kill switch."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(unique=True, index=True)
+    mode: str = "assisted"
+    kill_switch: bool = False
+    caps: dict = _json()
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str = "system"
+
+
+class Approval(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    run_id: str = Field(foreign_key="looprun.id", index=True)
+    status: str = Field(default="pending", description="pending|approved|rejected")
+    channel: str = "cli"
+    decided_by: str | None = None
+    comment: str = ""
+    requested_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+
+
+class Execution(SQLModel, table=True):
+    """One enterprise API call with its idempotency key and compensation."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    approval_id: int | None = Field(default=None, foreign_key="approval.id")
+    action: str
+    idempotency_key: str = Field(unique=True, index=True)
+    request: dict = _json()
+    status: str = Field(default="pending", description="pending|succeeded|failed|compensated")
+    attempts: int = 0
+    response: dict = _json()
+    compensation: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class KpiSnapshot(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    kpi: str
+    cohort: str = Field(description="treatment|control")
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    source: str = Field(description="where the numbers come from, e.g. the sandbox events URL")
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Verdict(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    decision: str = Field(description="keep|rollback|escalate")
+    kpi: str
+    delta: float
+    ci_low: float
+    ci_high: float
+    predicted_delta: float | None = None
+    rationale: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Every prompt, model answer, tool call and decision, by run id."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    actor: str
+    kind: str = Field(description="prompt|model_answer|tool_call|tool_result|tool_error|gate|decision")
+    payload: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,30 @@
+"""READ / WRITE tagging of tools.
+
+Only WRITE tools change the outside world, and only the Executor may call them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+class ToolKind(str, Enum):
+    READ = "read"
+    WRITE = "write"
+
+
+def tool_kind(kind: ToolKind) -> Callable[[F], F]:
+    """Tag a tool function as READ or WRITE (stored on ``fn.tool_kind``)."""
+
+    def decorate(fn: F) -> F:
+        fn.tool_kind = kind  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+read_tool = tool_kind(ToolKind.READ)
+write_tool = tool_kind(ToolKind.WRITE)
