@@ -58,20 +58,20 @@ class SandboxParams:
     )
     triage_minutes: dict[str, Duration] = field(
         default_factory=lambda: _per_category(
-            password=(4.0, 0.5), software=(8.0, 0.5), hardware=(8.0, 0.5),
-            network=(8.0, 0.5), access=(6.0, 0.5),
+            password=(4.4, 0.5), software=(9.9, 0.5), hardware=(9.9, 0.5),
+            network=(9.9, 0.5), access=(7.7, 0.5),
         )
     )
     resolve_l1_minutes: dict[str, Duration] = field(
         default_factory=lambda: _per_category(
-            password=(6.0, 0.5), software=(25.0, 0.6), hardware=(20.0, 0.6),
-            network=(20.0, 0.6), access=(15.0, 0.6),
+            password=(7.7, 0.5), software=(30.8, 0.6), hardware=(24.2, 0.6),
+            network=(24.2, 0.6), access=(19.8, 0.6),
         )
     )
     resolve_l2_minutes: dict[str, Duration] = field(
         default_factory=lambda: _per_category(
-            password=(15.0, 0.5), software=(35.0, 0.6), hardware=(45.0, 0.6),
-            network=(40.0, 0.6), access=(25.0, 0.6),
+            password=(12.0, 0.5), software=(28.0, 0.6), hardware=(36.0, 0.6),
+            network=(32.0, 0.6), access=(20.0, 0.6),
         )
     )
     escalate_minutes: Duration = (5.0, 0.4)

@@ -28,7 +28,7 @@ def format_iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     """Parse an ISO 8601 timestamp (``Z`` or offset; naive means UTC) to aware UTC."""
-    return as_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    return as_utc(datetime.fromisoformat(text.strip()))
 
 
 def is_business_time(moment: datetime) -> bool:

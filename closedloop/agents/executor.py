@@ -1,0 +1,148 @@
+"""Executor: an allowed plan -> executions through the API tool, exactly once each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from closedloop.agents.chat_model import make_chat_model, offline_model
+from closedloop.agents.context import LoopContext
+from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
+from closedloop.agents.runtime import AuditTrail, run_agent
+from closedloop.agents.toolkit import make_tool
+from closedloop.store.db import transaction
+from closedloop.store.models import Approval, Execution, Plan, Policy, utcnow
+from closedloop.tools.actions import build_compensation, build_request
+from closedloop.tools.base import ToolKind
+from closedloop.tools.errors import ApiCallError, NotAllowedError
+from closedloop.tools.invoke_api import ApiRequest, invoke_api
+
+EXECUTABLE_STATUSES = {"approved"}
+
+
+class Failure(BaseModel):
+    index: int
+    error: str
+
+
+class ExecutorOutput(BaseModel):
+    executed: list[int] = Field(default_factory=list)
+    failed: list[Failure] = Field(default_factory=list)
+    summary: str = ""
+
+
+def idempotency_key(run_id: str, plan_id: int, index: int, suffix: str = "") -> str:
+    """The key that makes an action's write happen once, however often it is retried."""
+    return f"closedloop-{run_id}-plan{plan_id}-a{index}{suffix}"
+
+
+def execute_plan_action(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, index: int) -> dict[str, Any]:
+    """Perform action ``index`` of an approved plan once; returns the execution record.
+
+    Guards: the plan must be approved, its scope's kill switch off, the action
+    in the plan. A succeeded execution is returned as it is, never repeated.
+    """
+    with transaction(ctx.engine) as session:
+        plan = session.get(Plan, plan_id)
+        if plan is None or plan.run_id != run_id:
+            raise NotAllowedError(f"plan {plan_id} does not belong to run {run_id}")
+        if plan.status not in EXECUTABLE_STATUSES:
+            raise NotAllowedError(f"plan {plan_id} is {plan.status!r}; only approved plans execute")
+        policy = session.exec(select(Policy).where(Policy.scope == plan.scope)).first()
+        if policy is not None and policy.kill_switch:
+            raise NotAllowedError(f"the kill switch of scope {plan.scope!r} is on")
+        if not 0 <= index < len(plan.actions):
+            raise NotAllowedError(f"plan {plan_id} has no action {index}")
+        approval = session.exec(select(Approval).where(Approval.plan_id == plan_id)).first()
+        key = idempotency_key(run_id, plan_id, index)
+        done = session.exec(select(Execution).where(Execution.idempotency_key == key)).first()
+        if done is not None and done.status in ("succeeded", "compensated"):
+            return {"execution_id": done.id, "status": done.status, "replayed_from_store": True}
+        action = plan.actions[index]
+        request = build_request(action["action"], action["params"], key)
+    client = ctx.api_client(api_url)
+    try:
+        result = invoke_api(client, request, retries=ctx.settings.api_retries)
+        status, body, attempts = "succeeded", result.body, result.attempts
+        compensation = build_compensation(action["action"], action["params"], body, key + "-undo").model_dump()
+    except ApiCallError as exc:
+        status, body, attempts, compensation = "failed", {"error": str(exc)}, ctx.settings.api_retries + 1, {}
+    with transaction(ctx.engine) as session:
+        row = session.exec(select(Execution).where(Execution.idempotency_key == key)).first() or Execution(
+            plan_id=plan_id, approval_id=approval.id if approval else None, action=action["action"],
+            idempotency_key=key, request=request.model_dump())
+        row.status, row.attempts, row.response, row.compensation = status, row.attempts + attempts, body, compensation
+        row.finished_at = utcnow()
+        session.add(row)
+        session.flush()
+        execution_id = row.id
+    if status == "failed":
+        raise ApiCallError(f"action {index} ({action['action']}) failed: {body['error']} (execution {execution_id})")
+    return {"execution_id": execution_id, "status": status, "response": body}
+
+
+def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
+    """Offline policy: execute each action of the plan in order, then report."""
+    task = first_human_json(messages)
+    results = tool_results(messages).get("execute_action", [])
+    n = len(task.get("actions", []))
+    if len(results) < n:
+        return call_tool("execute_action", {"index": len(results)}, messages)
+    executed = [r["execution_id"] for r in results if "execution_id" in r]
+    failed = [{"index": i, "error": r["error"]} for i, r in enumerate(results) if "error" in r]
+    return answer({"executed": executed, "failed": failed,
+                   "summary": f"{len(executed)} of {n} actions executed, {len(failed)} failed."})
+
+
+def execute(ctx: LoopContext, run_id: str, plan_id: int, api_url: str) -> dict[str, Any]:
+    """Run the Executor agent over an approved plan."""
+    audit = AuditTrail(run_id)
+    with transaction(ctx.engine) as session:
+        plan = session.get(Plan, plan_id)
+        actions = list(plan.actions)
+
+    def execute_action(index: int) -> dict[str, Any]:
+        """Perform action number ``index`` (0-based) of the approved plan through the enterprise API."""
+        return execute_plan_action(ctx, run_id, plan_id, api_url, index)
+
+    tool = make_tool(execute_action, ToolKind.WRITE)
+    outcome = run_agent("executor", {"plan_id": plan_id, "actions": actions}, ExecutorOutput, [tool],
+                        make_chat_model(ctx.settings, "executor"), lambda: offline_model("executor"), audit,
+                        max_retries=ctx.settings.model_max_retries, allow_write=True)
+    with transaction(ctx.engine) as session:
+        rows = session.exec(select(Execution).where(Execution.plan_id == plan_id)).all()
+        plan = session.get(Plan, plan_id)
+        ok = [r for r in rows if r.status == "succeeded"]
+        plan.status = "executed" if len(ok) == len(actions) else "failed"
+        audit.save(session)
+    step = {"step": "execute", "agent_model": outcome.model, "fallback": outcome.used_fallback,
+            "executions": [{"id": r.id, "action": r.action, "status": r.status, "attempts": r.attempts,
+                            "idempotency_key": r.idempotency_key, "response": r.response} for r in rows],
+            "summary": outcome.output.summary}
+    update: dict[str, Any] = {"execution_ids": [r.id for r in rows], "steps": [step]}
+    if plan.status == "failed":
+        update["outcome"] = "execution_failed"
+    return update
+
+
+def compensate(ctx: LoopContext, run_id: str, plan_id: int, api_url: str) -> list[dict[str, Any]]:
+    """Run the compensating call of every succeeded execution of a plan (rollback), once each."""
+    client = ctx.api_client(api_url)
+    with transaction(ctx.engine) as session:
+        rows = session.exec(select(Execution).where(Execution.plan_id == plan_id)).all()
+    done = []
+    for row in reversed(rows):
+        if row.status != "succeeded" or not row.compensation:
+            continue
+        result = invoke_api(client, ApiRequest.model_validate(row.compensation), retries=ctx.settings.api_retries)
+        with transaction(ctx.engine) as session:
+            fresh = session.get(Execution, row.id)
+            fresh.status = "compensated"
+            fresh.response = {**fresh.response, "compensation_response": result.body}
+            session.add(fresh)
+        done.append({"execution_id": row.id, "compensation": row.compensation, "status_code": result.status_code})
+    return done

@@ -1,0 +1,134 @@
+"""Triage: mining insights -> deduplicated, scored opportunities (or a request for data)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from closedloop.agents.chat_model import make_chat_model, offline_model
+from closedloop.agents.context import LoopContext
+from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
+from closedloop.agents.runtime import AuditTrail, run_agent
+from closedloop.agents.toolkit import make_tool
+from closedloop.store.db import transaction
+from closedloop.store.models import Insight, MiningRun, Opportunity
+from closedloop.tools.base import ToolKind
+from closedloop.tools.opportunities import fingerprint
+
+MIN_PRIORITY = 0.05
+MAX_SELECTED = 3
+
+
+class Selection(BaseModel):
+    insight_id: int
+    rationale: str = Field(max_length=2000)
+
+
+class TriageOutput(BaseModel):
+    """What the Triage agent decides."""
+
+    selected: list[Selection] = Field(default_factory=list, max_length=MAX_SELECTED)
+    missing_data: list[str] = Field(default_factory=list)
+    summary: str = Field(default="", max_length=2000)
+
+
+def data_contract_problems(report: dict[str, Any]) -> list[str]:
+    """What the mined data lacks for the loop to act on it (empty list: contract holds)."""
+    problems = []
+    if report.get("cases", 0) < 20:
+        problems.append(f"at least 20 cases are needed, the log has {report.get('cases', 0)}")
+    if len(report.get("activities", [])) < 2:
+        problems.append("at least 2 distinct activities are needed")
+    if not any(a.get("mean_processing_hours", 0) > 0 for a in report.get("activities", [])):
+        problems.append("start timestamps (lifecycle start events) are needed to separate waiting from processing")
+    return problems
+
+
+def _insight_view(insight: Insight) -> dict[str, Any]:
+    return {"insight_id": insight.id, "kind": insight.kind, "activity": insight.activity,
+            "metric": insight.metric, "value": round(insight.value, 3), **insight.detail.get("score", {}),
+            "waiting_hours": insight.detail.get("waiting_hours"),
+            "cases_affected": insight.detail.get("cases_affected")}
+
+
+def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
+    """Offline policy: list the insights, then select the top ones by priority."""
+    task = first_human_json(messages)
+    if task.get("data_contract_problems"):
+        return answer({"selected": [], "missing_data": task["data_contract_problems"],
+                       "summary": "The data contract failed; a human must supply the missing data."})
+    results = tool_results(messages)
+    if "list_insights" not in results:
+        return call_tool("list_insights", {}, messages)
+    insights = [i for i in results["list_insights"][-1] if i.get("priority", 0) >= MIN_PRIORITY]
+    insights.sort(key=lambda i: (-i["priority"], i["insight_id"]))
+    chosen = insights[:MAX_SELECTED]
+    return answer({
+        "selected": [{"insight_id": i["insight_id"], "rationale": (
+            f"{i['kind']} at {i['activity']!r}: {i['metric']} {i['value']}, priority {i['priority']} "
+            f"(impact {i['impact']}, feasibility {i['feasibility']}, risk {i['risk']})")} for i in chosen],
+        "missing_data": [],
+        "summary": f"{len(chosen)} of {len(results['list_insights'][-1])} insights clear priority {MIN_PRIORITY}.",
+    })
+
+
+def triage(ctx: LoopContext, run_id: str, mining_run_id: int, scope: str) -> dict[str, Any]:
+    """Run the Triage agent and upsert its opportunities (one transaction)."""
+    audit = AuditTrail(run_id)
+    with transaction(ctx.engine) as session:
+        mining = session.get(MiningRun, mining_run_id)
+        insights = session.exec(select(Insight).where(Insight.mining_run_id == mining_run_id)).all()
+    views = [_insight_view(i) for i in insights]
+
+    def list_insights() -> list[dict[str, Any]]:
+        """Every insight of this mining run with impact, feasibility, risk and priority (computed by tools)."""
+        return views
+
+    problems = data_contract_problems(mining.report)
+    task = {"scope": scope, "cases": mining.report.get("cases"), "events": mining.report.get("events"),
+            "data_contract_problems": problems}
+    outcome = run_agent(
+        "triage", task, TriageOutput, [make_tool(list_insights, ToolKind.READ)],
+        make_chat_model(ctx.settings, "triage"), lambda: offline_model("triage"), audit,
+        max_retries=ctx.settings.model_max_retries,
+    )
+    by_id = {i.id: i for i in insights}
+    # Guard: only real insights of this run, ordered by the tool's priority, never the model's.
+    chosen = [by_id[s.insight_id] for s in outcome.output.selected if s.insight_id in by_id]
+    rationale = {s.insight_id: s.rationale for s in outcome.output.selected}
+    chosen.sort(key=lambda i: -i.detail["score"]["priority"])
+    opportunity_ids: list[int] = []
+    with transaction(ctx.engine) as session:
+        for insight in chosen:
+            score = insight.detail["score"]
+            fp = fingerprint(scope, insight.kind, insight.activity)
+            existing = session.exec(select(Opportunity).where(Opportunity.fingerprint == fp)).first()
+            if existing:
+                existing.seen_count += 1
+                existing.insight_id = insight.id
+                existing.impact, existing.priority = score["impact"], score["priority"]
+                existing.rationale = rationale.get(insight.id, existing.rationale)
+                if existing.status in ("dismissed", "acted"):
+                    existing.status = "open"
+                opp = existing
+            else:
+                opp = Opportunity(
+                    insight_id=insight.id, fingerprint=fp, process=scope, pattern=insight.kind,
+                    activity=insight.activity, impact=score["impact"], feasibility=score["feasibility"],
+                    risk=score["risk"], priority=score["priority"], rationale=rationale.get(insight.id, ""),
+                )
+            session.add(opp)
+            session.flush()
+            opportunity_ids.append(opp.id)
+        audit.save(session)
+    step = {"step": "triage", "agent_model": outcome.model, "fallback": outcome.used_fallback,
+            "opportunities": [{"id": oid, "activity": i.activity, "kind": i.kind,
+                               "priority": i.detail["score"]["priority"]} for oid, i in zip(opportunity_ids, chosen)],
+            "missing_data": outcome.output.missing_data or problems, "summary": outcome.output.summary}
+    return {"opportunity_ids": opportunity_ids, "steps": [step],
+            **({} if opportunity_ids else {"outcome": "needs_data" if problems else "nothing_to_do"})}
+

@@ -1,0 +1,56 @@
+"""The main job: the whole closed loop against the bundled sandbox on loopback."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import httpx
+
+from closedloop.graphs.runner import LoopRunner
+from closedloop.report import render_run
+from closedloop.sandbox.server import SandboxServer
+from closedloop.settings import Settings
+
+
+def advance_clock(api_url: str, days: float) -> None:
+    """Let the sandbox's world run on for ``days`` simulated days."""
+    with httpx.Client(base_url=api_url, timeout=120) as client:
+        remaining = days * 24
+        while remaining > 0:
+            hours = min(remaining, 24 * 30)
+            client.post("/clock/advance", json={"hours": hours}).raise_for_status()
+            remaining -= hours
+
+
+def ask_approval(state: dict[str, Any]) -> bool:
+    """Ask the operator at the terminal; no answer (EOF) means reject."""
+    print(render_run(state), file=sys.stderr)
+    try:
+        reply = input(f"\nApprove plan #{state['plan_id']}? [y/N] ")
+    except EOFError:
+        return False
+    return reply.strip().lower() in ("y", "yes")
+
+
+def run_demo(settings: Settings, seed: int = 7, history_days: float = 21.0, observe_days: float = 14.0,
+             auto_approve: bool = False, quiet: bool = False, scope: str = "helpdesk-demo") -> dict[str, Any]:
+    """Start the sandbox, let it build history, run the loop to a verdict, and return the final state."""
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+    with SandboxServer(seed=seed) as sandbox, LoopRunner(settings) as runner:
+        log(f"sandbox helpdesk API on {sandbox.url} (OpenAPI at {sandbox.url}/openapi.json)")
+        advance_clock(sandbox.url, history_days)
+        log(f"sandbox ran {history_days:g} simulated days; observing, triaging, planning...")
+        state = runner.start(sandbox.url, scope=scope)
+        while state.get("pending"):
+            pending = state["pending"]
+            if pending["kind"] == "approval":
+                approved = auto_approve or ask_approval(state)
+                state = runner.resume(state["run_id"], {"decision": "approve" if approved else "reject",
+                                                        "by": "demo --yes" if auto_approve else "operator",
+                                                        "channel": "cli"}, expect="approval")
+            else:
+                log(f"change is live; the sandbox runs on {observe_days:g} simulated days with a control group...")
+                advance_clock(sandbox.url, observe_days)
+                state = runner.resume(state["run_id"], {"advanced_days": observe_days}, expect="evidence")
+        return state

@@ -1,0 +1,139 @@
+"""The closed-loop graph: observe -> triage -> plan -> gate -> approval -> execute
+-> await evidence -> watch -> (rollback) -> learn.
+
+Durable: state is checkpointed per run (thread id = run id) in the store's
+database, so a loop paused at approval resumes exactly once, also from
+another process. No side effect happens before an ``interrupt()`` in the same
+node; writes carry idempotency keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from closedloop.agents import executor, planner, triage, watchdog
+from closedloop.agents.context import LoopContext
+from closedloop.graphs.gate import gate, record_decision
+from closedloop.graphs.learn import learn
+from closedloop.graphs.observe import observe
+from closedloop.graphs.state import LoopState
+
+MAX_EVIDENCE_CHECKS = 3
+
+
+def observe_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    return observe(runtime.context, state["run_id"], state["api_url"], state["scope"])
+
+
+def triage_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    return triage.triage(runtime.context, state["run_id"], state["mining_run_id"], state["scope"])
+
+
+def plan_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    return planner.plan(runtime.context, state["run_id"], state["opportunity_ids"][0], state["api_url"],
+                        state["scope"])
+
+
+def gate_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    return gate(runtime.context, state["run_id"], state["plan_id"])
+
+
+def approval_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    # Nothing before interrupt(): on resume this node runs again from the top.
+    answer = interrupt({"kind": "approval", "run_id": state["run_id"], "plan_id": state["plan_id"],
+                        "approval_id": state["approval_id"]})
+    return record_decision(runtime.context, state["run_id"], state["approval_id"], answer)
+
+
+def execute_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    return executor.execute(runtime.context, state["run_id"], state["plan_id"], state["api_url"])
+
+
+def await_evidence_node(state: LoopState) -> dict[str, Any]:
+    # The world runs on; a scheduler (or the demo) resumes the run once the
+    # observation window has passed.
+    interrupt({"kind": "evidence", "run_id": state["run_id"], "plan_id": state["plan_id"],
+               "after_seq": state["observed_until_seq"], "checks": state.get("evidence_checks", 0)})
+    return {}
+
+
+def watch_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    return watchdog.watch(runtime.context, state["run_id"], state["plan_id"], state["api_url"],
+                          state["observed_until_seq"], state.get("evidence_checks", 0), MAX_EVIDENCE_CHECKS)
+
+
+def rollback_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    done = executor.compensate(runtime.context, state["run_id"], state["plan_id"], state["api_url"])
+    return {"steps": [{"step": "rollback", "compensations": done}]}
+
+
+def learn_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    return learn(runtime.context, state["run_id"], state.get("plan_id"), state.get("outcome"), state.get("decision"))
+
+
+def after_triage(state: LoopState) -> Literal["plan", "learn"]:
+    return "plan" if state.get("opportunity_ids") else "learn"
+
+
+def after_plan(state: LoopState) -> Literal["gate", "learn"]:
+    return "gate" if state.get("plan_id") else "learn"
+
+
+def after_gate(state: LoopState) -> Literal["approval", "execute", "learn"]:
+    route = state["gate"]
+    if route == "approval":
+        return "approval"
+    if route == "execute":
+        return "execute"
+    if route in ("shadow", "blocked"):
+        return "learn"
+    raise ValueError(f"unknown gate route {route!r}")
+
+
+def after_approval(state: LoopState) -> Literal["execute", "learn"]:
+    return "execute" if state.get("decision") == "approved" else "learn"
+
+
+def after_execute(state: LoopState) -> Literal["await_evidence", "rollback"]:
+    return "rollback" if state.get("outcome") == "execution_failed" else "await_evidence"
+
+
+def after_watch(state: LoopState) -> Literal["await_evidence", "rollback", "learn"]:
+    decision = state.get("decision")
+    if decision == "wait":
+        return "await_evidence"
+    if decision == "rollback":
+        return "rollback"
+    if decision in ("keep", "escalate"):
+        return "learn"
+    raise ValueError(f"unknown watchdog decision {decision!r}")
+
+
+def build_graph() -> StateGraph:
+    """The uncompiled closed-loop graph."""
+    g = StateGraph(LoopState, context_schema=LoopContext)
+    for name, fn in [("observe", observe_node), ("triage", triage_node), ("plan", plan_node),
+                     ("gate", gate_node), ("approval", approval_node), ("execute", execute_node),
+                     ("await_evidence", await_evidence_node), ("watch", watch_node),
+                     ("rollback", rollback_node), ("learn", learn_node)]:
+        g.add_node(name, fn)
+    g.add_edge(START, "observe")
+    g.add_edge("observe", "triage")
+    g.add_conditional_edges("triage", after_triage)
+    g.add_conditional_edges("plan", after_plan)
+    g.add_conditional_edges("gate", after_gate)
+    g.add_conditional_edges("approval", after_approval)
+    g.add_conditional_edges("execute", after_execute)
+    g.add_edge("await_evidence", "watch")
+    g.add_conditional_edges("watch", after_watch)
+    g.add_edge("rollback", "learn")
+    g.add_edge("learn", END)
+    return g
+
+
+# Compiled without a checkpointer, for LangGraph Studio / langgraph.json.
+graph = build_graph().compile()

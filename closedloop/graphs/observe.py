@@ -1,0 +1,91 @@
+"""Observe: collect the enterprise system's event log, mine it, store insights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from closedloop.agents.context import LoopContext
+from closedloop.agents.runtime import AuditTrail
+from closedloop.store.db import transaction
+from closedloop.store.models import Dataset, Insight, LoopRun, MiningRun, utcnow
+from closedloop.tools.collect import fetch_events
+from closedloop.tools.eventlog import frame_from_records
+from closedloop.tools.mine import mine
+from closedloop.tools.opportunities import score_insight, segment_profile
+
+
+def insights_from_report(report: dict[str, Any], frame) -> list[dict[str, Any]]:
+    """Scored insights (bottlenecks, rework loops) from a mining report."""
+    cycle = report["cycle_time_hours"]["mean"]
+    total_case_hours = cycle * report["cases"]
+    waiting = {a["name"]: a for a in report["activities"]}
+    out = []
+    for b in report["bottlenecks"]:
+        act = waiting.get(b["activity"], {})
+        wait, proc = act.get("mean_waiting_hours", 0.0), act.get("mean_processing_hours", 0.0)
+        share = wait / (wait + proc) if wait + proc > 0 else 1.0
+        score = score_insight("bottleneck", b["activity"], b["total_delay_hours"], total_case_hours, share)
+        out.append({"kind": "bottleneck", "activity": b["activity"], "metric": "total_delay_hours",
+                    "value": b["total_delay_hours"],
+                    "detail": {"score": score.model_dump(), "waiting_hours": b["waiting_hours"],
+                               "cases_affected": b["cases_affected"],
+                               "segments": [s.model_dump() for s in segment_profile(frame, b["activity"])]}})
+    for r in report["rework"]:
+        hours = r["extra_executions"] * (waiting.get(r["activity"], {}).get("mean_processing_hours", 0.0)
+                                         + waiting.get(r["activity"], {}).get("mean_waiting_hours", 0.0))
+        score = score_insight("rework", r["activity"], hours, total_case_hours)
+        out.append({"kind": "rework", "activity": r["activity"], "metric": "extra_executions",
+                    "value": r["extra_executions"],
+                    "detail": {"score": score.model_dump(), "cases_affected": r["cases_with_rework"]}})
+    return out
+
+
+def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str) -> dict[str, Any]:
+    """Collect all events from the API, mine them and store dataset, mining run and insights."""
+    audit = AuditTrail(run_id)
+    started = time.perf_counter()
+    client = ctx.api_client(api_url)
+    records = fetch_events(client)
+    audit.add("observe", "tool_call", {"tool": "fetch_events", "args": {"after_seq": 0}, "events": len(records)})
+    frame = frame_from_records(records)
+    report = mine(frame, bottleneck_threshold_hours=ctx.settings.bottleneck_threshold_hours)
+    report_json = report.model_dump(mode="json")
+    audit.add("observe", "tool_call", {"tool": "mine", "args": {"events": len(records)},
+                                        "bottlenecks": report_json["bottlenecks"][:5]})
+    digest = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+    artifact_dir = ctx.settings.home / "datasets"
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    artifact = artifact_dir / f"{digest}.parquet"
+    if not artifact.exists():
+        tmp = artifact.with_suffix(".tmp")
+        frame.to_parquet(tmp)
+        tmp.replace(artifact)  # atomic: never a half-written snapshot
+    ctx.cache[f"frame:{digest}"] = frame
+    insights = insights_from_report(report_json, frame)
+    with transaction(ctx.engine) as session:
+        dataset = Dataset(name=f"{scope} events", source=f"{api_url}/events", format="api-json",
+                          events=len(records), cases=report.cases, sha256=digest, artifact=str(artifact))
+        session.add(dataset)
+        session.flush()
+        mining = MiningRun(dataset_id=dataset.id, run_id=run_id, report=report_json,
+                           duration_s=round(time.perf_counter() - started, 3))
+        session.add(mining)
+        session.flush()
+        for item in insights:
+            session.add(Insight(mining_run_id=mining.id, **item))
+        run = session.get(LoopRun, run_id)
+        run.dataset_id, run.updated_at = dataset.id, utcnow()
+        audit.save(session)
+        last_seq = max((r["seq"] for r in records), default=0)
+    top = sorted(report_json["bottlenecks"], key=lambda b: -b["total_delay_hours"])[:3]
+    step = {"step": "observe", "events": len(records), "cases": report.cases,
+            "activities": len(report_json["activities"]), "variants": len(report_json["variants"]),
+            "mean_cycle_time_hours": round(report_json["cycle_time_hours"]["mean"], 2),
+            "top_bottlenecks": [{"activity": b["activity"], "waiting_hours": round(b["waiting_hours"], 2),
+                                 "total_delay_hours": round(b["total_delay_hours"], 1)} for b in top],
+            "dataset_id": dataset.id, "mining_run_id": mining.id}
+    return {"dataset_id": dataset.id, "mining_run_id": mining.id, "observed_until_seq": last_seq, "steps": [step]}
+

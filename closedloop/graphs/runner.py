@@ -1,0 +1,119 @@
+"""Start, pause and resume closed-loop runs with a durable checkpointer in the store's database."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from langgraph.types import Command
+from sqlalchemy.engine import make_url
+
+from closedloop.agents.context import LoopContext
+from closedloop.graphs.loop import build_graph
+from closedloop.settings import Settings
+from closedloop.store.db import open_store, transaction
+from closedloop.store.models import Approval, LoopRun
+
+# Checkpoints only deserialize known types (LangGraph's msgpack allow-list).
+os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
+
+
+class RunNotFound(LookupError):
+    """No loop run or approval with that id."""
+
+
+class NotPaused(RuntimeError):
+    """The run is not waiting for what the caller tried to give it."""
+
+
+@contextmanager
+def checkpointer(url: str) -> Iterator[Any]:
+    """A LangGraph checkpointer in the same database as the store."""
+    if url.startswith("sqlite"):
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        path = make_url(url).database
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        try:
+            yield SqliteSaver(conn)
+        finally:
+            conn.close()
+    else:
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg import Connection
+        from psycopg.rows import dict_row
+
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with Connection.connect(conninfo, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
+            saver = PostgresSaver(conn)
+            saver.setup()
+            yield saver
+
+
+class LoopRunner:
+    """Drives closed-loop runs for one process; open it as a context manager."""
+
+    def __init__(self, settings: Settings, api_client_factory: Any = None) -> None:
+        self.settings = settings
+        self.url = settings.resolved_database_url()
+        self.engine = open_store(self.url)
+        self.context = LoopContext(settings=settings, engine=self.engine, api_client_factory=api_client_factory)
+        self._cp_cm = None
+        self.graph = None
+
+    def __enter__(self) -> "LoopRunner":
+        self._cp_cm = checkpointer(self.url)
+        self.graph = build_graph().compile(checkpointer=self._cp_cm.__enter__())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.context.close()
+        self._cp_cm.__exit__(*exc)
+
+    def start(self, api_url: str, scope: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+        """Begin a new run against the enterprise API at ``api_url``; returns the state where it stopped."""
+        run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        scope = scope or self.settings.default_scope
+        with transaction(self.engine) as session:
+            session.add(LoopRun(id=run_id, scope=scope, api_url=api_url))
+        return self._invoke({"run_id": run_id, "scope": scope, "api_url": api_url, "steps": []}, run_id)
+
+    def resume(self, run_id: str, value: Any, expect: str) -> dict[str, Any]:
+        """Resume a run paused at an interrupt of kind ``expect`` ('approval' or 'evidence')."""
+        pending = self.pending(run_id)
+        if pending is None or pending.get("kind") != expect:
+            found = pending.get("kind") if pending else "nothing"
+            raise NotPaused(f"run {run_id} is not waiting for {expect} (it waits for {found})")
+        return self._invoke(Command(resume=value), run_id)
+
+    def pending(self, run_id: str) -> dict[str, Any] | None:
+        """The interrupt a run waits on, or None."""
+        snapshot = self.graph.get_state(self._config(run_id))
+        if not snapshot.values:
+            raise RunNotFound(f"no run {run_id!r} in {self.url}")
+        interrupts = snapshot.interrupts
+        return interrupts[0].value if interrupts else None
+
+    def state(self, run_id: str) -> dict[str, Any]:
+        """The current state values of a run."""
+        return dict(self.graph.get_state(self._config(run_id)).values)
+
+    def run_of_approval(self, approval_id: int) -> str:
+        """The run an approval belongs to."""
+        with transaction(self.engine) as session:
+            approval = session.get(Approval, approval_id)
+            if approval is None:
+                raise RunNotFound(f"no approval {approval_id}")
+            return approval.run_id
+
+    def _invoke(self, value: Any, run_id: str) -> dict[str, Any]:
+        self.graph.invoke(value, self._config(run_id), context=self.context)
+        return {**self.state(run_id), "pending": self.pending(run_id)}
+
+    @staticmethod
+    def _config(run_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": run_id}}

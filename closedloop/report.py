@@ -1,0 +1,101 @@
+"""Readable renderings of loop runs and mining reports (CLI and chat share them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def audit_chain(state: dict[str, Any]) -> dict[str, Any]:
+    """The ids that trace a run from data to verdict."""
+    steps = {s["step"]: s for s in state.get("steps", [])}
+    return {
+        "run_id": state.get("run_id"),
+        "dataset_id": state.get("dataset_id"),
+        "mining_run_id": state.get("mining_run_id"),
+        "opportunity_id": (state.get("opportunity_ids") or [None])[0],
+        "simulation_id": steps.get("plan", {}).get("simulation_id"),
+        "plan_id": state.get("plan_id"),
+        "approval_id": state.get("approval_id"),
+        "execution_ids": state.get("execution_ids", []),
+        "verdict_id": state.get("verdict_id"),
+    }
+
+
+def _fmt_pred(p: dict[str, Any]) -> str:
+    return (f"{p['delta_hours']:+.2f} h ({p['delta_pct']:+.1f}%), 95% CI [{p['ci_low_pct']:+.1f}%, "
+            f"{p['ci_high_pct']:+.1f}%] on a baseline of {p['baseline_hours']:.2f} h")
+
+
+def render_run(state: dict[str, Any]) -> str:
+    """A step-by-step text report of a run with its numbers and the audit chain."""
+    lines = [f"closedloop run {state.get('run_id')} (scope {state.get('scope')})", ""]
+    for s in state.get("steps", []):
+        kind = s["step"]
+        if kind == "observe":
+            lines.append(f"1. OBSERVE  {s['events']} events, {s['cases']} cases, {s['activities']} activities, "
+                         f"{s['variants']} variants; mean cycle time {s['mean_cycle_time_hours']} h")
+            for b in s["top_bottlenecks"]:
+                lines.append(f"   bottleneck {b['activity']!r}: waits {b['waiting_hours']} h on average, "
+                             f"{b['total_delay_hours']} h in total")
+        elif kind == "triage":
+            lines.append(f"2. TRIAGE   [{s['agent_model']}] {s['summary']}")
+            for o in s["opportunities"]:
+                lines.append(f"   opportunity #{o['id']}: {o['kind']} at {o['activity']!r}, priority {o['priority']}")
+            for m in s["missing_data"]:
+                lines.append(f"   missing data: {m}")
+        elif kind == "plan":
+            if s.get("dropped"):
+                lines.append(f"3. PLAN     [{s['agent_model']}] no plan: {s['dropped']}")
+            else:
+                lines.append(f"3. PLAN     [{s['agent_model']}] plan #{s['plan_id']}: {s['action']} {s['params']}")
+                lines.append(f"   hypothesis: {s['hypothesis']}")
+                lines.append(f"   predicted (simulation #{s['simulation_id']}): {_fmt_pred(s['predicted'])}")
+                lines.append(f"   risk tier {s['risk_tier']}, blast radius {s['blast_radius']['share_of_cases']:.0%} "
+                             f"of cases; candidates: {s['rationale']}")
+        elif kind == "gate":
+            lines.append(f"4. GATE     mode {s['mode']}, kill switch {'ON' if s['kill_switch'] else 'off'} -> {s['route']}")
+        elif kind == "approval":
+            lines.append(f"5. APPROVAL #{s['approval_id']}: {s['decision']} by {s['by']}")
+        elif kind == "execute":
+            lines.append(f"6. EXECUTE  [{s['agent_model']}] {s['summary']}")
+            for e in s["executions"]:
+                lines.append(f"   execution #{e['id']} {e['action']}: {e['status']} after {e['attempts']} attempt(s), "
+                             f"key {e['idempotency_key']}")
+        elif kind == "watch":
+            m = s["measured"]
+            if "delta" in m:
+                lines.append(f"7. WATCH    [{s['agent_model']}] from the system's own events ({m['events']} new): "
+                             f"treatment {m['treatment']['mean']:.2f} h (n={m['treatment_n']}) vs control "
+                             f"{m['control']['mean']:.2f} h (n={m['control_n']})")
+                lines.append(f"   realized delta {m['delta']:+.2f} h ({m['relative_pct']:+.1f}%), "
+                             f"95% CI [{m['ci_low']:+.2f}, {m['ci_high']:+.2f}] h; predicted "
+                             f"{s['predicted_delta_hours']:+.2f} h")
+            else:
+                lines.append(f"7. WATCH    [{s['agent_model']}] {s['rationale']}")
+            lines.append(f"   decision: {s['decision'].upper()}")
+        elif kind == "rollback":
+            lines.append(f"8. ROLLBACK {len(s['compensations'])} compensation(s) run")
+        elif kind == "learn":
+            extra = f"; policy: {s['policy_change']}" if s.get("policy_change") else ""
+            lines.append(f"=> OUTCOME  {s['outcome']}{extra}")
+    lines += ["", "audit chain: " + ", ".join(f"{k}={v}" for k, v in audit_chain(state).items())]
+    return "\n".join(lines)
+
+
+def render_mining(report: dict[str, Any], top: int = 5) -> str:
+    """A short text summary of a mining report."""
+    ct = report["cycle_time_hours"]
+    lines = [f"{report['events']} events, {report['cases']} cases, {len(report['activities'])} activities, "
+             f"{len(report['variants'])} top variants; cycle time mean {ct['mean']:.1f} h, "
+             f"median {ct['median']:.1f} h, p90 {ct['p90']:.1f} h"]
+    if report["bottlenecks"]:
+        lines.append("bottlenecks (by total delay):")
+        for b in report["bottlenecks"][:top]:
+            lines.append(f"  {b['activity']}: mean wait {b['waiting_hours']:.1f} h, "
+                         f"total {b['total_delay_hours']:.0f} h over {b['cases_affected']} cases")
+    else:
+        lines.append("no activity waits longer than the bottleneck threshold on average")
+    for r in report.get("rework", [])[:top]:
+        lines.append(f"rework: {r['activity']} repeated in {r['cases_with_rework']} cases "
+                     f"({r['share_of_cases']:.0%}), {r['extra_executions']} extra executions")
+    return "\n".join(lines)
