@@ -235,8 +235,7 @@ def _store_plan(ctx, run_id, scope, opp, proposal, sim_ids, audit, outcome, fram
             cohort={"treatment_share": treated_share, "control_share": round(1 - treated_share, 4),
                     "assignment": "by the system, per case, logged as attribute 'experiment'"},
             guardrails={"max_relative_worsening": 0.10, "min_cases_per_cohort": 20, "max_writes": 1,
-                        "end_activities": [a["activity"] if isinstance(a, dict) else a for a in report["end_activities"]],
-                        "start_activities": [a["activity"] if isinstance(a, dict) else a for a in report["start_activities"]]},
+                        **boundary_activities(report)},
             compensations=[{"for_action": 0, "how": "DELETE the rule" if proposal.action == "create_rule"
                             else "PUT the previous staffing"}],
         )
@@ -249,6 +248,25 @@ def _store_plan(ctx, run_id, scope, opp, proposal, sim_ids, audit, outcome, fram
     step.update(plan_id=plan_id, action=proposal.action, params=proposal.params, hypothesis=proposal.hypothesis,
                 predicted=pred, risk_tier=tier, blast_radius=blast, simulation_id=sim.id)
     return {"plan_id": plan_id, "steps": [step]}
+
+
+def boundary_activities(report: dict[str, Any], tolerance: float = 0.05) -> dict[str, list[str]]:
+    """Activities that really start and end a case.
+
+    A case cut off by the end of the log also "ends" at whatever it did last,
+    so an end activity counts only if it is rarely followed by anything
+    (and a start activity only if it rarely follows anything).
+    """
+    count = {a["name"]: a["count"] for a in report["activities"]}
+    out_edges: dict[str, int] = {}
+    in_edges: dict[str, int] = {}
+    for e in report["dfg"]:
+        out_edges[e["source"]] = out_edges.get(e["source"], 0) + e["count"]
+        in_edges[e["target"]] = in_edges.get(e["target"], 0) + e["count"]
+    ends = [a for a in report["end_activities"] if out_edges.get(a, 0) <= tolerance * count.get(a, 1)]
+    starts = [a for a in report["start_activities"] if in_edges.get(a, 0) <= tolerance * count.get(a, 1)]
+    return {"end_activities": ends or list(report["end_activities"]),
+            "start_activities": starts or list(report["start_activities"])}
 
 
 def _segment_share(frame, params: dict[str, Any]) -> float:

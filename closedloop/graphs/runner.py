@@ -88,7 +88,8 @@ class LoopRunner:
         if pending is None or pending.get("kind") != expect:
             found = pending.get("kind") if pending else "nothing"
             raise NotPaused(f"run {run_id} is not waiting for {expect} (it waits for {found})")
-        return self._invoke(Command(resume=value), run_id)
+        # LangGraph treats a falsy resume value as "no resume": always send something.
+        return self._invoke(Command(resume=value or {"resumed": True}), run_id)
 
     def pending(self, run_id: str) -> dict[str, Any] | None:
         """The interrupt a run waits on, or None."""

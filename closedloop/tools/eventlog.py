@@ -62,14 +62,28 @@ TIME_DTYPE = "datetime64[us, UTC]"
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "case": ("case:concept:name", "case_id", "caseid", "Case ID", "case", "case:id", "trace_id"),
     "activity": ("concept:name", "activity", "Activity", "activity_name", "event", "task"),
-    "timestamp": ("time:timestamp", "timestamp", "Complete Timestamp", "end_time", "completeTime",
-                  "end_timestamp", "time", "end"),
+    "timestamp": (
+        "time:timestamp",
+        "timestamp",
+        "Complete Timestamp",
+        "end_time",
+        "completeTime",
+        "end_timestamp",
+        "time",
+        "end",
+    ),
     "start_timestamp": ("start_timestamp", "Start Timestamp", "start_time", "startTime", "start"),
     "resource": ("org:resource", "resource", "Resource", "user", "performer"),
     "lifecycle": ("lifecycle:transition", "lifecycle", "transition"),
 }
-CANONICAL = {"case": CASE, "activity": ACTIVITY, "timestamp": TIMESTAMP,
-             "start_timestamp": START, "resource": RESOURCE, "lifecycle": LIFECYCLE}
+CANONICAL = {
+    "case": CASE,
+    "activity": ACTIVITY,
+    "timestamp": TIMESTAMP,
+    "start_timestamp": START,
+    "resource": RESOURCE,
+    "lifecycle": LIFECYCLE,
+}
 REQUIRED = ("case", "activity", "timestamp")
 SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt", ".xes", ".xes.gz", ".parquet")
 
@@ -146,7 +160,7 @@ def load_event_log(
     if name.endswith(".parquet"):
         try:
             raw = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises many types
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many unrelated types
             raise EventLogError(f"{path}: cannot read Parquet: {exc}") from None
         return _canonical(raw, mapping, source=str(path), fmt="parquet", label=_row_label)
     raw = _read_csv(path, mapping, encoding)
@@ -179,13 +193,18 @@ def frame_from_records(
             row[key if str(key).startswith("case:") else f"case:{key}"] = value
         rows.append(row)
     raw = pd.DataFrame.from_records(rows)
-    return _canonical(raw, mapping, source="records", fmt="records", label=lambda i: f"records[{i}]")
+    return _canonical(
+        raw, mapping, source="records", fmt="records", label=lambda i: f"records[{i}]"
+    )
 
 
-def to_canonical(frame: pd.DataFrame, mapping: ColumnMapping | None = None,
-                 source: str = "dataframe") -> pd.DataFrame:
+def to_canonical(
+    frame: pd.DataFrame, mapping: ColumnMapping | None = None, source: str = "dataframe"
+) -> pd.DataFrame:
     """Canonical event frame from an in-memory DataFrame in any of the recognised layouts."""
-    return _canonical(frame, mapping, source=source, fmt="dataframe", label=_row_label)
+    return _canonical(
+        frame.reset_index(drop=True), mapping, source=source, fmt="dataframe", label=_row_label
+    )
 
 
 # --------------------------------------------------------------------------- CSV
@@ -210,7 +229,9 @@ def _read_csv(path: Path, mapping: ColumnMapping | None, encoding: str) -> pd.Da
     if b"\x00" in head:
         raise EventLogError(f"{path}: binary data (NUL bytes in the first 8 KB), not CSV text")
     try:
-        text = data.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
+        text = data.decode(
+            "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
+        )
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -246,8 +267,9 @@ def _norm(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", str(name).lower())
 
 
-def _detect(columns: list[str], mapping: ColumnMapping | None, source: str,
-            required: bool = True) -> dict[str, str | None]:
+def _detect(
+    columns: list[str], mapping: ColumnMapping | None, source: str, required: bool = True
+) -> dict[str, str | None]:
     """Role -> source column: explicit mapping first, then the common spellings."""
     explicit = mapping.model_dump(exclude={"timestamp_format"}) if mapping else {}
     roles: dict[str, str | None] = {}
@@ -268,7 +290,11 @@ def _detect(columns: list[str], mapping: ColumnMapping | None, source: str,
         if role in roles:
             continue
         roles[role] = next(
-            (by_norm[_norm(s)] for s in spellings if _norm(s) in by_norm and by_norm[_norm(s)] not in used),
+            (
+                by_norm[_norm(s)]
+                for s in spellings
+                if _norm(s) in by_norm and by_norm[_norm(s)] not in used
+            ),
             None,
         )
         if roles[role] is not None:
@@ -283,12 +309,20 @@ def _detect(columns: list[str], mapping: ColumnMapping | None, source: str,
     return roles
 
 
-def _canonical(raw: pd.DataFrame, mapping: ColumnMapping | None, *, source: str, fmt: str,
-               label: Callable[[int], str]) -> pd.DataFrame:
+def _canonical(
+    raw: pd.DataFrame,
+    mapping: ColumnMapping | None,
+    *,
+    source: str,
+    fmt: str,
+    label: Callable[[int], str],
+) -> pd.DataFrame:
     if raw.empty:
         raise EventLogError(f"{source}: no events found")
     columns = [str(c) for c in raw.columns]
-    df = raw.set_axis(columns, axis=1).reset_index(drop=True)
+    df = raw.set_axis(columns, axis=1)  # the index numbers rows for error messages
+    if not (df.index.is_unique and pd.api.types.is_integer_dtype(df.index)):
+        df = df.reset_index(drop=True)
     roles = _detect(columns, mapping, source)
     warnings: list[str] = []
     raw_events = len(df)
@@ -303,13 +337,16 @@ def _canonical(raw: pd.DataFrame, mapping: ColumnMapping | None, *, source: str,
             df[col] = df[col].mask(df[col].astype("str").str.strip() == "")
     missing = df[[CASE, ACTIVITY, TIMESTAMP]].isna().any(axis=1)
     if missing.any():
-        first = int(np.flatnonzero(missing.to_numpy())[0])
-        warnings.append(f"dropped {int(missing.sum())} events without case, activity or timestamp "
-                        f"(first at {label(first)})")
+        first = missing.index[np.flatnonzero(missing.to_numpy())[0]]
+        warnings.append(
+            f"dropped {int(missing.sum())} events without case, activity or timestamp "
+            f"(first at {label(int(first))})"
+        )
         df = df[~missing]
     if df.empty:
-        raise EventLogError(f"{source}: nothing left after dropping events without case, "
-                            "activity or timestamp")
+        raise EventLogError(
+            f"{source}: nothing left after dropping events without case, activity or timestamp"
+        )
     fmt_ts = mapping.timestamp_format if mapping else None
     df[CASE] = df[CASE].astype("str")
     df[ACTIVITY] = df[ACTIVITY].astype("str")
@@ -321,14 +358,17 @@ def _canonical(raw: pd.DataFrame, mapping: ColumnMapping | None, *, source: str,
     if LIFECYCLE in df.columns:
         df = _pair_lifecycle(df, has_start_column=START in df.columns, warnings=warnings)
         if df.empty:
-            raise EventLogError(f"{source}: nothing left after lifecycle pairing "
-                                "(no complete events)")
+            raise EventLogError(
+                f"{source}: nothing left after lifecycle pairing (no complete events)"
+            )
     if START not in df.columns:
         df[START] = df[TIMESTAMP]
     df[START] = df[START].fillna(df[TIMESTAMP])
     late = df[START] > df[TIMESTAMP]
     if late.any():
-        warnings.append(f"{int(late.sum())} rows started after they completed; start set to completion")
+        warnings.append(
+            f"{int(late.sum())} rows started after they completed; start set to completion"
+        )
         df.loc[late, START] = df.loc[late, TIMESTAMP]
     df[RESOURCE] = df[RESOURCE].fillna("").astype("str") if RESOURCE in df.columns else ""
 
@@ -344,8 +384,9 @@ def _canonical(raw: pd.DataFrame, mapping: ColumnMapping | None, *, source: str,
     return df
 
 
-def _parse_times(values: pd.Series, column: str | None, fmt: str | None, source: str,
-                 label: Callable[[int], str]) -> pd.Series:
+def _parse_times(
+    values: pd.Series, column: str | None, fmt: str | None, source: str, label: Callable[[int], str]
+) -> pd.Series:
     """UTC timestamps; naive values are taken as UTC. Raises naming the first bad value."""
     if values.dtype.kind == "M":
         out = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
@@ -373,7 +414,9 @@ def _parse_times(values: pd.Series, column: str | None, fmt: str | None, source:
     try:
         return parsed.astype(TIME_DTYPE)
     except (ValueError, OverflowError) as exc:
-        raise EventLogError(f"{source}: timestamps in column {column!r} out of range: {exc}") from None
+        raise EventLogError(
+            f"{source}: timestamps in column {column!r} out of range: {exc}"
+        ) from None
 
 
 def _is_text(values: pd.Series) -> bool:
@@ -385,10 +428,16 @@ def _maybe_numeric(values: pd.Series) -> pd.Series:
     if values.map(type).isin([dict, list]).any():
         return values
     numbers = pd.to_numeric(values, errors="coerce")
-    return numbers if numbers.notna().sum() == values.notna().sum() and values.notna().any() else values
+    return (
+        numbers
+        if numbers.notna().sum() == values.notna().sum() and values.notna().any()
+        else values
+    )
 
 
-def _pair_lifecycle(df: pd.DataFrame, *, has_start_column: bool, warnings: list[str]) -> pd.DataFrame:
+def _pair_lifecycle(
+    df: pd.DataFrame, *, has_start_column: bool, warnings: list[str]
+) -> pd.DataFrame:
     """One row per activity instance from start/complete events (see module docstring)."""
     lc = df[LIFECYCLE].astype("str").str.strip().str.lower()
     lc = lc.mask(df[LIFECYCLE].isna() | (lc == ""), "complete")
@@ -410,7 +459,7 @@ def _pair_lifecycle(df: pd.DataFrame, *, has_start_column: bool, warnings: list[
     match = np.full(len(sub), -1)
     pending: deque[int] = deque()
     unmatched, current = 0, -1
-    for i, g, s in zip(order.tolist(), group[order].tolist(), starts[order].tolist()):
+    for i, g, s in zip(order.tolist(), group[order].tolist(), starts[order].tolist(), strict=True):
         if g != current:
             unmatched += len(pending)
             pending.clear()

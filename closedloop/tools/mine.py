@@ -39,8 +39,17 @@ from closedloop.tools.performance import (
 )
 
 __all__ = [
-    "ActivityStats", "Bottleneck", "CycleTimeStats", "DfgEdge", "MiningReport", "ProcessModelSummary",
-    "ReworkStats", "TimeRange", "VariantStats", "mine", "mine_file",
+    "ActivityStats",
+    "Bottleneck",
+    "CycleTimeStats",
+    "DfgEdge",
+    "MiningReport",
+    "ProcessModelSummary",
+    "ReworkStats",
+    "TimeRange",
+    "VariantStats",
+    "mine",
+    "mine_file",
 ]
 
 TREE_CHARS = 2000
@@ -57,7 +66,9 @@ class ProcessModelSummary(BaseModel):
     fitness: float | None = Field(
         default=None, description="token-based replay log fitness 0..1 (None when not computed)"
     )
-    fitting_cases_share: float | None = Field(default=None, description="share of cases that fit, 0..1")
+    fitting_cases_share: float | None = Field(
+        default=None, description="share of the replayed cases that fit perfectly, 0..1"
+    )
     fitness_case_coverage: float | None = Field(
         default=None, description="share of cases whose variants were replayed for fitness"
     )
@@ -76,7 +87,9 @@ class MiningReport(BaseModel):
     events: int = Field(description="raw events read (before start/complete pairing)")
     activity_instances: int = Field(description="rows after pairing start/complete events")
     cases: int
-    has_start_times: bool = Field(description="False: waiting = gap between completions, processing = 0")
+    has_start_times: bool = Field(
+        description="False: waiting = gap between completions, processing = 0"
+    )
     activities: list[ActivityStats]
     variant_count: int
     variants: list[VariantStats]
@@ -101,7 +114,7 @@ def mine(
     bottleneck_threshold_hours: float = 2.0,
     top_variants: int = 20,
     compute_fitness: bool = True,
-    max_fitness_variants: int = 2000,
+    fitness_budget_events: int = 10_000,
 ) -> MiningReport:
     """Mine an event log: how work flows, where it waits, what is repeated.
 
@@ -137,7 +150,9 @@ def mine(
     cases = perf.case_table(frame)
     edges, start_acts, end_acts = perf.dfg(times)
     top, variant_counts = perf.variants(cases, top_variants)
-    model = _discover(edges, start_acts, end_acts, variant_counts, compute_fitness, max_fitness_variants)
+    model = _discover(
+        edges, start_acts, end_acts, variant_counts, compute_fitness, fitness_budget_events
+    )
     known = {CASE, ACTIVITY, TIMESTAMP, START, RESOURCE}
     others = [c for c in frame.columns if c not in known]
     return MiningReport(
@@ -173,12 +188,13 @@ def mine_file(path: str | Path, mapping: ColumnMapping | None = None, **kw: Any)
 def _as_canonical(log: pd.DataFrame) -> pd.DataFrame:
     """The canonical frame, sorted; raw frames go through ``to_canonical`` first."""
     if not isinstance(log, pd.DataFrame):
-        raise EventLogError(f"mine expects an event frame (pandas DataFrame), got {type(log).__name__}")
+        raise EventLogError(
+            f"mine expects an event frame (pandas DataFrame), got {type(log).__name__}"
+        )
     if log.empty:
         raise EventLogError(f"{log.attrs.get('source', 'event log')}: no events to mine")
-    canonical = (
-        {CASE, ACTIVITY, TIMESTAMP, START} <= set(log.columns)
-        and all(pd.api.types.is_datetime64_any_dtype(log[c]) for c in (TIMESTAMP, START))
+    canonical = {CASE, ACTIVITY, TIMESTAMP, START} <= set(log.columns) and all(
+        pd.api.types.is_datetime64_any_dtype(log[c]) for c in (TIMESTAMP, START)
     )
     if not canonical:
         return to_canonical(log, source=str(log.attrs.get("source", "dataframe")))
@@ -188,8 +204,12 @@ def _as_canonical(log: pd.DataFrame) -> pd.DataFrame:
 
 
 def _discover(
-    edges: list[DfgEdge], starts: dict[str, int], ends: dict[str, int],
-    variant_counts: pd.Series, compute_fitness: bool, max_variants: int,
+    edges: list[DfgEdge],
+    starts: dict[str, int],
+    ends: dict[str, int],
+    variant_counts: pd.Series,
+    compute_fitness: bool,
+    budget_events: int,
 ) -> ProcessModelSummary:
     import pm4py
     from pm4py.objects.dfg.obj import DFG
@@ -199,34 +219,62 @@ def _discover(
     net, im, fm = pm4py.convert_to_petri_net(tree)
     text = str(tree)
     summary = ProcessModelSummary(
-        places=len(net.places), transitions=len(net.transitions),
-        silent_transitions=sum(t.label is None for t in net.transitions), arcs=len(net.arcs),
+        places=len(net.places),
+        transitions=len(net.transitions),
+        silent_transitions=sum(t.label is None for t in net.transitions),
+        arcs=len(net.arcs),
         process_tree=text if len(text) <= TREE_CHARS else text[: TREE_CHARS - 3] + "...",
     )
     if compute_fitness:
-        _fitness(summary, net, im, fm, variant_counts, max_variants)
+        _fitness(summary, net, im, fm, variant_counts, budget_events)
     return summary
 
 
-def _fitness(summary: ProcessModelSummary, net: Any, im: Any, fm: Any,
-             variant_counts: pd.Series, max_variants: int) -> None:
-    """Token-based replay once per variant (the most frequent ``max_variants``), weighted by cases."""
+def _fitness(
+    summary: ProcessModelSummary,
+    net: Any,
+    im: Any,
+    fm: Any,
+    variant_counts: pd.Series,
+    budget_events: int,
+) -> None:
+    """Token-based replay once per variant, weighted by its cases.
+
+    Replays the most frequent variants until their events would exceed
+    ``budget_events`` (deterministic cost cap; replay of looping models is slow),
+    and records which share of the cases they cover.
+    """
     from pm4py.algo.conformance.tokenreplay.variants import token_replay
 
-    chosen = variant_counts.sort_values(ascending=False, kind="stable").head(max_variants)
-    variants = [tuple(key.split(perf.SEP)) for key in chosen.index]
+    ranked = variant_counts.sort_values(ascending=False, kind="stable")
+    variants: list[tuple[str, ...]] = []
+    counts: list[int] = []
+    spent = 0
+    for key, n in ranked.items():
+        acts = tuple(str(key).split(perf.SEP))
+        if variants and spent + len(acts) > budget_events:
+            break
+        variants.append(acts)
+        counts.append(int(n))
+        spent += len(acts)
     results = token_replay.apply_variants_list(
-        [(v, int(n)) for v, n in zip(variants, chosen)], net, im, fm,
+        list(zip(variants, counts, strict=True)),
+        net,
+        im,
+        fm,
         parameters={"show_progress_bar": False},
     )
-    weights = chosen.to_numpy()
-    tot = {k: sum(w * r[k] for w, r in zip(weights, results))
-           for k in ("missing_tokens", "consumed_tokens", "remaining_tokens", "produced_tokens")}
+    tot = {
+        k: sum(w * r[k] for w, r in zip(counts, results, strict=True))
+        for k in ("missing_tokens", "consumed_tokens", "remaining_tokens", "produced_tokens")
+    }
     if tot["consumed_tokens"] and tot["produced_tokens"]:
-        summary.fitness = round(0.5 * (1 - tot["missing_tokens"] / tot["consumed_tokens"])
-                                + 0.5 * (1 - tot["remaining_tokens"] / tot["produced_tokens"]), 4)
-    covered = int(weights.sum())
-    summary.fitting_cases_share = round(
-        sum(int(w) for w, r in zip(weights, results) if r["trace_is_fit"]) / covered, 4
-    ) if covered else None
+        summary.fitness = round(
+            0.5 * (1 - tot["missing_tokens"] / tot["consumed_tokens"])
+            + 0.5 * (1 - tot["remaining_tokens"] / tot["produced_tokens"]),
+            4,
+        )
+    covered = sum(counts)
+    fit = sum(w for w, r in zip(counts, results, strict=True) if r["trace_is_fit"])
+    summary.fitting_cases_share = round(fit / covered, 4) if covered else None
     summary.fitness_case_coverage = round(covered / int(variant_counts.sum()), 4)

@@ -161,7 +161,9 @@ def optimize_staffing(
             predicted_waiting_delta_hours=0.0,
         )
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise InfeasibleError(f"CP-SAT found no staffing plan (status {solver.status_name(status)})")
+        raise InfeasibleError(
+            f"CP-SAT found no staffing plan (status {solver.status_name(status)})"
+        )
 
     allocations = []
     for p in chosen:

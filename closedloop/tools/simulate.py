@@ -198,7 +198,9 @@ def resolve_pool(twin: ProcessTwin, name: str) -> str:
     )
 
 
-def _compile(twin: ProcessTwin, m: _Model, scenario: Any) -> tuple[list[int], dict[int, _Automation]]:
+def _compile(
+    twin: ProcessTwin, m: _Model, scenario: Any
+) -> tuple[list[int], dict[int, _Automation]]:
     """Capacities and automations (by activity index) the scenario implies."""
     changes = scenario.changes if isinstance(scenario, Combined) else [scenario]
     capacity = list(m.capacity)
@@ -220,13 +222,17 @@ def _compile(twin: ProcessTwin, m: _Model, scenario: Any) -> tuple[list[int], di
                 )
             a = m.acts.index(change.activity)
             if a in automations:
-                raise ScenarioError(f"activity {change.activity!r} is automated twice in one scenario")
+                raise ScenarioError(
+                    f"activity {change.activity!r} is automated twice in one scenario"
+                )
             mask = None
             if change.segment is not None:
                 cond = compile_condition(change.segment, names=twin.case_attributes)
                 mask = cond.mask(twin.case_attribute_samples)
                 if not any(mask):
-                    m.notes.append(f"segment {change.segment!r} matches no case: nothing is automated")
+                    m.notes.append(
+                        f"segment {change.segment!r} matches no case: nothing is automated"
+                    )
             automations[a] = _Automation(
                 change.share, change.automated_duration_hours, change.failure_rate, mask
             )
@@ -266,7 +272,9 @@ def _sample_cases(m: _Model, rng: np.random.Generator, n: int) -> _Cases:
     return _Cases(arrivals, rows, u_share, paths)
 
 
-def _run(m: _Model, cs: _Cases, capacity: list[int], autos: dict[int, _Automation]) -> dict[str, Any]:
+def _run(
+    m: _Model, cs: _Cases, capacity: list[int], autos: dict[int, _Automation]
+) -> dict[str, Any]:
     """One discrete-event run; returns the KPIs of the measured cases."""
     n = len(cs.arrivals)
     warm = int(n * WARMUP_SHARE)
@@ -301,8 +309,10 @@ def _run(m: _Model, cs: _Cases, capacity: list[int], autos: dict[int, _Automatio
         while k < len(path):
             a, d, _, u_fail = path[k]
             auto = autos.get(a)
-            if auto is not None and cs.u_share[i] < auto.share and (
-                auto.mask is None or auto.mask[cs.rows[i]]
+            if (
+                auto is not None
+                and cs.u_share[i] < auto.share
+                and (auto.mask is None or auto.mask[cs.rows[i]])
             ):
                 treated[i] = True
                 t += auto.duration
@@ -383,7 +393,9 @@ def _kpis(runs: list[dict[str, Any]]) -> KpiEstimates:
                   "delay_mean_hours", "throughput_per_day")
     }  # fmt: skip
     return KpiEstimates(
-        **scalar, utilisation=by_pool("utilisation"), waiting_by_pool_hours=by_pool("waiting_by_pool_hours")
+        **scalar,
+        utilisation=by_pool("utilisation"),
+        waiting_by_pool_hours=by_pool("waiting_by_pool_hours"),
     )
 
 
@@ -421,7 +433,9 @@ def simulate(
     if not 10 <= cases <= MAX_CASES:
         raise ScenarioError(f"cases must be between 10 and {MAX_CASES}, got {cases}")
     if not 1 <= replications <= MAX_REPLICATIONS:
-        raise ScenarioError(f"replications must be between 1 and {MAX_REPLICATIONS}, got {replications}")
+        raise ScenarioError(
+            f"replications must be between 1 and {MAX_REPLICATIONS}, got {replications}"
+        )
     m = _model(twin)
     capacity, autos = _compile(twin, m, scenario)
     base_runs, what_runs, deltas, pcts = [], [], [], []

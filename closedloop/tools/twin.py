@@ -15,12 +15,14 @@ reasons about. What it holds and how each part is estimated:
   split into *waiting* and *processing*. With start times in the log,
   processing = complete - start. Without them (e.g. helpdesk), the start is
   estimated as ``max(enabled, the resource's previous completion)``, the usual
-  resource-availability heuristic. Processing times are stored as empirical
+  resource-availability heuristic (with no resource either, the whole sojourn
+  is waiting). Processing times are stored as empirical
   samples (at most 2,000 values each).
 - **Pools and capacity**: one pool per activity (or per ``org:group`` when the
   frame has that column). Capacity = median number of distinct resources active
   on the pool's activities per ISO week (min 1), raised when the estimated
-  processing times imply a utilisation above 85 % (a warning says so).
+  processing times imply a utilisation above 85 % or more queueing than the
+  waiting observed in the log (a warning says so).
 - **Extraneous delay**: observed waiting is split into queueing (what an
   M/G/c queue at the estimated capacity explains, Allen-Cunneen approximation)
   and extraneous delay (the rest: timers, customers, calendars). The engine
@@ -28,6 +30,7 @@ reasons about. What it holds and how each part is estimated:
   share, then queues for the pool, then processes.
 - **Case attributes**: joint samples (one dict per case, ``case:`` prefix
   dropped) so segment conditions can be evaluated on realistic combinations.
+  Event attributes that never vary within a case count as case attributes.
 """
 
 from __future__ import annotations
@@ -101,9 +104,13 @@ class ProcessTwin(BaseModel):
     has_start_times: bool
     mean_interarrival_hours: float
     interarrival_hours: list[float]
-    arrival_profile: list[float] = Field(description="share of arrivals per hour of week, Mon 0h UTC first")
+    arrival_profile: list[float] = Field(
+        description="share of arrivals per hour of week, Mon 0h UTC first"
+    )
     start_probabilities: dict[str, float]
-    transitions: dict[str, dict[str, float]] = Field(description=f"next-activity probabilities; '{END}' ends")
+    transitions: dict[str, dict[str, float]] = Field(
+        description=f"next-activity probabilities; '{END}' ends"
+    )
     activities: dict[str, ActivityModel]
     pools: dict[str, PoolModel]
     max_case_length: int
@@ -116,7 +123,9 @@ class ProcessTwin(BaseModel):
         return self.activities[activity].pool
 
 
-def queue_wait_hours(arrivals_per_hour: float, mean_service_hours: float, scv: float, servers: int) -> float:
+def queue_wait_hours(
+    arrivals_per_hour: float, mean_service_hours: float, scv: float, servers: int
+) -> float:
     """Mean queue wait (hours) of an M/G/c queue, Allen-Cunneen: Wq(M/M/c) * (1 + scv) / 2.
 
     Returns ``inf`` when the queue is unstable (offered load >= servers).
@@ -158,12 +167,16 @@ def _prepare(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         raise ScenarioError("fit_twin needs a pandas DataFrame (the canonical event frame)")
     missing = [c for c in (CASE, ACTIVITY, COMPLETE) if c not in frame.columns]
     if missing:
-        raise EventLogError(f"event frame lacks required column(s) {missing}; has {list(frame.columns)}")
+        raise EventLogError(
+            f"event frame lacks required column(s) {missing}; has {list(frame.columns)}"
+        )
     if frame.empty:
         raise ScenarioError("event frame is empty: cannot fit a process twin from zero events")
     df = frame.copy()
     df[COMPLETE] = pd.to_datetime(df[COMPLETE], utc=True, errors="coerce")
-    df[START] = pd.to_datetime(df[START], utc=True, errors="coerce") if START in df else df[COMPLETE]
+    df[START] = (
+        pd.to_datetime(df[START], utc=True, errors="coerce") if START in df else df[COMPLETE]
+    )
     df[START] = df[START].fillna(df[COMPLETE])
     df[START] = df[START].where(df[START] <= df[COMPLETE], df[COMPLETE])
     bad = df[COMPLETE].isna() | df[CASE].isna() | df[ACTIVITY].isna()
@@ -189,6 +202,8 @@ def _split_times(df: pd.DataFrame, has_starts: bool) -> tuple[np.ndarray, np.nda
         by_res = df[df[RESOURCE] != ""].sort_values([RESOURCE, COMPLETE], kind="mergesort")
         res_prev = by_res.groupby(RESOURCE, sort=False)[COMPLETE].shift(1).reindex(df.index)
         start = enabled.where(res_prev.isna() | (res_prev <= enabled), res_prev)
+        # no resource and no start: nothing tells work from waiting, so it all counts as delay
+        start = start.where(df[RESOURCE] != "", df[COMPLETE])
         start = start.where(start <= df[COMPLETE], df[COMPLETE])
     proc = ((df[COMPLETE] - start) / _HOUR).to_numpy(dtype=float)
     wait = ((start - enabled) / _HOUR).to_numpy(dtype=float)
@@ -217,6 +232,15 @@ def _case_attributes(
     df: pd.DataFrame, rng: np.random.Generator
 ) -> tuple[list[str], list[dict[str, Any]]]:
     cols = [c for c in df.columns if c.startswith("case:") and c != CASE]
+    standard = {CASE, ACTIVITY, COMPLETE, START, RESOURCE, GROUP, "lifecycle:transition"}
+    others = [
+        c for c in df.columns
+        if not c.startswith(("case:", "_")) and c not in standard and f"case:{c}" not in cols
+    ]  # fmt: skip
+    if others:  # event attributes that never vary within a case describe the case
+        varying = df.groupby(CASE, sort=False)[others].nunique(dropna=True).max()
+        cols += [f"case:{c}" for c in others if varying[c] <= 1]
+        df = df.rename(columns={c: f"case:{c}" for c in others if varying[c] <= 1})
     if not cols:
         return [], []
     per_case = df.groupby(CASE, sort=True)[cols].first()
@@ -278,7 +302,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0) -> ProcessTwin:
         gaps = np.array([1.0])
         warnings.append("all cases start at the same instant: assumed one arrival per hour")
     mean_gap = float(gaps.mean())
-    how = case_start.dt.dayofweek.to_numpy() * 24 + case_start.dt.hour.to_numpy()
+    how = case_start.dt.day_of_week.to_numpy() * 24 + case_start.dt.hour.to_numpy()
     profile = np.bincount(how, minlength=168) / n_cases
 
     starts, transitions, max_len = _routing(df)
@@ -299,6 +323,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0) -> ProcessTwin:
     activities: dict[str, ActivityModel] = {}
     pools: dict[str, PoolModel] = {}
     case_rate = 1.0 / mean_gap
+    unstaffed: list[str] = []
     for pool, rows in df.groupby("_pool", sort=True):
         pool = str(pool)
         p_proc = rows["_proc"].to_numpy(dtype=float)
@@ -310,16 +335,25 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0) -> ProcessTwin:
         estimated = None
         if len(named):
             estimated = max(1, math.ceil(named.groupby("_week")[RESOURCE].nunique().median()))
-        capacity = max(1, estimated or 1, math.ceil(load / MAX_UTILISATION))
-        if estimated is None:
-            warnings.append(f"pool {pool!r}: no resources recorded, capacity set to {capacity} from load")
-        elif capacity > estimated:
-            warnings.append(
-                f"pool {pool!r}: capacity raised from {estimated} to {capacity} so utilisation "
-                f"stays <= {MAX_UTILISATION:.0%} (offered load {load:.2f} busy servers)"
-            )
-        wq = queue_wait_hours(rate, mean_s, scv, capacity)
+        stable = max(1, estimated or 1, math.ceil(load / MAX_UTILISATION))
         observed_wait = float(rows["_wait"].mean())
+        capacity, wq = stable, queue_wait_hours(rate, mean_s, scv, stable)
+        # the log bounds the queueing: never predict much more than the waiting observed
+        while wq > max(observed_wait, 0.1 * mean_s) and capacity < 10 * (estimated or 1) + 10:
+            capacity += 1
+            wq = queue_wait_hours(rate, mean_s, scv, capacity)
+        if estimated is None:
+            unstaffed.append(pool)
+        elif capacity > estimated:
+            why = []
+            if stable > estimated:
+                why.append(f"utilisation stays <= {MAX_UTILISATION:.0%} (load {load:.2f})")
+            if capacity > stable:
+                why.append(f"queueing stays within the observed waiting ({observed_wait:.3g} h)")
+            warnings.append(
+                f"pool {pool!r}: capacity raised from {estimated} (resources per week) to "
+                f"{capacity} so {' and '.join(why)}"
+            )
         keep = 0.0 if observed_wait <= 0 else min(1.0, max(0.0, 1 - wq / observed_wait))
         pools[pool] = PoolModel(
             name=pool,
@@ -349,6 +383,12 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0) -> ProcessTwin:
                 delay_hours=_sample(a_wait * keep, rng),
             )
 
+    if unstaffed:
+        shown = ", ".join(repr(p) for p in unstaffed[:10]) + (" ..." if len(unstaffed) > 10 else "")
+        warnings.append(
+            f"{len(unstaffed)} pool(s) without recorded resources ({shown}): capacity set from "
+            "the load" + ("" if has_starts else "; their time counts as delay, not work")
+        )
     attr_names, attr_rows = _case_attributes(df, rng)
     per_case_wait = by_case["_wait"].sum().to_numpy(dtype=float)
     per_case_proc = by_case["_proc"].sum().to_numpy(dtype=float)

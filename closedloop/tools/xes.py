@@ -25,7 +25,7 @@ from closedloop.tools.errors import EventLogError
 _CHUNK = 1 << 16
 _TAIL = 4096
 # The document may end with whitespace, comments or processing instructions after </log>.
-_END_RE = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?log\s*>(?:\s|<!--.*?-->|<\?.*?\?>)*\Z", re.S)
+_END_RE = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?log\s*>(?:\s|<!--.*?-->|<\?.*?\?>)*\Z", re.DOTALL)
 
 
 class _RootReached(Exception):
@@ -80,7 +80,9 @@ def _scan(path: Path, *, stop_at_root: bool) -> None:
             f"{path}: not well-formed XML at line {exc.lineno}, column {exc.offset}: {reason}{hint}"
         ) from None
     except (OSError, EOFError, zlib.error) as exc:
-        raise EventLogError(f"{path}: cannot decompress/read: {exc} (truncated or not gzip?)") from None
+        raise EventLogError(
+            f"{path}: cannot decompress/read: {exc} (truncated or not gzip?)"
+        ) from None
 
 
 _TRUNCATION_CODES = {
@@ -105,7 +107,9 @@ def _tail(path: Path) -> bytes:
             stream.seek(max(0, size - _TAIL))
             return stream.read()
     except (OSError, EOFError, zlib.error) as exc:
-        raise EventLogError(f"{path}: cannot decompress/read: {exc} (truncated or not gzip?)") from None
+        raise EventLogError(
+            f"{path}: cannot decompress/read: {exc} (truncated or not gzip?)"
+        ) from None
 
 
 def check_xes(path: Path) -> None:
@@ -136,7 +140,7 @@ def read_xes(path: Path) -> pd.DataFrame:
             _scan(path, stop_at_root=False)  # a well-formedness error with line number, if any
     try:
         return pm4py.read_xes(str(path), variant="iterparse", show_progress_bar=False)
-    except Exception as exc:  # lxml / date parsing errors from pm4py's reader
+    except Exception as exc:  # noqa: BLE001 - lxml, date parsing, pm4py internals: never escape raw
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
         raise EventLogError(f"{path}: cannot read XES{where}: {exc}") from None

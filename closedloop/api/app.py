@@ -1,0 +1,162 @@
+"""The REST API: runs, approvals, audit trail and policies, plus the Teams bot router.
+
+Errors are JSON: unknown id -> 404, a run not waiting for what was sent -> 409,
+a bad body -> 422 (FastAPI's validation detail), a tool failing inside the loop -> 502.
+The API has no authentication of its own: serve it on loopback (the default)
+or behind a proxy that authenticates; only ``/teams/messages`` checks a signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from closedloop.api import teams
+from closedloop.api.cards import approval_card, decided_card
+from closedloop.api.models import (
+    SCOPE_PATTERN,
+    ApprovalStatus,
+    ApprovalView,
+    AuditEventView,
+    DecisionIn,
+    DecisionOut,
+    ErrorOut,
+    Health,
+    PolicyIn,
+    PolicyView,
+    RunView,
+    StartRunIn,
+)
+from closedloop.api.service import RunnerFactory, Service, approval_view
+from closedloop.graphs.runner import NotPaused, RunNotFound
+from closedloop.settings import Settings, get_settings
+from closedloop.tools.errors import ToolError
+
+RunId = Annotated[str, Path(min_length=1, max_length=128)]
+ApprovalId = Annotated[int, Path(ge=1)]
+Scope = Annotated[str, Path(pattern=SCOPE_PATTERN)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "unknown id"},
+    409: {"model": ErrorOut, "description": "the run is not waiting for this"},
+}
+
+
+class AlreadyDecided(RuntimeError):
+    """A REST decision on an approval that was decided before (nothing was resumed)."""
+
+
+def _version() -> str:
+    try:
+        return version("closedloop")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def _json_error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(ErrorOut(error=code, detail=detail).model_dump(), status_code=status)
+
+
+def create_app(settings: Settings | None = None, runner_factory: RunnerFactory | None = None) -> FastAPI:
+    """The FastAPI app of closedloop's service (REST + Teams bot) on the store of ``settings``.
+
+    ``runner_factory`` builds the LoopRunner (default: ``LoopRunner(settings)``); tests inject one.
+    """
+    settings = settings or get_settings()
+    service = Service(settings, runner_factory)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(title="closedloop", version=_version(), lifespan=lifespan,
+                  description="Process mining -> governed action: runs, approvals, audit trail, policies, "
+                              "and the Teams-style approval bot.")
+    app.state.service = service
+
+    @app.exception_handler(RunNotFound)
+    async def _not_found(_: Request, exc: RunNotFound) -> JSONResponse:
+        return _json_error(404, "not_found", str(exc))
+
+    @app.exception_handler(NotPaused)
+    async def _not_paused(_: Request, exc: NotPaused) -> JSONResponse:
+        return _json_error(409, "not_paused", str(exc))
+
+    @app.exception_handler(AlreadyDecided)
+    async def _decided(_: Request, exc: AlreadyDecided) -> JSONResponse:
+        return _json_error(409, "already_decided", str(exc))
+
+    @app.exception_handler(ToolError)
+    async def _tool_error(_: Request, exc: ToolError) -> JSONResponse:
+        return _json_error(502, "tool_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    @app.get("/health", response_model=Health, summary="Liveness, version and whether the Teams bot is enabled")
+    def health() -> Health:
+        secret = settings.teams_webhook_secret
+        enabled = secret is not None and bool(secret.get_secret_value())
+        return Health(version=app.version, teams_bot="enabled" if enabled else "disabled")
+
+    @app.post("/runs", response_model=RunView, status_code=201, responses={502: {"model": ErrorOut}},
+              summary="Start a loop against an enterprise API (runs until it pauses or ends)")
+    def start_run(body: StartRunIn) -> RunView:
+        return service.start_run(body.api_url, body.scope)
+
+    @app.get("/runs/{run_id}", response_model=RunView, responses=_ERRORS,
+             summary="A run's state, what it waits for and its audit chain ids")
+    def get_run(run_id: RunId) -> RunView:
+        return service.run_view(run_id)
+
+    @app.post("/runs/{run_id}/evidence", response_model=RunView, responses={**_ERRORS, 502: {"model": ErrorOut}},
+              summary="Resume a run that waits for evidence after acting (the watchdog measures and decides)")
+    def post_evidence(run_id: RunId) -> RunView:
+        return service.give_evidence(run_id)
+
+    @app.get("/runs/{run_id}/audit", response_model=list[AuditEventView], responses=_ERRORS,
+             summary="Every prompt, answer, tool call and decision of a run, oldest first")
+    def get_audit(run_id: RunId) -> list[AuditEventView]:
+        return service.audit_events(run_id)
+
+    @app.get("/approvals", response_model=list[ApprovalView], summary="Approvals, optionally by status or run")
+    def list_approvals(status: Annotated[ApprovalStatus | None, Query()] = None,
+                       run_id: Annotated[str | None, Query(max_length=128)] = None) -> list[ApprovalView]:
+        return service.approvals(status=status, run_id=run_id)
+
+    @app.get("/approvals/{approval_id}", response_model=ApprovalView, responses=_ERRORS)
+    def get_approval(approval_id: ApprovalId) -> ApprovalView:
+        approval, plan, _ = service.rows(approval_id)
+        return approval_view(approval, plan)
+
+    @app.get("/approvals/{approval_id}/card", responses=_ERRORS,
+             summary="The Adaptive Card (1.5) of an approval: the request while pending, else the decision")
+    def get_card(approval_id: ApprovalId) -> dict[str, Any]:
+        approval, plan, run = service.rows(approval_id)
+        if approval.status == "pending":
+            return approval_card(plan, approval, run)
+        return decided_card(plan, approval, run)
+
+    @app.post("/approvals/{approval_id}/decision", response_model=DecisionOut, responses=_ERRORS,
+              summary="Approve or reject; resumes the paused loop once")
+    def post_decision(approval_id: ApprovalId, body: DecisionIn) -> DecisionOut:
+        done = service.decide(approval_id, body.decision, body.by, body.comment, channel="api")
+        if done.replayed:
+            raise AlreadyDecided(f"approval #{approval_id} was already {done.approval.status} by "
+                                 f"{done.approval.decided_by}; the loop was not resumed again")
+        return DecisionOut(approval=approval_view(done.approval, done.plan), run=service.run_view(done.run.id))
+
+    @app.get("/policies/{scope}", response_model=PolicyView, responses=_ERRORS)
+    def get_policy(scope: Scope) -> PolicyView:
+        return service.find_policy(scope)
+
+    @app.post("/policies/{scope}", response_model=PolicyView,
+              summary="Set a scope's mode and/or kill switch (creates the policy on first use)")
+    def post_policy(scope: Scope, body: PolicyIn) -> PolicyView:
+        return service.policy(scope, mode=body.mode, kill_switch=body.kill_switch, by=body.by)
+
+    app.include_router(teams.build_router(service))
+    return app

@@ -1,0 +1,176 @@
+"""Typed request and response bodies of the REST API and the Teams bot endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCOPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+Mode = Literal["shadow", "assisted", "supervised"]
+ApprovalStatus = Literal["pending", "approved", "rejected"]
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers on purpose (404, 409, 502, 503...)."""
+
+    error: str = Field(description="machine-readable code, e.g. not_found, not_paused")
+    detail: str = Field(description="what went wrong, for people")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    teams_bot: Literal["enabled", "disabled"] = Field(
+        description="'disabled' until CLOSEDLOOP_TEAMS_SECRET is set (the bot endpoint answers 503)")
+
+
+class PendingInterrupt(BaseModel):
+    """What a paused run waits for: an approval or fresh evidence."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    run_id: str
+    plan_id: int | None = None
+    approval_id: int | None = None
+
+
+class AuditChain(BaseModel):
+    """The ids that trace a run from data to verdict."""
+
+    run_id: str | None = None
+    dataset_id: int | None = None
+    mining_run_id: int | None = None
+    opportunity_id: int | None = None
+    simulation_id: int | None = None
+    plan_id: int | None = None
+    approval_id: int | None = None
+    execution_ids: list[int] = Field(default_factory=list)
+    verdict_id: int | None = None
+
+
+class RunView(BaseModel):
+    """A loop run: store row, graph state, pending interrupt and audit chain."""
+
+    run_id: str
+    scope: str
+    status: str = Field(description="running|paused|completed|rejected|failed|kept|rolled_back|...")
+    api_url: str | None
+    outcome: str | None = None
+    decision: str | None = None
+    plan_id: int | None = None
+    approval_id: int | None = None
+    pending: PendingInterrupt | None = None
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    audit_chain: AuditChain
+    created_at: datetime
+    updated_at: datetime
+
+
+class StartRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    api_url: str = Field(description="base URL of the enterprise API, e.g. http://127.0.0.1:8765",
+                         max_length=2000)
+    scope: str | None = Field(default=None, pattern=SCOPE_PATTERN,
+                              description="scope whose policy gates the run (default: CLOSEDLOOP_SCOPE)")
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("api_url must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("api_url must not carry credentials (use CLOSEDLOOP_SANDBOX_TOKEN)")
+        return value.strip().rstrip("/")
+
+
+class ApprovalView(BaseModel):
+    id: int
+    run_id: str
+    plan_id: int
+    status: str
+    channel: str
+    decided_by: str | None
+    comment: str
+    requested_at: datetime
+    decided_at: datetime | None
+    scope: str
+    hypothesis: str
+    risk_tier: str
+    plan_status: str
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    by: str = Field(min_length=1, max_length=200, description="who decides (recorded in the audit chain)")
+    comment: str = Field(default="", max_length=2000, description="free text, stored as data only")
+
+
+class DecisionOut(BaseModel):
+    approval: ApprovalView
+    run: RunView
+
+
+class AuditEventView(BaseModel):
+    id: int
+    run_id: str
+    actor: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Mode | None = None
+    kill_switch: bool | None = None
+    by: str = Field(default="api", min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> PolicyIn:
+        if self.mode is None and self.kill_switch is None:
+            raise ValueError("give mode and/or kill_switch")
+        return self
+
+
+class PolicyView(BaseModel):
+    scope: str
+    mode: str
+    kill_switch: bool
+    caps: dict[str, Any]
+    updated_at: datetime
+    updated_by: str
+
+
+# --- Teams (Bot Framework) activity, only the fields the bot reads ---------------
+
+
+class ChannelAccount(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    id: str | None = Field(default=None, max_length=500)
+    name: str | None = Field(default=None, max_length=500)
+    aad_object_id: str | None = Field(default=None, alias="aadObjectId", max_length=200)
+
+
+class CardAction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str | None = None
+    verb: str = Field(max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CardActionValue(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    action: CardAction
+
+
+class Activity(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    type: str
+    name: str | None = None
+    from_: ChannelAccount = Field(alias="from")
+    value: Any = None

@@ -1,0 +1,204 @@
+"""What the endpoints share: the store, one LoopRunner, per-run locks and the decision logic.
+
+A decision resumes a paused loop at most once: under the run's lock the
+approval is re-read, and only a still-pending approval that the run is really
+waiting for is resumed. A replay of a decided approval gets the decided view.
+(The lock is per process; across processes the graph's own check in
+``record_decision`` and the idempotency keys on every write still hold.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from closedloop.api.models import (
+    ApprovalView,
+    AuditChain,
+    AuditEventView,
+    PendingInterrupt,
+    PolicyView,
+    RunView,
+)
+from closedloop.graphs.gate import policy_for
+from closedloop.graphs.runner import LoopRunner, NotPaused, RunNotFound
+from closedloop.report import audit_chain
+from closedloop.settings import Settings
+from closedloop.store.db import open_store, transaction
+from closedloop.store.models import Approval, AuditEvent, LoopRun, Plan, Policy, utcnow
+
+RunnerFactory = Callable[[Settings], LoopRunner]
+
+
+@dataclass
+class Decided:
+    """An approval after a decision (or a replay of one), with its plan and run rows."""
+
+    approval: Approval
+    plan: Plan
+    run: LoopRun
+    replayed: bool
+    state: dict[str, Any] | None = None
+
+
+class Service:
+    """Store access and loop control for one app; thread-safe for the endpoints."""
+
+    def __init__(self, settings: Settings, runner_factory: RunnerFactory | None = None) -> None:
+        self.settings = settings
+        self.engine: Engine = open_store(settings.resolved_database_url())
+        self._runner_factory = runner_factory or LoopRunner
+        self._runner: LoopRunner | None = None
+        self._runner_lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def runner(self) -> LoopRunner:
+        """The process's LoopRunner, opened on first use (its checkpointer lives in the store's database)."""
+        with self._runner_lock:
+            if self._runner is None:
+                runner = self._runner_factory(self.settings)
+                self._runner = runner.__enter__()
+            return self._runner
+
+    def close(self) -> None:
+        with self._runner_lock:
+            if self._runner is not None:
+                self._runner.__exit__(None, None, None)
+                self._runner = None
+
+    @contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Serialise everything that resumes ``run_id`` in this process."""
+        with self._locks_lock:
+            lock = self._locks.setdefault(run_id, threading.Lock())
+        with lock:
+            yield
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def start_run(self, api_url: str, scope: str | None) -> RunView:
+        state = self.runner.start(api_url, scope=scope)
+        return self.run_view(state["run_id"])
+
+    def give_evidence(self, run_id: str) -> RunView:
+        """Resume a run that waits for evidence (the world has run on since it acted)."""
+        with self.run_lock(run_id):
+            self.run_view(run_id)  # 404 for an unknown run
+            # A non-empty resume value: LangGraph ignores an empty one.
+            self.runner.resume(run_id, {"checked_by": "api"}, expect="evidence")
+        return self.run_view(run_id)
+
+    def run_view(self, run_id: str) -> RunView:
+        with transaction(self.engine) as session:
+            run = session.get(LoopRun, run_id)
+            if run is None:
+                raise RunNotFound(f"no run {run_id!r}")
+        runner = self.runner
+        state = runner.state(run_id)
+        try:
+            pending = runner.pending(run_id)
+        except RunNotFound:  # the run's row exists but it failed before its first checkpoint
+            pending = None
+        return RunView(
+            run_id=run.id, scope=run.scope, status=run.status, api_url=run.api_url,
+            outcome=state.get("outcome"), decision=state.get("decision"), plan_id=state.get("plan_id"),
+            approval_id=state.get("approval_id"),
+            pending=PendingInterrupt.model_validate(pending) if pending else None,
+            steps=list(state.get("steps", [])),
+            audit_chain=AuditChain.model_validate({**audit_chain(state), "run_id": run.id}),
+            created_at=run.created_at, updated_at=run.updated_at,
+        )
+
+    def audit_events(self, run_id: str) -> list[AuditEventView]:
+        with transaction(self.engine) as session:
+            if session.get(LoopRun, run_id) is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            rows = session.exec(select(AuditEvent).where(AuditEvent.run_id == run_id).order_by(AuditEvent.id)).all()
+            return [AuditEventView.model_validate(row, from_attributes=True) for row in rows]
+
+    # -- approvals -----------------------------------------------------------------------
+
+    def rows(self, approval_id: int) -> tuple[Approval, Plan, LoopRun]:
+        """The approval with its plan and run (fresh from the store)."""
+        with transaction(self.engine) as session:
+            approval = session.get(Approval, approval_id)
+            if approval is None:
+                raise RunNotFound(f"no approval {approval_id}")
+            plan = session.get(Plan, approval.plan_id)
+            run = session.get(LoopRun, approval.run_id)
+            return approval, plan, run
+
+    def approvals(self, status: str | None = None, run_id: str | None = None) -> list[ApprovalView]:
+        with transaction(self.engine) as session:
+            query = select(Approval, Plan).join(Plan, Plan.id == Approval.plan_id).order_by(Approval.id)
+            if status is not None:
+                query = query.where(Approval.status == status)
+            if run_id is not None:
+                query = query.where(Approval.run_id == run_id)
+            return [approval_view(a, p) for a, p in session.exec(query).all()]
+
+    def decide(self, approval_id: int, decision: str, by: str, comment: str, channel: str) -> Decided:
+        """Resume the run waiting on ``approval_id`` once; a decided approval comes back as a replay."""
+        approval, _, _ = self.rows(approval_id)
+        with self.run_lock(approval.run_id):
+            approval, plan, run = self.rows(approval_id)
+            if approval.status != "pending":
+                return Decided(approval, plan, run, replayed=True)
+            runner = self.runner
+            pending = runner.pending(run.id)
+            if not pending or pending.get("kind") != "approval" or pending.get("approval_id") != approval_id:
+                waits = f"{pending.get('kind')} #{pending.get('approval_id')}" if pending else "nothing"
+                raise NotPaused(f"run {run.id} is not waiting for approval #{approval_id} (it waits for {waits})")
+            state = runner.resume(run.id, {"decision": decision, "by": by, "comment": comment,
+                                           "channel": channel}, expect="approval")
+            approval, plan, run = self.rows(approval_id)
+            return Decided(approval, plan, run, replayed=False, state=state)
+
+    # -- policies ------------------------------------------------------------------------
+
+    def policy(self, scope: str, mode: str | None = None, kill_switch: bool | None = None,
+               by: str = "api") -> PolicyView:
+        """The scope's policy, changed when ``mode`` or ``kill_switch`` is given."""
+        with transaction(self.engine) as session:
+            policy = policy_for(session, scope, self.settings.default_mode)
+            if mode is not None:
+                policy.mode = mode
+            if kill_switch is not None:
+                policy.kill_switch = kill_switch
+            if mode is not None or kill_switch is not None:
+                policy.updated_at, policy.updated_by = utcnow(), by
+                session.add(AuditEvent(run_id=f"policy:{scope}", actor=by, kind="decision",
+                                       payload={"policy": scope, "mode": policy.mode,
+                                                "kill_switch": policy.kill_switch, "channel": "api"}))
+            return policy_view(policy)
+
+    def find_policy(self, scope: str) -> PolicyView:
+        with transaction(self.engine) as session:
+            policy = session.exec(select(Policy).where(Policy.scope == scope)).first()
+            if policy is None:
+                raise RunNotFound(f"no policy for scope {scope!r} yet")
+            return policy_view(policy)
+
+
+def approval_view(approval: Approval, plan: Plan) -> ApprovalView:
+    return ApprovalView(
+        id=approval.id, run_id=approval.run_id, plan_id=approval.plan_id, status=approval.status,
+        channel=approval.channel, decided_by=approval.decided_by, comment=approval.comment,
+        requested_at=approval.requested_at, decided_at=approval.decided_at, scope=plan.scope,
+        hypothesis=plan.hypothesis, risk_tier=plan.risk_tier, plan_status=plan.status,
+    )
+
+
+def policy_view(policy: Policy) -> PolicyView:
+    return PolicyView(scope=policy.scope, mode=policy.mode, kill_switch=policy.kill_switch, caps=dict(policy.caps),
+                      updated_at=policy.updated_at, updated_by=policy.updated_by)

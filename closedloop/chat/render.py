@@ -1,0 +1,298 @@
+"""Markdown for the chat: mining summaries, plans and verdicts, with log text escaped.
+
+Text that comes from event logs, file names, APIs or the agents is data. It is
+escaped so Markdown or HTML inside it (``[x](https://evil)``, ``<img onerror>``,
+a bare ``https://`` link, a table pipe, a newline) shows as the literal text and
+can never become a link, an image, a script or a new table row. Only strings
+built here (wrapped in ``Md``) are emitted as Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import unicodedata
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from closedloop.report import audit_chain
+from closedloop.tools.mine import MiningReport
+
+WORD_JOINER = "\u2060"  # invisible; breaks GFM autolink literals (http://, www., a@b.c)
+ASCII_PUNCTUATION = frozenset(string.punctuation)  # CommonMark lets all of these be backslash-escaped
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_AUTOLINK_TRIGGERS = re.compile(r"(?i)(www)(\.)|([:@])")
+
+
+class Md(str):
+    """A string that is already safe Markdown (built by this module, not taken from data)."""
+
+
+def clean_text(value: Any, limit: int | None = 160) -> str:
+    """One line of plain text: control and bidi characters become spaces, runs of
+    whitespace collapse, and text longer than ``limit`` characters is cut with an ellipsis."""
+    text = "" if value is None else str(value)
+    text = "".join(
+        " " if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        for ch in text
+    )
+    text = " ".join(text.split())
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)].rstrip() + "\u2026"
+    return text
+
+
+def md_text(value: Any, limit: int | None = 160) -> Md:
+    """Plain text (an activity name, a file name, an error) as inert Markdown.
+
+    Every ASCII punctuation character is backslash-escaped, so no Markdown or HTML
+    construct can start; autolink triggers get an invisible word joiner so
+    ``https://...``, ``www.`` and e-mail addresses stay text.
+    """
+    text = clean_text(value, limit)
+    text = _AUTOLINK_TRIGGERS.sub(
+        lambda m: f"{m.group(1)}{WORD_JOINER}{m.group(2)}" if m.group(1) else m.group(3) + WORD_JOINER,
+        text,
+    )
+    return Md("".join("\\" + ch if ch in ASCII_PUNCTUATION else ch for ch in text))
+
+
+def md_code_block(text: str, language: str = "text") -> Md:
+    """A fenced code block that ``text`` cannot close early (the fence outgrows any backtick run)."""
+    body = "".join(
+        " " if ch in BIDI_CONTROLS or (unicodedata.category(ch) == "Cc" and ch not in "\n\t") else ch
+        for ch in str(text).replace("\r\n", "\n").replace("\r", "\n")
+    )
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return Md(f"{fence}{language}\n{body}\n{fence}")
+
+
+def md_cell(value: Any) -> Md:
+    """One table cell: Md as it is, integers with thousands separators, floats with one decimal,
+    everything else escaped text."""
+    if isinstance(value, Md):
+        return Md(value.replace("\n", " "))
+    if isinstance(value, bool):
+        return Md("yes" if value else "no")
+    if isinstance(value, int):
+        return Md(f"{value:,}")
+    if isinstance(value, float):
+        return Md(f"{value:,.1f}")
+    return md_text(value)
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> Md:
+    """A GFM table; ``align`` holds one of ``l``/``r``/``c`` per column (default: left)."""
+    align = align or "l" * len(headers)
+    if len(align) != len(headers):
+        raise ValueError(f"align {align!r} must give one letter per column ({len(headers)})")
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = [
+        "| " + " | ".join(md_cell(h) for h in headers) + " |",
+        "|" + "|".join(marks[a] for a in align) + "|",
+    ]
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"row has {len(row)} cells, expected {len(headers)}")
+        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
+    return Md("\n".join(lines))
+
+
+def hours(value: float) -> Md:
+    """Hours with one decimal, plus days when it is two days or more."""
+    text = f"{value:,.1f} h"
+    if abs(value) >= 48:
+        text += f" ({value / 24:,.1f} d)"
+    return Md(text)
+
+
+def pct(share: float) -> Md:
+    """A 0..1 share as a percentage."""
+    return Md(f"{share:.0%}")
+
+
+# --------------------------------------------------------------------------- mining
+def mining_summary_md(report: MiningReport, name: str, top: int = 5) -> Md:
+    """The mining summary: counts, period, cycle time, model, top bottlenecks, rework, notes."""
+    ct = report.cycle_time_hours
+    first, last = report.time_range.first, report.time_range.last
+    period = f"{first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)" if first and last else "unknown"
+    model = report.model
+    fitness = f", token-replay fitness {model.fitness:.2f}" if model.fitness is not None else ""
+    lines = [
+        f"### Mining summary: {md_text(name, 120)}",
+        "",
+        (f"- **{report.cases:,} cases**, {report.events:,} events, {len(report.activities):,} activities, "
+         f"{report.variant_count:,} variants"),
+        f"- Period: {period}",
+        f"- Cycle time per case: mean {hours(ct.mean)}, median {hours(ct.median)}, p90 {hours(ct.p90)}",
+        (f"- Discovered model (inductive miner, IMd): {model.transitions - model.silent_transitions} "
+         f"activities, {model.places} places{fitness}"),
+        f"- Mined in {report.duration_s:.1f} s",
+        "",
+        bottleneck_section_md(report, top),
+    ]
+    if report.rework:
+        lines += ["", "#### Rework (activities repeated within a case)", "", rework_table_md(report, 3)]
+    if report.warnings:
+        lines += ["", "Notes:"] + [f"- {md_text(w, 300)}" for w in report.warnings[:5]]
+    return Md("\n".join(lines))
+
+
+def bottleneck_section_md(report: MiningReport, top: int = 5) -> Md:
+    """Top bottlenecks as a table; without any, the longest average waits instead."""
+    threshold = report.bottleneck_threshold_hours
+    if report.bottlenecks:
+        rows = [
+            (i, b.activity, hours(b.waiting_hours), hours(b.median_waiting_hours),
+             hours(b.total_delay_hours), pct(b.share_of_waiting), b.cases_affected)
+            for i, b in enumerate(report.bottlenecks[:top], start=1)
+        ]
+        table = md_table(
+            ["#", "Activity", "Mean wait", "Median wait", "Total delay", "Share of all waiting",
+             "Cases waiting ≥ threshold"],
+            rows, align="rlrrrrr",
+        )
+        return Md(f"#### Top bottlenecks (mean wait ≥ {threshold:g} h, by total delay)\n\n{table}")
+    waits = sorted(report.activities, key=lambda a: a.mean_waiting_hours, reverse=True)[:top]
+    table = md_table(
+        ["Activity", "Executions", "Mean wait", "Mean processing"],
+        [(a.name, a.count, hours(a.mean_waiting_hours), hours(a.mean_processing_hours)) for a in waits],
+        align="lrrr",
+    )
+    return Md(f"#### No bottlenecks: no activity waits {threshold:g} h or more on average\n\n"
+              f"Longest average waits:\n\n{table}")
+
+
+def rework_table_md(report: MiningReport, top: int = 3) -> Md:
+    return md_table(
+        ["Activity", "Cases with rework", "Share of cases", "Extra executions"],
+        [(r.activity, r.cases_with_rework, pct(r.share_of_cases), r.extra_executions)
+         for r in report.rework[:top]],
+        align="lrrr",
+    )
+
+
+def log_error_md(message: str) -> Md:
+    """A tool error as one escaped line (never a traceback)."""
+    return Md(f"**Cannot use this log:** {md_text(message.strip().splitlines()[0] if message.strip() else '', 400)}")
+
+
+# --------------------------------------------------------------------------- loop runs
+def last_step(state: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The latest step of ``kind`` in a run's state, or None."""
+    found = [s for s in state.get("steps", []) if s.get("step") == kind]
+    return found[-1] if found else None
+
+
+def predicted_md(p: dict[str, Any]) -> Md:
+    return Md(f"{p['delta_hours']:+.2f} h per case ({p['delta_pct']:+.1f}%), 95% interval "
+              f"{p['ci_low_pct']:+.1f}% to {p['ci_high_pct']:+.1f}% on a baseline of {p['baseline_hours']:.2f} h")
+
+
+def observed_md(state: dict[str, Any]) -> Md:
+    """What the loop saw and how triage ranked it (two bullets)."""
+    lines: list[str] = []
+    obs = last_step(state, "observe")
+    if obs:
+        waits = ", ".join(f"**{md_text(b['activity'], 80)}** ({b['waiting_hours']:.1f} h)"
+                          for b in obs.get("top_bottlenecks", [])[:3])
+        lines.append(f"- Observed {obs['events']:,} events, {obs['cases']:,} cases, mean cycle time "
+                     f"{obs['mean_cycle_time_hours']:.1f} h" + (f"; longest waits before {waits}" if waits else ""))
+    tri = last_step(state, "triage")
+    if tri:
+        lines.append(f"- Triage: {md_text(tri.get('summary', ''), 300)}")
+        lines += [f"- Missing data: {md_text(m, 300)}" for m in tri.get("missing_data", [])]
+    return Md("\n".join(lines))
+
+
+def plan_md(state: dict[str, Any]) -> Md:
+    """The plan waiting for a decision: action, hypothesis, predicted delta with interval, risk, gate."""
+    plan = last_step(state, "plan")
+    head = f"### Closed loop run {md_text(state.get('run_id'), 60)} (scope {md_text(state.get('scope'), 60)})"
+    if plan is None:
+        return Md(f"{head}\n\n{observed_md(state)}\n\nThe loop stopped before planning.")
+    if plan.get("dropped"):
+        return Md(f"{head}\n\n{observed_md(state)}\n\n**No plan:** {md_text(plan['dropped'], 400)}")
+    blast = plan.get("blast_radius", {})
+    params = json.dumps(plan.get("params", {}), ensure_ascii=False, sort_keys=True)
+    lines = [
+        head, "", observed_md(state), "",
+        f"#### Plan #{int(plan['plan_id'])}",
+        "",
+        f"- **Action:** {md_text(plan['action'], 80)} {md_text(params, 400)}",
+        f"- **Hypothesis:** {md_text(plan['hypothesis'], 500)}",
+        f"- **Predicted:** {predicted_md(plan['predicted'])} (simulation #{int(plan['simulation_id'])})",
+        f"- **Risk tier:** {md_text(plan['risk_tier'], 40)}; blast radius "
+        f"{pct(blast.get('share_of_cases', 0.0))} of cases"
+        + ("" if blast.get("reversible", True) else ", **not reversible**"),
+        f"- **Candidates considered:** {md_text(plan.get('rationale', ''), 500)}",
+    ]
+    gate = last_step(state, "gate")
+    if gate:
+        lines.append(f"- **Gate:** mode {md_text(gate['mode'], 40)}, kill switch "
+                     f"{'ON' if gate.get('kill_switch') else 'off'} → {md_text(gate['route'], 40)}")
+    return Md("\n".join(lines))
+
+
+def verdict_md(state: dict[str, Any]) -> Md:
+    """How the run ended: the approval, executions, realized vs predicted delta, decision, outcome."""
+    lines = [f"### Verdict for run {md_text(state.get('run_id'), 60)}", ""]
+    approval = last_step(state, "approval")
+    if approval:
+        lines.append(f"- Approval #{int(approval['approval_id'])}: {md_text(approval['decision'], 40)} "
+                     f"by {md_text(approval['by'], 80)}")
+    execute = last_step(state, "execute")
+    if execute:
+        lines.append(f"- Executed: {md_text(execute.get('summary', ''), 300)}")
+    watch = last_step(state, "watch")
+    if watch:
+        measured = watch["measured"]
+        lines.append(f"- Decision: **{md_text(str(watch['decision']).upper(), 20)}**")
+        if "delta" in measured:
+            plan = last_step(state, "plan") or {}
+            pred = plan.get("predicted", {})
+            pred_ci = (f"{pred['ci_low_hours']:+.2f} to {pred['ci_high_hours']:+.2f} h"
+                       if "ci_low_hours" in pred else "")
+            pred_pct = f" ({pred['delta_pct']:+.1f}%)" if "delta_pct" in pred else ""
+            lines += [
+                "",
+                md_table(
+                    ["Cycle time change per case", "Realized (measured)", "Predicted (simulation)"],
+                    [
+                        ("mean delta", Md(f"{measured['delta']:+.2f} h ({measured['relative_pct']:+.1f}%)"),
+                         Md(f"{watch['predicted_delta_hours']:+.2f} h{pred_pct}")),
+                        ("95% interval", Md(f"{measured['ci_low']:+.2f} to {measured['ci_high']:+.2f} h"),
+                         Md(pred_ci or "-")),
+                        ("treatment vs control",
+                         Md(f"{measured['treatment']['mean']:.2f} h (n={measured['treatment_n']:,}) vs "
+                            f"{measured['control']['mean']:.2f} h (n={measured['control_n']:,})"), Md("-")),
+                    ],
+                    align="lrr",
+                ),
+                "",
+                f"Measured from {measured.get('events', 0):,} new events of the system itself; guardrail: "
+                f"{md_text(measured.get('guardrail', ''), 200)}"
+                + (" (**breached**)" if measured.get("guardrail_breached") else " (not breached)"),
+            ]
+        else:
+            lines.append(f"- {md_text(watch.get('rationale', ''), 400)}")
+    rollback = last_step(state, "rollback")
+    if rollback:
+        lines.append(f"- Rolled back: {len(rollback.get('compensations', []))} compensation(s) run")
+    learn = last_step(state, "learn")
+    if learn:
+        outcome = f"**Outcome:** {md_text(learn['outcome'], 80)}"
+        change = learn.get("policy_change")
+        if isinstance(change, dict) and "recommend" in change:
+            confirm = " (a human must confirm)" if change.get("needs_human_confirmation") else ""
+            outcome += (f"; recommends mode {md_text(change['recommend'], 40)} for scope "
+                        f"{md_text(change.get('scope', ''), 60)}{confirm}")
+        elif change:
+            outcome += f"; policy: {md_text(json.dumps(change, sort_keys=True, default=str), 300)}"
+        lines += ["", outcome]
+    chain = ", ".join(f"{k}={v}" for k, v in audit_chain(state).items() if v not in (None, []))
+    lines += ["", f"Audit chain: {md_text(chain, 600)}"]
+    return Md("\n".join(lines))

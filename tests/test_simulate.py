@@ -1,0 +1,213 @@
+"""The discrete-event simulator, its scenarios and the safe condition language."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from closedloop.tools.base import ToolKind
+from closedloop.tools.conditions import ConditionError, compile_condition, evaluate_condition
+from closedloop.tools.errors import ScenarioError
+from closedloop.tools.eventlog import load_event_log
+from closedloop.tools.simulate import (
+    AddCapacity,
+    AsIs,
+    AutomateActivity,
+    Combined,
+    SimulationResult,
+    simulate,
+)
+from closedloop.tools.twin import ProcessTwin, fit_twin
+
+HELPDESK = "helpdesk.xes.gz"
+REPAIR = "03_repairExample.xes.gz"
+
+
+@cache
+def _twin(path: str) -> ProcessTwin:
+    return fit_twin(load_event_log(path))
+
+
+@cache
+def _as_is(path: str) -> SimulationResult:
+    return simulate(_twin(path), AsIs())
+
+
+@pytest.fixture
+def helpdesk(bundled_data: Path) -> str:
+    return str(bundled_data / HELPDESK)
+
+
+@pytest.fixture
+def repair(bundled_data: Path) -> str:
+    return str(bundled_data / REPAIR)
+
+
+@pytest.mark.parametrize("log", [HELPDESK, REPAIR])
+def test_as_is_matches_observed_cycle_time(bundled_data: Path, log: str) -> None:
+    path = str(bundled_data / log)
+    twin, result = _twin(path), _as_is(path)
+    observed = twin.observed.mean_cycle_time_hours
+    simulated = result.as_is.cycle_time_mean_hours.mean
+    print(f"{log}: observed {observed:.3f} h, simulated {simulated:.3f} h")
+    assert 0.5 * observed <= simulated <= 1.5 * observed
+    assert result.delta.cycle_time_mean_hours.mean == 0.0  # as-is vs as-is
+    est = result.as_is.cycle_time_mean_hours
+    assert est.ci_low <= est.mean <= est.ci_high
+    assert result.as_is.cycle_time_p90_hours.mean >= est.mean
+    assert result.as_is.throughput_per_day.mean > 0
+    assert set(result.as_is.utilisation) == set(twin.pools)
+    assert all(0 <= u.mean <= 1 for u in result.as_is.utilisation.values())
+    assert result.warmup_cases == 50
+
+
+def test_adding_capacity_to_most_waited_pool_does_not_increase_waiting(helpdesk: str) -> None:
+    base = _as_is(helpdesk)
+    by_pool = base.as_is.waiting_by_pool_hours
+    pool = max(by_pool, key=lambda p: by_pool[p].mean)
+    assert by_pool[pool].mean > 0
+    result = simulate(_twin(helpdesk), AddCapacity(activity_or_pool=pool, extra=2))
+    assert result.capacity_what_if[pool] == result.capacity_as_is[pool] + 2
+    assert result.what_if.waiting_mean_hours.mean <= result.as_is.waiting_mean_hours.mean
+    assert result.delta.waiting_by_pool_hours[pool].mean < 0
+    assert result.what_if.utilisation[pool].mean < result.as_is.utilisation[pool].mean
+    # as-is side equals the plain as-is run: common random numbers
+    assert result.as_is == base.as_is
+
+
+def test_removing_capacity_increases_waiting(helpdesk: str) -> None:
+    result = simulate(_twin(helpdesk), AddCapacity(activity_or_pool="Resolve ticket", extra=-3))
+    assert result.delta.waiting_mean_hours.mean > 0
+
+
+@pytest.mark.parametrize(
+    ("log", "activity"), [(HELPDESK, "Take in charge ticket"), (REPAIR, "Repair (Complex)")]
+)
+def test_automating_an_activity_reduces_cycle_time(
+    bundled_data: Path, log: str, activity: str
+) -> None:
+    result = simulate(_twin(str(bundled_data / log)), AutomateActivity(activity=activity))
+    assert result.delta.cycle_time_mean_hours.ci_high < 0
+    assert result.predicted_delta_pct.mean < 0
+    assert result.treated_share.mean > 0.4
+
+
+def test_failed_automation_falls_back_to_the_human_activity(repair: str) -> None:
+    twin = _twin(repair)
+    result = simulate(twin, AutomateActivity(activity="Repair (Complex)", failure_rate=1.0))
+    assert result.treated_share.mean > 0.4
+    assert result.delta.cycle_time_mean_hours.mean > 0  # the failed attempt only adds time
+    none = simulate(twin, AutomateActivity(activity="Repair (Complex)", share=0.0))
+    assert none.treated_share.mean == 0 and none.delta.cycle_time_mean_hours.mean == 0
+
+
+def test_same_seed_same_result_other_seed_differs(repair: str) -> None:
+    twin = _twin(repair)
+    scenario = AutomateActivity(activity="Test Repair", share=0.5, failure_rate=0.2)
+    first = simulate(twin, scenario, cases=300, replications=3, seed=7)
+    again = simulate(twin, scenario, cases=300, replications=3, seed=7)
+    other = simulate(twin, scenario, cases=300, replications=3, seed=8)
+    assert first.model_dump() == again.model_dump()
+    assert first.as_is.cycle_time_mean_hours != other.as_is.cycle_time_mean_hours
+
+
+def test_segment_condition_filters_cases(repair: str) -> None:
+    twin = _twin(repair)
+    everyone = simulate(twin, AutomateActivity(activity="Repair (Complex)"))
+    t1 = simulate(twin, AutomateActivity(activity="Repair (Complex)", segment="phoneType == 'T1'"))
+    big = simulate(twin, AutomateActivity(activity="Repair (Complex)", segment="defectType >= 8"))
+    nobody = simulate(
+        twin, AutomateActivity(activity="Repair (Complex)", segment="phoneType == 'T9'")
+    )
+    assert 0 < t1.treated_share.mean < 0.6 * everyone.treated_share.mean
+    assert 0 < big.treated_share.mean < everyone.treated_share.mean
+    assert everyone.delta.cycle_time_mean_hours.mean < t1.delta.cycle_time_mean_hours.mean < 0
+    assert nobody.treated_share.mean == 0 and nobody.delta.cycle_time_mean_hours.mean == 0
+    assert any("matches no case" in n for n in nobody.notes)
+
+
+def test_combined_scenario_and_dict_input(helpdesk: str) -> None:
+    twin = _twin(helpdesk)
+    scenario = {
+        "kind": "combined",
+        "changes": [
+            {"kind": "add_capacity", "activity_or_pool": "Closed", "extra": 1},
+            {"kind": "add_capacity", "activity_or_pool": "Resolve ticket", "extra": 1},
+            {"kind": "automate_activity", "activity": "Assign seriousness"},
+        ],
+    }
+    result = simulate(twin, scenario, cases=200, replications=2)
+    assert isinstance(result.scenario, Combined)
+    assert result.capacity_what_if["Closed"] == twin.pools["Closed"].capacity + 1
+    assert result.capacity_what_if["Resolve ticket"] == twin.pools["Resolve ticket"].capacity + 1
+    assert result.delta.cycle_time_mean_hours.mean < 0
+    SimulationResult.model_validate_json(result.model_dump_json())
+
+
+def test_scenario_errors_name_the_problem(helpdesk: str) -> None:
+    twin = _twin(helpdesk)
+    with pytest.raises(ScenarioError, match="Nope") as err:
+        simulate(twin, AutomateActivity(activity="Nope"))
+    assert "Take in charge ticket" in str(err.value)  # lists the valid ones
+    with pytest.raises(ScenarioError, match="Ghost pool"):
+        simulate(twin, AddCapacity(activity_or_pool="Ghost pool", extra=1))
+    with pytest.raises(ScenarioError, match="'Closed'.*capacity -3"):
+        simulate(twin, AddCapacity(activity_or_pool="Closed", extra=-5))
+    with pytest.raises(ScenarioError, match="twice"):
+        simulate(twin, Combined(changes=[AutomateActivity(activity="Closed")] * 2))
+    with pytest.raises(ScenarioError, match="unknown attribute.*category"):
+        simulate(twin, AutomateActivity(activity="Closed", segment="category == 'password'"))
+    with pytest.raises(ConditionError, match="function calls"):
+        simulate(twin, AutomateActivity(activity="Closed", segment="__import__('os')"))
+    with pytest.raises(ScenarioError, match="cases"):
+        simulate(twin, AsIs(), cases=0)
+    with pytest.raises(ScenarioError, match="replications"):
+        simulate(twin, AsIs(), replications=0)
+
+
+def test_simulate_is_a_read_tool() -> None:
+    assert simulate.tool_kind is ToolKind.READ
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+
+def test_conditions_evaluate_comparisons_and_membership() -> None:
+    cond = compile_condition(
+        "category == 'password' and priority in ('low', 'medium')", ["category", "priority"]
+    )
+    assert cond({"category": "password", "priority": "low"})
+    assert not cond({"category": "password", "priority": "high"})
+    assert not cond({})  # missing attributes are None
+    assert evaluate_condition("amount >= 1000 or not vip", {"amount": 5, "vip": False})
+    assert not evaluate_condition("amount > 3", {"amount": None})  # incomparable -> false
+    assert evaluate_condition("product_type == 'x'", {"product type": "x"})
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("__import__('os')", "function calls"),
+        ("__import__('os').system('true')", "not allowed"),
+        ("category.__class__", "attribute access"),
+        ("category[0] == 'p'", "subscripts"),
+        ("2 ** 100000000", "power operator"),
+        ("(lambda: 1)()", "not allowed"),
+        ("[x for x in (1, 2)]", "comprehensions"),
+        ("__builtins__", "names starting with '_'"),
+        ("category ==", "not valid syntax"),
+        ("", "non-empty"),
+    ],
+)
+def test_conditions_reject_unsafe_expressions(expression: str, reason: str) -> None:
+    with pytest.raises(ConditionError, match=reason):
+        compile_condition(expression)
+
+
+def test_conditions_reject_unknown_names() -> None:
+    with pytest.raises(
+        ConditionError, match="unknown attribute.*colour.*valid case attributes: category"
+    ):
+        compile_condition("colour == 'red'", names=["case:category"])
