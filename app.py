@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -129,6 +130,7 @@ async def analyse(path: Any, name: str, upload: bool) -> None:
     """Read and mine a log in worker threads, showing progress in a step, then the summary."""
     settings = get_settings()
     shown = render.md_text(name, 120)
+    started = time.perf_counter()
     async with cl.Step(name="Mining the event log", type="tool", show_input=False) as step:
         try:
             await step.stream_token(f"Reading {shown} ...\n\n")
@@ -138,14 +140,15 @@ async def analyse(path: Any, name: str, upload: bool) -> None:
                 "(statistics, bottlenecks, process discovery, fitness) ...\n\n")
             report = await asyncio.to_thread(
                 mine, frame, bottleneck_threshold_hours=settings.bottleneck_threshold_hours)
-            await step.stream_token(f"Done in {report.duration_s:.1f} s.")
+            seconds = time.perf_counter() - started
+            await step.stream_token(f"Done in {seconds:.1f} s (mining {report.duration_s:.1f} s).")
         except ToolError as exc:
             step.is_error = True
             await step.stream_token(f"Failed: {render.md_text(str(exc), 300)}")
             await cl.Message(content=render.log_error_md(str(exc)), actions=log_actions()).send()
             return
     await cl.Message(
-        content=render.mining_summary_md(report, name),
+        content=render.mining_summary_md(report, name, seconds=seconds),
         actions=[*log_actions(), loop_action()],
     ).send()
 

@@ -311,6 +311,14 @@ def test_to_canonical_accepts_pm4py_style_frames(bundled_data: Path) -> None:
     frame = to_canonical(raw)
     assert_canonical(frame)
     assert len(frame) == 42
+    again = to_canonical(frame)  # idempotent on canonical frames
+    pd.testing.assert_frame_equal(frame, again)
+
+
+def test_numeric_timestamps_are_refused() -> None:
+    records = [{"case_id": "a", "activity": "x", "timestamp": 1704067200}]
+    with pytest.raises(EventLogError, match=r"column 'timestamp' are numbers.*ISO 8601"):
+        frame_from_records(records)
 
 
 # ----------------------------------------------------------------------------- broken inputs

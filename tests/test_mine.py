@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.base import ToolKind
-from closedloop.tools.errors import EventLogError
+from closedloop.tools.errors import EventLogError, ToolError
 from closedloop.tools.eventlog import frame_from_records, load_event_log
 from closedloop.tools.mine import MiningReport, mine, mine_file
 
@@ -219,6 +219,20 @@ def test_mine_records_frame_and_raw_frames(bundled_data: Path) -> None:
 
     raw = pd.read_csv(bundled_data / "running-example.csv", index_col=0)  # not canonical yet
     assert mine(raw, compute_fitness=False).cases == 6
+
+
+def test_filtered_frame_counts_its_own_rows(bundled_data: Path) -> None:
+    frame = load_event_log(bundled_data / "03_repairExample.xes.gz")
+    assert mine(frame, compute_fitness=False).events == 11855
+    subset = frame[frame["case:concept:name"].isin(["1", "2", "3"])]
+    report = mine(subset, compute_fitness=False)
+    assert report.cases == 3 and report.events == report.activity_instances == len(subset)
+
+
+def test_mine_rejects_bad_parameters(running: MiningReport, bundled_data: Path) -> None:
+    frame = load_event_log(bundled_data / "running-example.csv")
+    with pytest.raises(ToolError, match=">= 0"):
+        mine(frame, bottleneck_threshold_hours=-1)
 
 
 def test_mine_rejects_empty_and_non_frames() -> None:

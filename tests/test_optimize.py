@@ -48,9 +48,10 @@ def test_plan_within_budget_and_confirmed_by_simulation(helpdesk: ProcessTwin) -
     assert plan.predicted_waiting_delta_hours < 0
     # the simulation ran the chosen allocation as one combined scenario and agrees
     assert isinstance(plan.scenario, Combined)
-    assert {
+    added = {
         c.activity_or_pool: c.extra for c in plan.scenario.changes if isinstance(c, AddCapacity)
-    } == (plan.extra_staff)
+    }
+    assert added == plan.extra_staff
     assert plan.simulation is not None and plan.confirmed is True
     sim = plan.simulated_waiting_delta_hours
     assert sim is not None and sim.ci_low <= sim.mean <= sim.ci_high and sim.mean < 0

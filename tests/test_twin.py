@@ -78,7 +78,7 @@ def test_fit_repair_uses_start_times(bundled_data: Path) -> None:
 
 
 def test_fit_is_deterministic(bundled_data: Path) -> None:
-    frame = load_event_log(bundled_data / "helpdesk.xes.gz")
+    frame = load_event_log(bundled_data / "03_repairExample.xes.gz")
     assert fit_twin(frame, seed=3) == fit_twin(frame, seed=3)
 
 

@@ -108,14 +108,21 @@ def hours(value: float) -> Md:
     return Md(text)
 
 
+def duration(value: float) -> Md:
+    """Compact hours for tables: hours below two days, days from there."""
+    return Md(f"{value:,.1f} h" if abs(value) < 48 else f"{value / 24:,.1f} d")
+
+
 def pct(share: float) -> Md:
     """A 0..1 share as a percentage."""
     return Md(f"{share:.0%}")
 
 
 # --------------------------------------------------------------------------- mining
-def mining_summary_md(report: MiningReport, name: str, top: int = 5) -> Md:
-    """The mining summary: counts, period, cycle time, model, top bottlenecks, rework, notes."""
+def mining_summary_md(report: MiningReport, name: str, top: int = 5, seconds: float | None = None) -> Md:
+    """The mining summary: counts, period, cycle time, model, top bottlenecks, rework, notes.
+
+    ``seconds`` is the wall time of reading and mining (default: mining only)."""
     ct = report.cycle_time_hours
     first, last = report.time_range.first, report.time_range.last
     period = f"{first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)" if first and last else "unknown"
@@ -130,7 +137,7 @@ def mining_summary_md(report: MiningReport, name: str, top: int = 5) -> Md:
         f"- Cycle time per case: mean {hours(ct.mean)}, median {hours(ct.median)}, p90 {hours(ct.p90)}",
         (f"- Discovered model (inductive miner, IMd): {model.transitions - model.silent_transitions} "
          f"activities, {model.places} places{fitness}"),
-        f"- Mined in {report.duration_s:.1f} s",
+        f"- Read and mined in {report.duration_s if seconds is None else seconds:.1f} s",
         "",
         bottleneck_section_md(report, top),
     ]
@@ -146,8 +153,8 @@ def bottleneck_section_md(report: MiningReport, top: int = 5) -> Md:
     threshold = report.bottleneck_threshold_hours
     if report.bottlenecks:
         rows = [
-            (i, b.activity, hours(b.waiting_hours), hours(b.median_waiting_hours),
-             hours(b.total_delay_hours), pct(b.share_of_waiting), b.cases_affected)
+            (i, b.activity, duration(b.waiting_hours), duration(b.median_waiting_hours),
+             duration(b.total_delay_hours), pct(b.share_of_waiting), b.cases_affected)
             for i, b in enumerate(report.bottlenecks[:top], start=1)
         ]
         table = md_table(
@@ -159,7 +166,7 @@ def bottleneck_section_md(report: MiningReport, top: int = 5) -> Md:
     waits = sorted(report.activities, key=lambda a: a.mean_waiting_hours, reverse=True)[:top]
     table = md_table(
         ["Activity", "Executions", "Mean wait", "Mean processing"],
-        [(a.name, a.count, hours(a.mean_waiting_hours), hours(a.mean_processing_hours)) for a in waits],
+        [(a.name, a.count, duration(a.mean_waiting_hours), duration(a.mean_processing_hours)) for a in waits],
         align="lrrr",
     )
     return Md(f"#### No bottlenecks: no activity waits {threshold:g} h or more on average\n\n"

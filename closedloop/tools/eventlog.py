@@ -28,7 +28,9 @@ so suspended time counts as processing time. When no value is ``start`` or
 Timezones: naive timestamps are taken as UTC, aware ones converted to UTC.
 
 Bookkeeping is kept in ``frame.attrs`` (JSON-safe): ``source``, ``format``,
-``raw_events`` (events read before pairing/cleaning), ``warnings`` (list[str]).
+``raw_events`` (events read before pairing/cleaning), ``rows`` (rows produced;
+pandas copies attrs to filtered frames, so compare before trusting
+``raw_events``: see ``raw_event_count``), ``warnings`` (list[str]).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class EventLogSummary(BaseModel):
         return cls(
             source=str(frame.attrs.get("source", "")),
             format=str(frame.attrs.get("format", "")),
-            raw_events=int(frame.attrs.get("raw_events", len(frame))),
+            raw_events=raw_event_count(frame),
             rows=len(frame),
             cases=int(frame[CASE].nunique()),
             activities=int(frame[ACTIVITY].nunique()),
@@ -136,6 +138,13 @@ class EventLogSummary(BaseModel):
 
 
 # --------------------------------------------------------------------------- public API
+def raw_event_count(frame: pd.DataFrame) -> int:
+    """Events read from the source of ``frame`` (before pairing), or its rows once filtered."""
+    if frame.attrs.get("rows") == len(frame) and "raw_events" in frame.attrs:
+        return int(frame.attrs["raw_events"])
+    return len(frame)
+
+
 def load_event_log(
     path: str | Path, mapping: ColumnMapping | None = None, *, encoding: str = "utf-8"
 ) -> pd.DataFrame:
@@ -380,7 +389,13 @@ def _canonical(
     df = df[first_cols + [c for c in df.columns if c not in first_cols]].reset_index(drop=True)
     for w in warnings:
         log.warning("%s: %s", source, w)
-    df.attrs = {"source": source, "format": fmt, "raw_events": raw_events, "warnings": warnings}
+    df.attrs = {
+        "source": source,
+        "format": fmt,
+        "raw_events": raw_events,
+        "rows": len(df),  # raw_events only describes this frame while its length is unchanged
+        "warnings": warnings,
+    }
     return df
 
 
@@ -391,6 +406,11 @@ def _parse_times(
     if values.dtype.kind == "M":
         out = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
         return out.astype(TIME_DTYPE)
+    if pd.api.types.is_numeric_dtype(values):  # epoch seconds or ms? refuse to guess
+        raise EventLogError(
+            f"{source}: timestamps in column {column!r} are numbers (e.g. {values.iloc[0]!r}); "
+            "give ISO 8601 text such as 2024-01-31T09:00:00Z"
+        )
     present = values.notna() & (values.astype("str").str.strip() != "")
     try:
         parsed = pd.to_datetime(values, utc=True, format=fmt or "ISO8601")

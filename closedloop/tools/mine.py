@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools import performance as perf
 from closedloop.tools.base import read_tool
-from closedloop.tools.errors import EventLogError
+from closedloop.tools.errors import EventLogError, ToolError
 from closedloop.tools.eventlog import (
     ACTIVITY,
     CASE,
@@ -27,6 +27,7 @@ from closedloop.tools.eventlog import (
     TIMESTAMP,
     ColumnMapping,
     load_event_log,
+    raw_event_count,
     to_canonical,
 )
 from closedloop.tools.performance import (
@@ -140,6 +141,10 @@ def mine(
     completion times: waiting then includes processing and processing is 0.
     """
     started = time.perf_counter()
+    if bottleneck_threshold_hours < 0 or top_variants < 0 or fitness_budget_events < 0:
+        raise ToolError(
+            "bottleneck_threshold_hours, top_variants and fitness_budget_events must be >= 0"
+        )
     frame = _as_canonical(log)
     warnings = list(frame.attrs.get("warnings", []))
     has_start = bool((frame[START] != frame[TIMESTAMP]).any())
@@ -157,7 +162,7 @@ def mine(
     others = [c for c in frame.columns if c not in known]
     return MiningReport(
         source=str(frame.attrs.get("source", "")),
-        events=int(frame.attrs.get("raw_events", len(frame))),
+        events=raw_event_count(frame),
         activity_instances=len(frame),
         cases=len(cases),
         has_start_times=has_start,
