@@ -85,9 +85,9 @@ def render_run(state: dict[str, Any]) -> str:
 def render_mining(report: dict[str, Any], top: int = 5) -> str:
     """A short text summary of a mining report."""
     ct = report["cycle_time_hours"]
-    lines = [f"{report['events']} events, {report['cases']} cases, {len(report['activities'])} activities, "
+    lines = [(f"{report['events']} events, {report['cases']} cases, {len(report['activities'])} activities, "
              f"{len(report['variants'])} top variants; cycle time mean {ct['mean']:.1f} h, "
-             f"median {ct['median']:.1f} h, p90 {ct['p90']:.1f} h"]
+             f"median {ct['median']:.1f} h, p90 {ct['p90']:.1f} h")]
     if report["bottlenecks"]:
         lines.append("bottlenecks (by total delay):")
         for b in report["bottlenecks"][:top]:

@@ -13,11 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import jsonschema
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -63,8 +64,9 @@ def _fresh_store(tmp_path: Path, migrated_db: Path) -> None:
 
 
 def make_settings(tmp_path: Path, secret: str | None = SECRET) -> Settings:
-    extra = {"CLOSEDLOOP_TEAMS_SECRET": secret} if secret is not None else {}
-    return Settings(DATABASE_URL=f"sqlite:///{tmp_path}/t.db", CLOSEDLOOP_HOME=str(tmp_path), **extra)
+    # Keyword arguments win over the environment, so a developer's own secret cannot leak in.
+    return Settings(DATABASE_URL=f"sqlite:///{tmp_path}/t.db", CLOSEDLOOP_HOME=str(tmp_path),
+                    CLOSEDLOOP_TEAMS_SECRET=secret)
 
 
 def signature(body: bytes, secret: str = SECRET) -> str:
@@ -147,16 +149,18 @@ class StubRunner:
         self.engine = open_store(settings.resolved_database_url())
         self.resumes: list[tuple[str, Any, str]] = []
 
-    def __enter__(self) -> StubRunner:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
     def pending(self, run_id: str) -> dict[str, Any] | None:
         with transaction(self.engine) as s:
             row = s.exec(select(Approval).where(Approval.run_id == run_id, Approval.status == "pending")).first()
-            return {"kind": "approval", "run_id": run_id, "plan_id": row.plan_id, "approval_id": row.id} if row else None
+            if row is None:
+                return None
+            return {"kind": "approval", "run_id": run_id, "plan_id": row.plan_id, "approval_id": row.id}
 
     def state(self, run_id: str) -> dict[str, Any]:
         return {"run_id": run_id, "steps": []}
@@ -230,7 +234,9 @@ def test_list_and_show_approvals(stubbed, validator) -> None:
     pending = client.get("/approvals", params={"status": "pending"}).json()
     assert [a["id"] for a in pending] == [approval_id]
     assert pending[0]["hypothesis"] == "one more agent on L1" and pending[0]["plan_status"] == "awaiting_approval"
-    assert {a["id"] for a in client.get("/approvals").json()} == {approval_id, decided_id}
+    assert pending[0]["requested_at"].endswith(("Z", "+00:00"))  # UTC, also from SQLite
+    assert [a["id"] for a in client.get("/approvals").json()] == [decided_id, approval_id]
+    assert [a["id"] for a in client.get("/approvals", params={"limit": 1}).json()] == [decided_id]
     assert [a["id"] for a in client.get("/approvals", params={"run_id": "run-old"}).json()] == [decided_id]
     assert client.get("/approvals", params={"status": "whatever"}).status_code == 422
     card = client.get(f"/approvals/{approval_id}/card").json()
@@ -267,6 +273,31 @@ def test_rest_decision_on_a_run_not_waiting_is_409(tmp_path: Path) -> None:
         assert r.status_code == 409 and r.json()["error"] == "not_paused"
         assert "evidence" in r.json()["detail"]
     assert stub.resumes == [] and approval_status(settings, approval_id) == "pending"
+
+
+def test_rows_without_a_checkpoint_are_409_and_errors_name_no_database(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)  # the real LoopRunner: the seeded run has no graph checkpoint
+    approval_id = seed_paused_run(settings)
+    with TestClient(create_app(settings)) as client:
+        run = client.get("/runs/run-seeded").json()
+        assert run["status"] == "paused" and run["pending"] is None and run["steps"] == []
+        for r in (client.post(f"/approvals/{approval_id}/decision", json={"decision": "approve", "by": "me"}),
+                  client.post("/runs/run-seeded/evidence"),
+                  post_signed(client, invoke(approval_id))):
+            assert r.status_code == 409, r.text
+            assert str(tmp_path) not in r.text and "sqlite" not in r.text
+    assert approval_status(settings, approval_id) == "pending"
+
+
+def test_a_run_against_an_unreachable_api_is_502_naming_the_run(tmp_path: Path) -> None:
+    settings = Settings(DATABASE_URL=f"sqlite:///{tmp_path}/t.db", CLOSEDLOOP_HOME=str(tmp_path),
+                        CLOSEDLOOP_API_RETRIES=0, CLOSEDLOOP_API_TIMEOUT=2)
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/runs", json={"api_url": f"http://127.0.0.1:{free_port()}"})
+        assert r.status_code == 502, r.text
+        assert r.json()["error"] == "tool_error" and r.json()["run_id"] in r.json()["detail"]
+        assert client.get(f"/runs/{r.json()['run_id']}").status_code == 200
+        assert client.get("/approvals").json() == []
 
 
 def test_policies_are_set_audited_and_read_back(stubbed) -> None:
@@ -389,7 +420,7 @@ def test_teams_bad_actions_change_nothing(stubbed, body_fn, status: int) -> None
 
 
 def test_teams_ignores_signed_non_invoke_activities(stubbed) -> None:
-    client, stub, approval_id, _ = stubbed
+    client, stub, _, _ = stubbed
     body = json.dumps({"type": "message", "text": "approve 1", "from": {"id": "29:x", "name": "Eve"}}).encode()
     r = post_signed(client, body)
     assert r.status_code == 200 and r.json()["status"] == "ignored"
@@ -406,14 +437,17 @@ def test_teams_refuses_oversized_bodies(stubbed) -> None:
 # --- the whole loop over real HTTP: sandbox, REST, signed Teams invoke --------------------------
 
 
-@contextmanager
-def api_server(settings: Settings) -> Iterator[str]:
-    """closedloop's API served by uvicorn (build_server, as `serve` does) on a free loopback port."""
+def free_port() -> int:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    server = build_server(settings, port=port, log_level="warning")
+    return port
+
+
+@contextmanager
+def serving(server: uvicorn.Server) -> Iterator[str]:
+    """Run a uvicorn server in a thread on loopback; yields its base URL."""
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -421,15 +455,45 @@ def api_server(settings: Settings) -> Iterator[str]:
         assert thread.is_alive() and time.monotonic() < deadline, "API server did not start"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{server.config.host}:{server.config.port}"
     finally:
         server.should_exit = True
         thread.join(15)
 
 
+def test_concurrent_presses_resume_the_loop_once(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    approval_id = seed_paused_run(settings)
+    stub = StubRunner(settings)
+    resume = stub.resume
+
+    def slow_resume(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        time.sleep(0.3)  # widen the window in which a second press could slip through
+        return resume(*args, **kwargs)
+
+    stub.resume = slow_resume  # type: ignore[method-assign]
+    app = create_app(settings, runner_factory=lambda _s: stub)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    bodies = [invoke(approval_id, verb) for verb in ("approve", "reject", "approve", "reject", "approve")]
+    with serving(server) as base, httpx.Client(base_url=base, timeout=30) as client:
+        results: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda b=b: results.append(post_signed(client, b))) for b in bodies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert [r.status_code for r in results] == [200] * 5
+    assert len(stub.resumes) == 1
+    final = approval_status(settings, approval_id)
+    assert final in ("approved", "rejected")
+    assert all(final.upper() in json.dumps(r.json()["value"]) for r in results)
+    assert sum("already been decided" in r.text for r in results) == 4
+
+
 def test_whole_loop_approved_through_a_signed_teams_invoke(tmp_path: Path, validator) -> None:
     settings = make_settings(tmp_path)
-    with SandboxServer(seed=7) as sandbox, api_server(settings) as base, \
+    server = build_server(settings, port=free_port(), log_level="warning")  # what `serve` runs
+    with SandboxServer(seed=7) as sandbox, serving(server) as base, \
             httpx.Client(base_url=base, timeout=180) as api:
         httpx.post(f"{sandbox.url}/clock/advance", json={"hours": 504}, timeout=180).raise_for_status()
         r = api.post("/runs", json={"api_url": sandbox.url, "scope": "helpdesk"})

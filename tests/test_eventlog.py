@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -103,6 +104,16 @@ def test_repair_example_pairs_start_and_complete(bundled_data: Path) -> None:
     assert first[TIMESTAMP] == pd.Timestamp("1970-01-02 11:30", tz="UTC")
     assert first["phoneType"] == "T2"  # attributes of the complete event are kept
     assert any("without a later complete" in w for w in frame.attrs["warnings"])
+
+
+def test_xes_without_rust_backend_uses_iterparse(
+    bundled_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = load_event_log(bundled_data / "03_repairExample.xes.gz")
+    monkeypatch.setitem(sys.modules, "rustxes", None)  # import rustxes -> ImportError
+    slow = load_event_log(bundled_data / "03_repairExample.xes.gz")
+    key = [CASE, ACTIVITY, TIMESTAMP, START, RESOURCE]
+    pd.testing.assert_frame_equal(fast[key], slow[key])
 
 
 @pytest.mark.slow
@@ -343,6 +354,7 @@ BROKEN_CASES = [
     ("entity_expansion.xes", ["DOCTYPE", "refused", "entity"]),
     ("external_entity.xes", ["DOCTYPE", "refused", "XXE"]),
     ("no_traces.xes", ["no events"]),
+    ("not_xes.xes", ["root element is <html>", "not an XES document"]),
 ]
 
 

@@ -12,7 +12,17 @@ from closedloop.graphs.runner import LoopRunner, NotPaused
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.models import (
-    AuditEvent, Dataset, Execution, Insight, KpiSnapshot, MiningRun, Opportunity, Plan, Policy, Simulation, Verdict,
+    AuditEvent,
+    Dataset,
+    Execution,
+    Insight,
+    KpiSnapshot,
+    MiningRun,
+    Opportunity,
+    Plan,
+    Policy,
+    Simulation,
+    Verdict,
 )
 
 

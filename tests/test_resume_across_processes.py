@@ -40,7 +40,7 @@ def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CLOSEDLOOP_HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path}/store.db"}
     env.pop("OPENAI_API_KEY", None)
     env.pop("OPENAI_BASE_URL", None)
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([*CLI, *args], check=False, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_pause_stop_resume_in_new_process_writes_once(tmp_path, sandbox_process):

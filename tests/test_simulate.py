@@ -161,6 +161,10 @@ def test_scenario_errors_name_the_problem(helpdesk: str) -> None:
         simulate(twin, AutomateActivity(activity="Closed", segment="category == 'password'"))
     with pytest.raises(ConditionError, match="function calls"):
         simulate(twin, AutomateActivity(activity="Closed", segment="__import__('os')"))
+    with pytest.raises(ScenarioError, match="invalid scenario.*share"):
+        simulate(twin, {"kind": "automate_activity", "activity": "Closed", "share": 2})
+    with pytest.raises(ScenarioError, match="invalid scenario"):
+        simulate(twin, {"kind": "hire_a_robot"})
     with pytest.raises(ScenarioError, match="cases"):
         simulate(twin, AsIs(), cases=0)
     with pytest.raises(ScenarioError, match="replications"):

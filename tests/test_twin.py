@@ -106,6 +106,22 @@ def test_tiny_frame_routing_and_attributes() -> None:
     assert twin.observed.mean_cycle_time_hours == pytest.approx(10 / 3)
 
 
+def test_org_group_defines_pools() -> None:
+    frame = _frame(
+        [
+            ("1", "a", 0, 1, "x"), ("1", "b", 1, 2, "y"),
+            ("2", "a", 1, 2, "y"), ("2", "b", 2, 3, "x"),
+            ("3", "a", 2, 3, "z"), ("3", "c", 3, 5, "w"),
+        ]
+    )  # fmt: skip
+    frame["org:group"] = frame["concept:name"].map({"a": "desk", "b": "desk", "c": ""})
+    twin = fit_twin(frame)
+    assert set(twin.pools) == {"desk", "c"}
+    assert twin.pools["desk"].activities == ["a", "b"] and twin.pool_of("b") == "desk"
+    assert twin.pools["desk"].estimated_capacity == 3  # x, y, z in the same week
+    assert twin.pools["desk"].resources == 3
+
+
 def test_degenerate_single_case_single_activity() -> None:
     twin = fit_twin(_frame([("only", "a", 0, 0, "")]))
     assert any("only one case" in w for w in twin.warnings)

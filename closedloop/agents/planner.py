@@ -16,11 +16,20 @@ from closedloop.agents.offline import answer, call_tool, first_human_json, tool_
 from closedloop.agents.runtime import AuditTrail, run_agent
 from closedloop.agents.toolkit import make_tool
 from closedloop.store.db import transaction
-from closedloop.store.models import Dataset, Insight, LoopRun, MiningRun, Opportunity, Plan, Simulation
+from closedloop.store.models import (
+    Dataset,
+    Insight,
+    LoopRun,
+    MiningRun,
+    Opportunity,
+    Plan,
+    Simulation,
+)
 from closedloop.tools import actions as catalog
 from closedloop.tools.base import ToolKind
 from closedloop.tools.collect import fetch_config
 from closedloop.tools.errors import ScenarioError
+from closedloop.tools.optimize import optimize_staffing
 from closedloop.tools.simulate import AddCapacity, AutomateActivity, Combined, simulate
 from closedloop.tools.twin import fit_twin
 
@@ -165,8 +174,6 @@ def plan(ctx: LoopContext, run_id: str, opportunity_id: int, api_url: str, scope
 
     def optimize_staff(budget: int) -> dict[str, Any]:
         """Best allocation of ``budget`` extra staff across resource pools (CP-SAT), checked by simulation."""
-        from closedloop.tools.optimize import optimize_staffing
-
         return optimize_staffing(twin, budget_extra_staff=budget, seed=s.seed).model_dump(mode="json")
 
     tools = [make_tool(list_actions, ToolKind.READ), make_tool(current_config, ToolKind.READ),

@@ -1,7 +1,8 @@
 """The REST API: runs, approvals, audit trail and policies, plus the Teams bot router.
 
-Errors are JSON: unknown id -> 404, a run not waiting for what was sent -> 409,
-a bad body -> 422 (FastAPI's validation detail), a tool failing inside the loop -> 502.
+Errors are JSON ``{"error", "detail"}``: unknown id -> 404, a run not waiting for what
+was sent -> 409, a bad body -> 422 (FastAPI's validation detail), a tool failing inside
+the loop -> 502 (with the ``run_id`` when a new run stopped).
 The API has no authentication of its own: serve it on loopback (the default)
 or behind a proxy that authenticates; only ``/teams/messages`` checks a signature.
 """
@@ -32,7 +33,7 @@ from closedloop.api.models import (
     RunView,
     StartRunIn,
 )
-from closedloop.api.service import RunnerFactory, Service, approval_view
+from closedloop.api.service import RunFailed, RunnerFactory, Service, approval_view
 from closedloop.graphs.runner import NotPaused, RunNotFound
 from closedloop.settings import Settings, get_settings
 from closedloop.tools.errors import ToolError
@@ -58,8 +59,9 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _json_error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse(ErrorOut(error=code, detail=detail).model_dump(), status_code=status)
+def _json_error(status: int, code: str, detail: str, run_id: str | None = None) -> JSONResponse:
+    return JSONResponse(ErrorOut(error=code, detail=detail, run_id=run_id).model_dump(exclude_none=True),
+                        status_code=status)
 
 
 def create_app(settings: Settings | None = None, runner_factory: RunnerFactory | None = None) -> FastAPI:
@@ -92,9 +94,14 @@ def create_app(settings: Settings | None = None, runner_factory: RunnerFactory |
     async def _decided(_: Request, exc: AlreadyDecided) -> JSONResponse:
         return _json_error(409, "already_decided", str(exc))
 
+    @app.exception_handler(RunFailed)
+    async def _run_failed(_: Request, exc: RunFailed) -> JSONResponse:
+        return _json_error(502, "tool_error", str(exc), run_id=exc.run_id)
+
     @app.exception_handler(ToolError)
     async def _tool_error(_: Request, exc: ToolError) -> JSONResponse:
-        return _json_error(502, "tool_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        first_line = (str(exc).splitlines() or [""])[0]
+        return _json_error(502, "tool_error", f"{type(exc).__name__}: {first_line}")
 
     @app.get("/health", response_model=Health, summary="Liveness, version and whether the Teams bot is enabled")
     def health() -> Health:
@@ -122,10 +129,12 @@ def create_app(settings: Settings | None = None, runner_factory: RunnerFactory |
     def get_audit(run_id: RunId) -> list[AuditEventView]:
         return service.audit_events(run_id)
 
-    @app.get("/approvals", response_model=list[ApprovalView], summary="Approvals, optionally by status or run")
+    @app.get("/approvals", response_model=list[ApprovalView],
+             summary="Approvals, newest first, optionally by status or run")
     def list_approvals(status: Annotated[ApprovalStatus | None, Query()] = None,
-                       run_id: Annotated[str | None, Query(max_length=128)] = None) -> list[ApprovalView]:
-        return service.approvals(status=status, run_id=run_id)
+                       run_id: Annotated[str | None, Query(max_length=128)] = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[ApprovalView]:
+        return service.approvals(status=status, run_id=run_id, limit=limit)
 
     @app.get("/approvals/{approval_id}", response_model=ApprovalView, responses=_ERRORS)
     def get_approval(approval_id: ApprovalId) -> ApprovalView:

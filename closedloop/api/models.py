@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCOPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 Mode = Literal["shadow", "assisted", "supervised"]
 ApprovalStatus = Literal["pending", "approved", "rejected"]
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the store only ever writes UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class ErrorOut(BaseModel):
@@ -18,6 +26,7 @@ class ErrorOut(BaseModel):
 
     error: str = Field(description="machine-readable code, e.g. not_found, not_paused")
     detail: str = Field(description="what went wrong, for people")
+    run_id: str | None = Field(default=None, description="the run concerned, when one was started")
 
 
 class Health(BaseModel):
@@ -65,8 +74,8 @@ class RunView(BaseModel):
     pending: PendingInterrupt | None = None
     steps: list[dict[str, Any]] = Field(default_factory=list)
     audit_chain: AuditChain
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class StartRunIn(BaseModel):
@@ -95,8 +104,8 @@ class ApprovalView(BaseModel):
     channel: str
     decided_by: str | None
     comment: str
-    requested_at: datetime
-    decided_at: datetime | None
+    requested_at: UtcDatetime
+    decided_at: UtcDatetime | None
     scope: str
     hypothesis: str
     risk_tier: str
@@ -121,7 +130,7 @@ class AuditEventView(BaseModel):
     actor: str
     kind: str
     payload: dict[str, Any]
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class PolicyIn(BaseModel):
@@ -142,7 +151,7 @@ class PolicyView(BaseModel):
     mode: str
     kill_switch: bool
     caps: dict[str, Any]
-    updated_at: datetime
+    updated_at: UtcDatetime
     updated_by: str
 
 

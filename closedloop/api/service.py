@@ -10,6 +10,7 @@ waiting for is resumed. A replay of a decided approval gets the decided view.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +33,18 @@ from closedloop.report import audit_chain
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
 from closedloop.store.models import Approval, AuditEvent, LoopRun, Plan, Policy, utcnow
+from closedloop.tools.errors import ToolError
 
 RunnerFactory = Callable[[Settings], LoopRunner]
+
+
+class RunFailed(RuntimeError):
+    """A new run stopped on a tool error (e.g. the enterprise API is unreachable)."""
+
+    def __init__(self, run_id: str, error: ToolError) -> None:
+        first_line = (str(error).splitlines() or [""])[0]
+        super().__init__(f"run {run_id} stopped: {type(error).__name__}: {first_line}")
+        self.run_id = run_id
 
 
 @dataclass
@@ -87,15 +98,22 @@ class Service:
     # -- runs ----------------------------------------------------------------------------
 
     def start_run(self, api_url: str, scope: str | None) -> RunView:
-        state = self.runner.start(api_url, scope=scope)
-        return self.run_view(state["run_id"])
+        """Run a new loop until it pauses or ends; a tool failure becomes RunFailed naming the run."""
+        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        try:
+            self.runner.start(api_url, scope=scope, run_id=run_id)
+        except ToolError as exc:
+            raise RunFailed(run_id, exc) from exc
+        return self.run_view(run_id)
 
     def give_evidence(self, run_id: str) -> RunView:
         """Resume a run that waits for evidence (the world has run on since it acted)."""
         with self.run_lock(run_id):
             self.run_view(run_id)  # 404 for an unknown run
-            # A non-empty resume value: LangGraph ignores an empty one.
-            self.runner.resume(run_id, {"checked_by": "api"}, expect="evidence")
+            try:
+                self.runner.resume(run_id, {"checked_by": "api"}, expect="evidence")
+            except RunNotFound as exc:  # a row without a checkpoint; the runner's message names the database
+                raise NotPaused(f"run {run_id} has no checkpoint; it is not waiting for evidence") from exc
         return self.run_view(run_id)
 
     def run_view(self, run_id: str) -> RunView:
@@ -138,9 +156,11 @@ class Service:
             run = session.get(LoopRun, approval.run_id)
             return approval, plan, run
 
-    def approvals(self, status: str | None = None, run_id: str | None = None) -> list[ApprovalView]:
+    def approvals(self, status: str | None = None, run_id: str | None = None, limit: int = 100) -> list[ApprovalView]:
+        """Approvals, newest first."""
         with transaction(self.engine) as session:
-            query = select(Approval, Plan).join(Plan, Plan.id == Approval.plan_id).order_by(Approval.id)
+            query = (select(Approval, Plan).join(Plan, Plan.id == Approval.plan_id)
+                     .order_by(Approval.id.desc()).limit(limit))
             if status is not None:
                 query = query.where(Approval.status == status)
             if run_id is not None:
@@ -155,7 +175,11 @@ class Service:
             if approval.status != "pending":
                 return Decided(approval, plan, run, replayed=True)
             runner = self.runner
-            pending = runner.pending(run.id)
+            try:
+                pending = runner.pending(run.id)
+            except RunNotFound as exc:  # a row without a checkpoint; the runner's message names the database
+                raise NotPaused(f"run {run.id} has no checkpoint; it is not waiting for approval "
+                                f"#{approval_id}") from exc
             if not pending or pending.get("kind") != "approval" or pending.get("approval_id") != approval_id:
                 waits = f"{pending.get('kind')} #{pending.get('approval_id')}" if pending else "nothing"
                 raise NotPaused(f"run {run.id} is not waiting for approval #{approval_id} (it waits for {waits})")

@@ -7,7 +7,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from langgraph.types import Command
 from sqlalchemy.engine import make_url
@@ -65,12 +65,12 @@ class LoopRunner:
         self._cp_cm = None
         self.graph = None
 
-    def __enter__(self) -> "LoopRunner":
+    def __enter__(self) -> Self:
         self._cp_cm = checkpointer(self.url)
         self.graph = build_graph().compile(checkpointer=self._cp_cm.__enter__())
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.context.close()
         self._cp_cm.__exit__(*exc)
 

@@ -7,7 +7,7 @@ from; AuditEvent records every prompt, model answer and tool call by run id.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     """Timezone-aware current UTC time (the store's only clock)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _json() -> Any:

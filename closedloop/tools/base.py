@@ -5,8 +5,9 @@ Only WRITE tools change the outside world, and only the Executor may call them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
 

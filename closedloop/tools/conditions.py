@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -79,6 +80,7 @@ class Condition:
         self.names = names
         self._tree = tree.body
         self._evaluator = EvalWithCompoundTypes(operators=_OPERATORS, functions={}, names={})
+        self._lock = threading.Lock()  # the evaluator holds the names of the current call
 
     def __repr__(self) -> str:
         return f"Condition({self.expression!r})"
@@ -95,13 +97,16 @@ class Condition:
             names[key] = value
         for name in self.names:
             names.setdefault(name, None)
-        self._evaluator.names = names
-        try:
-            return bool(self._evaluator.eval(self.expression, previously_parsed=self._tree))
-        except (TypeError, ValueError, ZeroDivisionError):
-            return False
-        except InvalidExpression as exc:  # defence in depth: the whitelist should catch it
-            raise ConditionError(f"condition {self.expression!r} is not allowed: {exc}") from exc
+        with self._lock:
+            self._evaluator.names = names
+            try:
+                return bool(self._evaluator.eval(self.expression, previously_parsed=self._tree))
+            except (TypeError, ValueError, ZeroDivisionError):
+                return False
+            except InvalidExpression as exc:  # defence in depth: the whitelist should catch it
+                raise ConditionError(
+                    f"condition {self.expression!r} is not allowed: {exc}"
+                ) from exc
 
     def mask(self, rows: Iterable[Mapping[str, Any]]) -> list[bool]:
         """Evaluate the condition for each row."""

@@ -115,7 +115,7 @@ def mine(
     bottleneck_threshold_hours: float = 2.0,
     top_variants: int = 20,
     compute_fitness: bool = True,
-    fitness_budget_events: int = 10_000,
+    fitness_budget_events: int = 5_000,
 ) -> MiningReport:
     """Mine an event log: how work flows, where it waits, what is repeated.
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from closedloop.tools.base import read_tool
 
 # Activities whose names suggest a decision about money or customers are riskier to touch.
-RISKY_ACTIVITY = re.compile(r"approv|declin|decid|decision|pay|refund|credit|loan|contract", re.I)
+RISKY_ACTIVITY = re.compile(r"approv|declin|decid|decision|pay|refund|credit|loan|contract", re.IGNORECASE)
 
 
 class InsightScore(BaseModel):

@@ -26,6 +26,7 @@ from closedloop.tools.simulate import (
     Combined,
     Estimate,
     SimulationResult,
+    as_twin,
     resolve_pool,
     simulate,
 )
@@ -111,8 +112,7 @@ def optimize_staffing(
     simulation agrees that waiting does not increase. Unknown pools raise
     ScenarioError.
     """
-    if not isinstance(twin, ProcessTwin):
-        twin = ProcessTwin.model_validate(twin)
+    twin = as_twin(twin)
     if max_per_pool < 0:
         raise ScenarioError(f"max_per_pool must be >= 0, got {max_per_pool}")
     if pools is None:

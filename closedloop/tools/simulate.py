@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from scipy import stats
 
 from closedloop.tools.base import read_tool
@@ -187,7 +187,32 @@ def _model(twin: ProcessTwin) -> _Model:
     )
 
 
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(x) for x in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+    )
+
+
+def as_twin(twin: Any) -> ProcessTwin:
+    """A ProcessTwin from a twin or its JSON-like dict; ScenarioError when invalid."""
+    if isinstance(twin, ProcessTwin):
+        return twin
+    try:
+        return ProcessTwin.model_validate(twin)
+    except ValidationError as exc:
+        raise ScenarioError(f"invalid process twin: {_brief(exc)}") from None
+
+
+def as_scenario(scenario: Any) -> Any:
+    """A validated scenario from a model or a dict with ``kind``; ScenarioError when invalid."""
+    try:
+        return _SCENARIO.validate_python(scenario)
+    except ValidationError as exc:
+        raise ScenarioError(f"invalid scenario: {_brief(exc)}") from None
+
+
 def resolve_pool(twin: ProcessTwin, name: str) -> str:
+    """The pool a pool or activity name refers to; ScenarioError listing valid names if unknown."""
     if name in twin.pools:
         return name
     if name in twin.activities:
@@ -427,9 +452,7 @@ def simulate(
     identical results. Unknown activities or pools, a capacity below 1 or a
     bad segment raise ScenarioError naming the problem and the valid names.
     """
-    if not isinstance(twin, ProcessTwin):
-        twin = ProcessTwin.model_validate(twin)
-    scenario = _SCENARIO.validate_python(scenario)
+    twin, scenario = as_twin(twin), as_scenario(scenario)
     if not 10 <= cases <= MAX_CASES:
         raise ScenarioError(f"cases must be between 10 and {MAX_CASES}, got {cases}")
     if not 1 <= replications <= MAX_REPLICATIONS:

@@ -187,6 +187,8 @@ def _prepare(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         raise ScenarioError("no event has a case id, an activity and a valid timestamp")
     df[CASE] = df[CASE].astype(str)
     df[ACTIVITY] = df[ACTIVITY].astype(str)
+    if (df[ACTIVITY] == END).any():
+        raise ScenarioError(f"activity name {END!r} is reserved for the end of a case")
     df[RESOURCE] = df[RESOURCE].fillna("").astype(str) if RESOURCE in df else ""
     df = df.sort_values([CASE, COMPLETE, START], kind="mergesort").reset_index(drop=True)
     return df, warnings

@@ -29,7 +29,7 @@ _END_RE = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?log\s*>(?:\s|<!--.*?-->|<\?.*?\?
 
 
 class _RootReached(Exception):
-    """Internal: the prolog scan reached the root element."""
+    """Internal: the prolog scan reached the root element (its name is the argument)."""
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -55,13 +55,16 @@ def _guarded_parser() -> expat.XMLParserType:
     return parser
 
 
-def _scan(path: Path, *, stop_at_root: bool) -> None:
-    """Run expat over the file (or only its prolog) and turn problems into EventLogError."""
+def _scan(path: Path, *, stop_at_root: bool) -> str | None:
+    """Run expat over the file (or only its prolog) and turn problems into EventLogError.
+
+    With ``stop_at_root`` returns the root element's name (None when there is none).
+    """
     parser = _guarded_parser()
     if stop_at_root:
 
-        def root(*_: object) -> None:
-            raise _RootReached
+        def root(name: str, *_: object) -> None:
+            raise _RootReached(name)
 
         parser.StartElementHandler = root
     try:
@@ -69,8 +72,8 @@ def _scan(path: Path, *, stop_at_root: bool) -> None:
             while chunk := stream.read(_CHUNK):
                 parser.Parse(chunk, False)
             parser.Parse(b"", True)
-    except _RootReached:
-        return
+    except _RootReached as reached:
+        return str(reached.args[0])
     except EventLogError as exc:
         raise EventLogError(f"{path}: line {parser.CurrentLineNumber}: {exc}") from None
     except expat.ExpatError as exc:
@@ -83,6 +86,7 @@ def _scan(path: Path, *, stop_at_root: bool) -> None:
         raise EventLogError(
             f"{path}: cannot decompress/read: {exc} (truncated or not gzip?)"
         ) from None
+    return None
 
 
 _TRUNCATION_CODES = {
@@ -113,11 +117,16 @@ def _tail(path: Path) -> bytes:
 
 
 def check_xes(path: Path) -> None:
-    """Refuse DTD/ENTITY declarations and truncated documents (cheap: prolog + tail)."""
-    _scan(path, stop_at_root=True)
+    """Refuse DTD/ENTITY declarations, non-XES and truncated documents (cheap: prolog + tail)."""
+    root = _scan(path, stop_at_root=True)
+    if root is None:
+        raise EventLogError(f"{path}: no XML element found (empty document?)")
+    if root.rpartition(":")[2] != "log":
+        raise EventLogError(f"{path}: root element is <{root}>, not <log>: not an XES document")
     if not _END_RE.search(_tail(path)):
-        _scan(path, stop_at_root=False)  # locate the problem with a line number
-        raise EventLogError(f"{path}: XES document does not end with </log> (file truncated?)")
+        # Slow path: the full scan names the line of a truncation; a document that is
+        # well-formed after all (say, a long trailing comment) passes.
+        _scan(path, stop_at_root=False)
 
 
 def read_xes(path: Path) -> pd.DataFrame:
