@@ -202,7 +202,7 @@ async def start_loop(loop: LoopSession) -> None:
                                 f"{loop.history_days:g} simulated days of history ...\n\n")
         await asyncio.to_thread(loop.build_history)
         await step.stream_token("History ready.")
-    async with cl.Step(name="Observe, triage, plan, gate", type="run", show_input=False) as step:
+    async with cl.Step(name="Observe, triage, plan, gate", type="tool", show_input=False) as step:
         state = await asyncio.to_thread(loop.start)
         await step.stream_token(f"Run {render.md_text(state['run_id'], 60)} stopped at: {phase(state)}.")
     await show_state(loop, state)
@@ -262,7 +262,7 @@ async def decide(action: cl.Action, approve: bool) -> None:
 async def record_decision(loop: LoopSession, run_id: str, approve: bool) -> None:
     try:
         async with cl.Step(name="Approved: executing" if approve else "Rejected",
-                           type="run", show_input=False) as step:
+                           type="tool", show_input=False) as step:
             state = await asyncio.to_thread(loop.decide, run_id, approve, operator())
             await step.stream_token(f"Recorded; the run now waits for: {phase(state)}.")
     except (StaleDecision, NotPaused) as exc:

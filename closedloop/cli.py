@@ -139,6 +139,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return sandbox_main(["--port", str(args.port), "--seed", str(args.seed), "--speed", str(args.speed)])
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from closedloop.api.server import serve
+
+    serve(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from closedloop.store.migrate import upgrade
 
@@ -209,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--seed", type=int, default=7)
     sb.add_argument("--speed", type=float, default=0.0, help="simulated seconds per real second (0 = manual clock)")
     sb.set_defaults(func=cmd_sandbox)
+
+    sv = sub.add_parser("serve", help="serve the REST API and the Teams-style approval bot")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="migrate the store to the latest schema")
     db.add_argument("action", choices=["upgrade"])

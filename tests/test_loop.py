@@ -137,3 +137,14 @@ def test_invalid_approval_answer_is_refused(settings, sandbox):
                           expect="approval")
         assert runner.pending(state["run_id"])["kind"] == "approval"
     assert writes(sandbox.url) == []
+
+
+def test_unreachable_api_fails_the_run_with_a_clear_error(settings):
+    from closedloop.store.models import LoopRun
+    from closedloop.tools.errors import ApiCallError
+
+    with LoopRunner(settings) as runner:
+        with pytest.raises(ApiCallError, match="GET /events"):
+            runner.start("http://127.0.0.1:9", scope="helpdesk", run_id="run-unreachable")
+        with Session(runner.engine) as s:
+            assert s.get(LoopRun, "run-unreachable").status == "failed"

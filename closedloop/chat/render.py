@@ -215,6 +215,27 @@ def observed_md(state: dict[str, Any]) -> Md:
     return Md("\n".join(lines))
 
 
+def params_md(params: dict[str, Any]) -> Md:
+    """Action parameters as ``name value`` pairs (nested values as compact JSON), escaped."""
+    parts = []
+    for key, value in params.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        parts.append(f"{md_text(str(key).replace('_', ' '), 40)} {md_text(text, 200)}")
+    return Md("; ".join(parts) if parts else "no parameters")
+
+
+def agreement_md(measured: dict[str, Any], predicted: dict[str, Any]) -> Md:
+    """How the realized delta compares with the predicted interval (both in hours)."""
+    if "ci_low_hours" not in predicted:
+        return Md("")
+    low, high = predicted["ci_low_hours"], predicted["ci_high_hours"]
+    if measured["ci_high"] < low:
+        return Md("The realized reduction is larger than predicted (the intervals do not overlap).")
+    if measured["ci_low"] > high:
+        return Md("The realized effect falls short of the prediction (the intervals do not overlap).")
+    return Md("The realized effect is consistent with the prediction (the intervals overlap).")
+
+
 def plan_md(state: dict[str, Any]) -> Md:
     """The plan waiting for a decision: action, hypothesis, predicted delta with interval, risk, gate."""
     plan = last_step(state, "plan")
@@ -224,12 +245,11 @@ def plan_md(state: dict[str, Any]) -> Md:
     if plan.get("dropped"):
         return Md(f"{head}\n\n{observed_md(state)}\n\n**No plan:** {md_text(plan['dropped'], 400)}")
     blast = plan.get("blast_radius", {})
-    params = json.dumps(plan.get("params", {}), ensure_ascii=False, sort_keys=True)
     lines = [
         head, "", observed_md(state), "",
         f"#### Plan #{int(plan['plan_id'])}",
         "",
-        f"- **Action:** {md_text(plan['action'], 80)} {md_text(params, 400)}",
+        f"- **Action:** {md_text(plan['action'], 80)}: {params_md(plan.get('params', {}))}",
         f"- **Hypothesis:** {md_text(plan['hypothesis'], 500)}",
         f"- **Predicted:** {predicted_md(plan['predicted'])} (simulation #{int(plan['simulation_id'])})",
         f"- **Risk tier:** {md_text(plan['risk_tier'], 40)}; blast radius "
@@ -279,6 +299,8 @@ def verdict_md(state: dict[str, Any]) -> Md:
                     ],
                     align="lrr",
                 ),
+                "",
+                agreement_md(measured, pred),
                 "",
                 f"Measured from {measured.get('events', 0):,} new events of the system itself; guardrail: "
                 f"{md_text(measured.get('guardrail', ''), 200)}"

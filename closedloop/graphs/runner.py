@@ -16,7 +16,7 @@ from closedloop.agents.context import LoopContext
 from closedloop.graphs.loop import build_graph
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import Approval, LoopRun
+from closedloop.store.models import Approval, LoopRun, utcnow
 
 # Checkpoints only deserialize known types (LangGraph's msgpack allow-list).
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
@@ -80,7 +80,17 @@ class LoopRunner:
         scope = scope or self.settings.default_scope
         with transaction(self.engine) as session:
             session.add(LoopRun(id=run_id, scope=scope, api_url=api_url))
-        return self._invoke({"run_id": run_id, "scope": scope, "api_url": api_url, "steps": []}, run_id)
+        try:
+            return self._invoke({"run_id": run_id, "scope": scope, "api_url": api_url, "steps": []}, run_id)
+        except Exception:
+            self._mark_failed(run_id)
+            raise
+
+    def _mark_failed(self, run_id: str) -> None:
+        with transaction(self.engine) as session:
+            run = session.get(LoopRun, run_id)
+            if run is not None:
+                run.status, run.updated_at = "failed", utcnow()
 
     def resume(self, run_id: str, value: Any, expect: str) -> dict[str, Any]:
         """Resume a run paused at an interrupt of kind ``expect`` ('approval' or 'evidence')."""
@@ -89,13 +99,19 @@ class LoopRunner:
             found = pending.get("kind") if pending else "nothing"
             raise NotPaused(f"run {run_id} is not waiting for {expect} (it waits for {found})")
         # LangGraph treats a falsy resume value as "no resume": always send something.
-        return self._invoke(Command(resume=value or {"resumed": True}), run_id)
+        try:
+            return self._invoke(Command(resume=value or {"resumed": True}), run_id)
+        except (ValueError, NotPaused):
+            raise  # a refused answer leaves the run paused, not failed
+        except Exception:
+            self._mark_failed(run_id)
+            raise
 
     def pending(self, run_id: str) -> dict[str, Any] | None:
         """The interrupt a run waits on, or None."""
         snapshot = self.graph.get_state(self._config(run_id))
         if not snapshot.values:
-            raise RunNotFound(f"no run {run_id!r} in {self.url}")
+            raise RunNotFound(f"no run {run_id!r} in the store")
         interrupts = snapshot.interrupts
         return interrupts[0].value if interrupts else None
 
