@@ -146,6 +146,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from closedloop.evals.runner import run_suite
+
+    report = run_suite(_settings(args), folder=args.cases, threshold=args.threshold)
+    lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.case}: " + "; ".join(
+        f"{s.scorer} {'ok' if s.passed else 'FAILED: ' + s.detail}" for s in c.scores) for c in report.cases]
+    lines.append(f"pass rate {report.pass_rate:.0%} (threshold {report.threshold:.0%})")
+    _emit(args, report.model_dump(mode="json"), "\n".join(lines))
+    return 0 if report.passed else 1
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from closedloop.store.migrate import upgrade
 
@@ -216,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--seed", type=int, default=7)
     sb.add_argument("--speed", type=float, default=0.0, help="simulated seconds per real second (0 = manual clock)")
     sb.set_defaults(func=cmd_sandbox)
+
+    ev = sub.add_parser("eval", help="run the shadow-mode eval suite; exit 1 below the pass-rate threshold")
+    ev.add_argument("--cases", type=Path, default=None, help="folder of *.yaml cases (default: bundled)")
+    ev.add_argument("--threshold", type=float, default=1.0)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
 
     sv = sub.add_parser("serve", help="serve the REST API and the Teams-style approval bot")
     sv.add_argument("--host", default="127.0.0.1")
