@@ -17,10 +17,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import chainlit as cl
+from chainlit.context import context
 
 from closedloop.chat import logs, render
 from closedloop.chat.session import MAX_EVIDENCE_ROUNDS, LoopSession, StaleDecision, phase
@@ -38,6 +40,19 @@ def no_chat_history() -> Any:
     """No Chainlit data layer: ``DATABASE_URL`` names closedloop's store, which Chainlit
     would otherwise try to use for its own chat history (it expects its own PostgreSQL schema)."""
     return None
+
+
+@asynccontextmanager
+async def working() -> AsyncIterator[None]:
+    """Mark the chat busy while an action callback works (buttons disabled, stop shown).
+
+    Chainlit 2.12 runs action callbacks outside its task bookkeeping, while
+    AskFileMessage ends with a task_start of its own; this pairs them up."""
+    await context.emitter.task_start()
+    try:
+        yield
+    finally:
+        await context.emitter.task_end()
 
 
 # --------------------------------------------------------------------------- buttons
@@ -102,19 +117,22 @@ async def on_bundled_log(action: cl.Action) -> None:
     except EventLogError as exc:
         await cl.Message(content=render.log_error_md(str(exc))).send()
         return
-    await analyse(chosen.path, chosen.filename, upload=False)
+    async with working():
+        await analyse(chosen.path, chosen.filename, upload=False)
 
 
 @cl.action_callback("upload_log")
 async def on_upload_log(action: cl.Action) -> None:
-    files = await cl.AskFileMessage(
-        content=f"Upload an event log (.csv, .xes, .xes.gz, .parquet; up to {logs.MAX_UPLOAD_MB} MB).",
-        accept=logs.UPLOAD_ACCEPT, max_size_mb=logs.MAX_UPLOAD_MB, timeout=logs.UPLOAD_TIMEOUT_S,
-    ).send()
-    if not files:
-        await cl.Message(content="No file arrived; pick a log when you are ready.", actions=log_actions()).send()
-        return
-    await analyse_upload(files[0].path, files[0].name)
+    async with working():
+        files = await cl.AskFileMessage(
+            content=f"Upload an event log (.csv, .xes, .xes.gz, .parquet; up to {logs.MAX_UPLOAD_MB} MB).",
+            accept=logs.UPLOAD_ACCEPT, max_size_mb=logs.MAX_UPLOAD_MB, timeout=logs.UPLOAD_TIMEOUT_S,
+        ).send()
+        if not files:
+            await cl.Message(content="No file arrived; pick a log when you are ready.",
+                             actions=log_actions()).send()
+            return
+        await analyse_upload(files[0].path, files[0].name)
 
 
 async def analyse_upload(path: str, name: str) -> None:
@@ -177,7 +195,7 @@ async def on_start_loop(action: cl.Action) -> None:
     if lock.locked():
         await busy()
         return
-    async with lock:
+    async with lock, working():
         old: LoopSession | None = cl.user_session.get("loop")
         if old is not None and old.run_id is not None:
             try:
@@ -251,7 +269,7 @@ async def decide(action: cl.Action, approve: bool) -> None:
     if lock.locked():
         await busy()
         return
-    async with lock:
+    async with lock, working():
         plan_message: cl.Message | None = cl.user_session.get("plan_message")
         if plan_message is not None:
             await plan_message.remove_actions()
