@@ -25,8 +25,7 @@ import chainlit as cl
 from chainlit.context import context
 
 from closedloop.chat import logs, render
-from closedloop.chat.session import MAX_EVIDENCE_ROUNDS, LoopSession, StaleDecision, phase
-from closedloop.graphs.runner import NotPaused, RunNotFound
+from closedloop.chat.session import MAX_EVIDENCE_ROUNDS, DecisionRefused, LoopSession, phase
 from closedloop.report import render_run
 from closedloop.settings import get_settings
 from closedloop.tools.errors import EventLogError, ToolError
@@ -79,7 +78,8 @@ WELCOME = (
     "- **Mine a log:** pick a bundled log below or upload your own (.csv, .xes, .xes.gz, .parquet). "
     "You can also attach a log file to a message.\n"
     "- **Close the loop:** the sandbox builds 21 days of history, the agents propose one change with "
-    "a predicted effect, and nothing changes until you approve. Then the sandbox runs 14 more days "
+    "a predicted effect, and (in the default assisted mode) nothing changes until you approve. "
+    "Then the sandbox runs 14 more days "
     "with a control group and I show the realized effect next to the prediction."
 )
 
@@ -160,10 +160,18 @@ async def analyse(path: Any, name: str, upload: bool) -> None:
                 mine, frame, bottleneck_threshold_hours=settings.bottleneck_threshold_hours)
             seconds = time.perf_counter() - started
             await step.stream_token(f"Done in {seconds:.1f} s (mining {report.duration_s:.1f} s).")
-        except ToolError as exc:
+        except ToolError as exc:  # bad input: its one-line message, no traceback
             step.is_error = True
             await step.stream_token(f"Failed: {render.md_text(str(exc), 300)}")
             await cl.Message(content=render.log_error_md(str(exc)), actions=log_actions()).send()
+            return
+        except Exception as exc:  # a bug: logged in full, one line for the person
+            log.error("mining %s failed in the chat", name, exc_info=exc)
+            step.is_error = True
+            await step.stream_token("Failed.")
+            await cl.Message(content=f"**Mining failed** ({render.md_text(type(exc).__name__, 80)}: "
+                             f"{render.md_text(str(exc), 300)}); the details are in the server log.",
+                             actions=log_actions()).send()
             return
     await cl.Message(
         content=render.mining_summary_md(report, name, seconds=seconds),
@@ -197,15 +205,10 @@ async def on_start_loop(action: cl.Action) -> None:
         return
     async with lock, working():
         old: LoopSession | None = cl.user_session.get("loop")
-        if old is not None and old.run_id is not None:
-            try:
-                waiting = phase(await asyncio.to_thread(old.state, old.run_id))
-            except (RunNotFound, RuntimeError):
-                waiting = "done"
-            if waiting == "approval":
-                await cl.Message(content=f"Run {render.md_text(old.run_id, 60)} still waits for your "
-                                 "decision: approve or reject its plan above first.").send()
-                return
+        if old is not None and await asyncio.to_thread(old.waiting) == "approval":
+            await cl.Message(content=f"Run {render.md_text(old.run_id, 60)} still waits for your "
+                             "decision: approve or reject its plan above first.").send()
+            return
         if old is not None:
             await asyncio.to_thread(old.close)
         loop = LoopSession(get_settings())
@@ -220,9 +223,10 @@ async def start_loop(loop: LoopSession) -> None:
                                 f"{loop.history_days:g} simulated days of history ...\n\n")
         await asyncio.to_thread(loop.build_history)
         await step.stream_token("History ready.")
-    async with cl.Step(name="Observe, triage, plan, gate", type="tool", show_input=False) as step:
+    async with cl.Step(name="Observe triage plan and gate", type="tool", show_input=False) as step:
         state = await asyncio.to_thread(loop.start)
-        await step.stream_token(f"Run {render.md_text(state['run_id'], 60)} stopped at: {phase(state)}.")
+        await step.stream_token(
+            f"Run {render.md_text(state['run_id'], 60)}: {render.PHASE_LABELS[phase(state)]}.")
     await show_state(loop, state)
 
 
@@ -279,11 +283,11 @@ async def decide(action: cl.Action, approve: bool) -> None:
 
 async def record_decision(loop: LoopSession, run_id: str, approve: bool) -> None:
     try:
-        async with cl.Step(name="Approved: executing" if approve else "Rejected",
+        async with cl.Step(name="Approved and executing" if approve else "Rejected",
                            type="tool", show_input=False) as step:
             state = await asyncio.to_thread(loop.decide, run_id, approve, operator())
-            await step.stream_token(f"Recorded; the run now waits for: {phase(state)}.")
-    except (StaleDecision, NotPaused) as exc:
+            await step.stream_token(f"Recorded; the run: {render.PHASE_LABELS[phase(state)]}.")
+    except DecisionRefused as exc:
         await cl.Message(content=f"Not applied: {render.md_text(str(exc), 300)}").send()
         return
     state = await watch(loop, state)
@@ -309,7 +313,7 @@ async def watch(loop: LoopSession, state: dict[str, Any]) -> dict[str, Any]:
             await step.stream_token(f"The change is live for a treatment group; the sandbox runs "
                                     f"{loop.observe_days:g} more simulated days with a control group ...\n\n")
             state = await asyncio.to_thread(loop.observe, state["run_id"])
-            await step.stream_token(f"Measured; the run now waits for: {phase(state)}.")
+            await step.stream_token(f"Measured; the run: {render.PHASE_LABELS[phase(state)]}.")
     return state
 
 

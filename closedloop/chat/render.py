@@ -22,7 +22,8 @@ from closedloop.tools.mine import MiningReport
 WORD_JOINER = "\u2060"  # invisible; breaks GFM autolink literals (http://, www., a@b.c)
 ASCII_PUNCTUATION = frozenset(string.punctuation)  # CommonMark lets all of these be backslash-escaped
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_AUTOLINK_TRIGGERS = re.compile(r"(?i)(www)(\.)|([:@])")
+# Zero-width spots where GFM would start an autolink: "www|.", "scheme:|//", "user@|domain".
+_AUTOLINK_TRIGGERS = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)")
 
 
 class Md(str):
@@ -51,10 +52,7 @@ def md_text(value: Any, limit: int | None = 160) -> Md:
     ``https://...``, ``www.`` and e-mail addresses stay text.
     """
     text = clean_text(value, limit)
-    text = _AUTOLINK_TRIGGERS.sub(
-        lambda m: f"{m.group(1)}{WORD_JOINER}{m.group(2)}" if m.group(1) else m.group(3) + WORD_JOINER,
-        text,
-    )
+    text = _AUTOLINK_TRIGGERS.sub(WORD_JOINER, text)
     return Md("".join("\\" + ch if ch in ASCII_PUNCTUATION else ch for ch in text))
 
 
@@ -108,9 +106,17 @@ def hours(value: float) -> Md:
     return Md(text)
 
 
+def count(n: int, noun: str) -> Md:
+    """``1 case``, ``4,580 cases`` (plural by adding ``s``)."""
+    return Md(f"{n:,} {noun}{'' if n == 1 else 's'}")
+
+
 def duration(value: float) -> Md:
     """Compact hours for tables: hours below two days, days from there."""
-    return Md(f"{value:,.1f} h" if abs(value) < 48 else f"{value / 24:,.1f} d")
+    if abs(value) < 48:
+        return Md(f"{value:,.1f} h")
+    days = value / 24
+    return Md(f"{days:,.1f} d" if abs(days) < 100 else f"{days:,.0f} d")
 
 
 def pct(share: float) -> Md:
@@ -131,8 +137,9 @@ def mining_summary_md(report: MiningReport, name: str, top: int = 5, seconds: fl
     lines = [
         f"### Mining summary: {md_text(name, 120)}",
         "",
-        (f"- **{report.cases:,} cases**, {report.events:,} events, {len(report.activities):,} activities, "
-         f"{report.variant_count:,} variants"),
+        (f"- **{count(report.cases, 'case')}**, {count(report.events, 'event')}, "
+         f"{len(report.activities):,} {'activity' if len(report.activities) == 1 else 'activities'}, "
+         f"{count(report.variant_count, 'variant')}"),
         f"- Period: {period}",
         f"- Cycle time per case: mean {hours(ct.mean)}, median {hours(ct.median)}, p90 {hours(ct.p90)}",
         (f"- Discovered model (inductive miner, IMd): {model.transitions - model.silent_transitions} "
@@ -192,6 +199,10 @@ def last_step(state: dict[str, Any], kind: str) -> dict[str, Any] | None:
     """The latest step of ``kind`` in a run's state, or None."""
     found = [s for s in state.get("steps", []) if s.get("step") == kind]
     return found[-1] if found else None
+
+
+PHASE_LABELS = {"approval": "waits for your approval", "evidence": "the change is live; waits for evidence",
+                "done": "finished"}
 
 
 def predicted_md(p: dict[str, Any]) -> Md:
@@ -266,7 +277,8 @@ def plan_md(state: dict[str, Any]) -> Md:
 
 def verdict_md(state: dict[str, Any]) -> Md:
     """How the run ended: the approval, executions, realized vs predicted delta, decision, outcome."""
-    lines = [f"### Verdict for run {md_text(state.get('run_id'), 60)}", ""]
+    title = "Verdict for run" if last_step(state, "watch") else "Run"
+    lines = [f"### {title} {md_text(state.get('run_id'), 60)}" + ("" if title != "Run" else " ended"), ""]
     approval = last_step(state, "approval")
     if approval:
         lines.append(f"- Approval #{int(approval['approval_id'])}: {md_text(approval['decision'], 40)} "

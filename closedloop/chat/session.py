@@ -4,24 +4,32 @@ Every method blocks (HTTP calls, simulation, the LangGraph run) and is meant to
 run in a worker thread (``asyncio.to_thread``). A lock serialises them, so a
 double click cannot resume a run twice; the runner itself refuses a resume the
 run is not waiting for.
+
+The graph, the sandbox and the demo clock are imported when a loop opens, not
+when the chat starts: mining keeps working even if the loop cannot be built.
 """
 
 from __future__ import annotations
 
 import threading
 from contextlib import ExitStack
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from closedloop.demo import advance_clock
-from closedloop.graphs.runner import LoopRunner
-from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
+
+if TYPE_CHECKING:
+    from closedloop.graphs.runner import LoopRunner
+    from closedloop.sandbox.server import SandboxServer
 
 Phase = Literal["approval", "evidence", "done"]
 MAX_EVIDENCE_ROUNDS = 4
 
 
-class StaleDecision(RuntimeError):
+class DecisionRefused(RuntimeError):
+    """A decision that cannot apply: the run does not wait for one (answered already)."""
+
+
+class StaleDecision(DecisionRefused):
     """A decision for a run this session is not running (an old button, or a forged payload)."""
 
 
@@ -62,6 +70,9 @@ class LoopSession:
         """Start the sandbox and open the runner; returns the sandbox URL."""
         with self._lock:
             if self.sandbox is None:
+                from closedloop.graphs.runner import LoopRunner
+                from closedloop.sandbox.server import SandboxServer
+
                 try:
                     self.sandbox = self._stack.enter_context(SandboxServer(seed=self.seed))
                     self.runner = self._stack.enter_context(LoopRunner(self.settings))
@@ -72,6 +83,8 @@ class LoopSession:
 
     def build_history(self) -> None:
         """Let the sandbox helpdesk run ``history_days`` simulated days before the loop observes it."""
+        from closedloop.demo import advance_clock
+
         with self._lock:
             advance_clock(self.api_url, self.history_days)
 
@@ -84,14 +97,21 @@ class LoopSession:
 
     def decide(self, run_id: str, approve: bool, by: str, comment: str = "") -> dict[str, Any]:
         """Answer the approval the run waits for (channel ``chat``)."""
+        from closedloop.graphs.runner import NotPaused
+
         with self._lock:
             self._check(run_id)
             answer = {"decision": "approve" if approve else "reject", "by": by, "comment": comment,
                       "channel": "chat"}
-            return self._runner().resume(run_id, answer, expect="approval")
+            try:
+                return self._runner().resume(run_id, answer, expect="approval")
+            except NotPaused as exc:
+                raise DecisionRefused(str(exc)) from exc
 
     def observe(self, run_id: str) -> dict[str, Any]:
         """Let the sandbox run ``observe_days`` more days, then give the run its evidence."""
+        from closedloop.demo import advance_clock
+
         with self._lock:
             self._check(run_id)
             advance_clock(self.api_url, self.observe_days)
@@ -102,6 +122,17 @@ class LoopSession:
             self._check(run_id)
             runner = self._runner()
             return {**runner.state(run_id), "pending": runner.pending(run_id)}
+
+    def waiting(self) -> Phase:
+        """What this session's current run waits for ("done" when there is none or it is closed)."""
+        from closedloop.graphs.runner import RunNotFound
+
+        if self.run_id is None or self.runner is None:
+            return "done"
+        try:
+            return phase(self.state(self.run_id))
+        except RunNotFound:
+            return "done"
 
     def close(self) -> None:
         """Close the runner and stop the sandbox (idempotent)."""
