@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The store URL, defaulting to a SQLite file under ``home``."""
         if self.database_url:
+            if self.database_url.startswith("sqlite:///"):
+                from sqlalchemy.engine import make_url
+
+                path = make_url(self.database_url).database
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
             return self.database_url
         self.home.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.home / 'closedloop.db').resolve()}"

@@ -76,8 +76,13 @@ def scenario_for(action: str, params: dict[str, Any], twin, frame, config: dict[
         return changes[0] if len(changes) == 1 else Combined(changes=changes)
     if p.rule_action != "auto_resolve":
         raise ScenarioError("only auto_resolve rules can be simulated yet")
-    return AutomateActivity(activity=activity, segment=_segment_expression(p.condition), share=p.treatment_share,
-                            failure_rate=ASSUMED_AUTOMATION_FAILURE)
+    # The bot takes over the first-level work: every activity mostly done by the bottleneck's queue.
+    queue = queue_of_activity(frame, activity)
+    acts = [a for a in frame["concept:name"].unique() if queue and queue_of_activity(frame, a) == queue] or [activity]
+    segment = _segment_expression(p.condition)
+    changes = [AutomateActivity(activity=a, segment=segment, share=p.treatment_share,
+                                failure_rate=ASSUMED_AUTOMATION_FAILURE) for a in sorted(acts) if a in twin.activities]
+    return changes[0] if len(changes) == 1 else Combined(changes=changes)
 
 
 def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
