@@ -36,15 +36,32 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
+    import time
+
     from closedloop.report import render_mining
-    from closedloop.tools.eventlog import ColumnMapping
-    from closedloop.tools.mine import mine_file
+    from closedloop.tools.diagnose import diagnose
+    from closedloop.tools.eventlog import ColumnMapping, load_event_log
 
     mapping = ColumnMapping(case=args.case, activity=args.activity, timestamp=args.timestamp,
                             start_timestamp=args.start, resource=args.resource, lifecycle=args.lifecycle)
-    report = mine_file(args.log, mapping=mapping, bottleneck_threshold_hours=args.threshold)
+    started = time.perf_counter()
+    frame = load_event_log(args.log, mapping=mapping)
+    read_s = time.perf_counter() - started
+    report = diagnose(frame, reference_model=args.reference, sla_hours=args.sla,
+                      bottleneck_threshold_hours=args.threshold)
+    report.timings_s = {"read": round(read_s, 3), **report.timings_s}
+    report.duration_s = round(time.perf_counter() - started, 3)
     data = report.model_dump(mode="json")
-    _emit(args, data, render_mining(data))
+    text = render_mining(data)
+    if args.out:
+        from closedloop.tools.export import write_models
+        from closedloop.tools.visual import write_process_map
+
+        files = {**write_process_map(report, args.out, bottleneck_threshold_hours=args.threshold),
+                 **write_models(frame, args.out)}
+        data["files"] = {kind: str(path) for kind, path in files.items()}
+        text += "\nwrote " + ", ".join(data["files"].values())
+    _emit(args, data, text)
     return 0
 
 
@@ -184,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("log", type=Path)
     m.add_argument("--json", action="store_true")
     m.add_argument("--threshold", type=float, default=2.0, help="bottleneck waiting threshold in hours")
+    m.add_argument("--reference", type=Path, default=None, help="reference model (BPMN or PNML) for conformance")
+    m.add_argument("--sla", type=float, default=None, help="SLA on case cycle time in hours (breach rate, root causes)")
+    m.add_argument("--out", type=Path, default=None,
+                   help="folder for the process map (SVG, PNG, offline HTML) and the model (BPMN, PNML)")
     for flag in ("case", "activity", "timestamp", "start", "resource", "lifecycle"):
         m.add_argument(f"--{flag}", default=None, help=f"column holding the {flag} (default: auto-detect)")
     m.set_defaults(func=cmd_mine)
@@ -238,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8080)
     sv.set_defaults(func=cmd_serve)
+
+    from closedloop.twin_cli import add_twin_commands
+
+    add_twin_commands(sub)
 
     db = sub.add_parser("db", help="migrate the store to the latest schema")
     db.add_argument("action", choices=["upgrade"])

@@ -98,4 +98,17 @@ def render_mining(report: dict[str, Any], top: int = 5) -> str:
     for r in report.get("rework", [])[:top]:
         lines.append(f"rework: {r['activity']} repeated in {r['cases_with_rework']} cases "
                      f"({r['share_of_cases']:.0%}), {r['extra_executions']} extra executions")
+    conf = report.get("conformance")
+    if conf:
+        lines.append(f"conformance ({conf.get('model', 'model')}): fitness {_num(conf.get('fitness'))}, "
+                     f"precision {_num(conf.get('precision'))}, F1 {_num(conf.get('f1'))}")
+    for rc in report.get("root_causes", [])[:3]:
+        for rule in rc.get("rules", [])[:2]:
+            lines.append(f"root cause ({rc['target']}): {rule.get('text', rule)}")
+    if "duration_s" in report:
+        lines.append(f"diagnosed in {report['duration_s']:.2f} s")
     return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from closedloop.tools.errors import EventLogError, ScenarioError
 from closedloop.tools.eventlog import load_event_log
-from closedloop.tools.simulate import AsIs, simulate
+from closedloop.tools.simulate import AsIs, simulate, simulate_log
 from closedloop.tools.twin import END, SAMPLE_CAP, ProcessTwin, fit_twin, queue_wait_hours
+from closedloop.tools.twin_calendar import WeeklyClock, working_slots
+from closedloop.tools.twin_distributions import DurationSampler, fit_duration
 
 
 @cache
@@ -50,7 +54,16 @@ def test_fit_helpdesk(bundled_data: Path) -> None:
     assert 900 < twin.observed.mean_cycle_time_hours < 1100
     assert set(twin.pools) == set(twin.activities)  # no org:group: one pool per activity
     assert all(p.capacity >= 1 and p.utilisation <= 0.85 + 1e-9 for p in twin.pools.values())
-    assert twin.pools["Take in charge ticket"].capacity == 6  # median weekly distinct resources
+    take = twin.pools["Take in charge ticket"]
+    assert take.estimated_capacity == 6  # median weekly distinct resources
+    assert take.capacity >= 6  # raised so the on-shift load stays <= 85 %
+    # office hours: nobody takes tickets in charge at 3 am on a Sunday, everybody does on Tuesdays
+    assert 6 * 24 + 3 not in take.working_hours and 24 + 10 in take.working_hours
+    assert take.calendar != "always"
+    assert twin.arrival_rates is not None and len(twin.arrival_rates) == 168
+    assert twin.arrival_rates[6 * 24 + 3] < twin.arrival_rates[24 + 10]
+    assert 0.9 < sum(twin.arrival_gap_units) / len(twin.arrival_gap_units) < 1.1
+    assert twin.routing_contexts and all(c.support >= 20 for c in twin.routing_contexts)
     for act in twin.activities.values():
         assert 1 <= len(act.processing_hours) <= SAMPLE_CAP and len(act.delay_hours) <= SAMPLE_CAP
         assert min(act.processing_hours) >= 0 and min(act.delay_hours) >= 0
@@ -69,7 +82,10 @@ def test_fit_repair_uses_start_times(bundled_data: Path) -> None:
         acts["Repair (Complex)"].mean_processing_hours
         > acts["Repair (Simple)"].mean_processing_hours
     )
-    assert twin.pools["Test Repair"].capacity == 6
+    assert twin.pools["Test Repair"].estimated_capacity == 6
+    # the user is informed while the phone is being repaired: those steps run in parallel
+    assert ("Inform User", "Repair (Complex)") in twin.parallel_pairs
+    assert twin.pools["Test Repair"].contention_hours is not None  # busy overlap is measurable
     assert {"phoneType", "defectType"} <= set(twin.case_attributes)
     assert all(
         isinstance(r["defectType"], int) for r in twin.case_attribute_samples if r["defectType"]
@@ -131,6 +147,10 @@ def test_degenerate_single_case_single_activity() -> None:
     result = simulate(twin, AsIs(), cases=20, replications=2)
     assert result.as_is.cycle_time_mean_hours.mean == 0.0
     assert result.predicted_delta_pct.mean == 0.0
+    log = simulate_log(twin, 10, datetime(2024, 1, 1, tzinfo=UTC))
+    assert len(log) == 10 and (log["end_time"] == log["start_time"]).all()
+    with pytest.raises(ScenarioError, match="seed"):
+        simulate_log(twin, 10, datetime(2024, 1, 1, tzinfo=UTC), seed=-1)
 
 
 def test_empty_or_malformed_frames_raise() -> None:
@@ -157,3 +177,86 @@ def test_queue_wait_formula() -> None:
     assert queue_wait_hours(0.5, 1.0, 1.0, 2) < 0.1
     assert queue_wait_hours(1.0, 1.0, 1.0, 1) == math.inf
     assert queue_wait_hours(0.0, 1.0, 1.0, 1) == 0.0
+
+
+# --- calendars, distributions, routing, pools ------------------------------------------------
+
+
+def test_weekly_clock_counts_working_hours_only() -> None:
+    office = [1.0 if d < 5 and 9 <= h < 17 else 0.0 for d in range(7) for h in range(24)]
+    clock = WeeklyClock(office)
+    friday_4pm = 4 * 24 + 16
+    assert clock.advance(friday_4pm, 2.0) == pytest.approx(7 * 24 + 10)  # Monday 10:00
+    assert clock.advance(friday_4pm, 0.0) == friday_4pm
+    assert clock.between(np.array([friday_4pm]), np.array([7 * 24 + 10]))[0] == pytest.approx(2.0)
+    t = np.array([9.5, 24 + 16.25, 3.0, 5 * 24 + 12.0])  # Mon 9:30, Tue 16:15, Mon 3:00, Sat 12:00
+    back = clock.inverse_many(clock.forward_many(t))
+    assert np.allclose(back, [9.5, 24 + 16.25, 9.0, 7 * 24 + 9.0])  # off shift -> next opening
+    assert WeeklyClock([2.0] * 168).advance(5.0, 4.0) == pytest.approx(7.0)
+    with pytest.raises(ValueError):
+        WeeklyClock([0.0] * 168)
+
+
+def test_working_slots_close_hours_where_work_waited_but_never_started() -> None:
+    rng = np.random.default_rng(0)
+    weeks = rng.integers(0, 8, 2000) * 168.0
+    starts = weeks + rng.integers(0, 5, 2000) * 24 + rng.uniform(9, 17, 2000)  # Mon-Fri 9-17
+    enabled = starts - rng.uniform(0, 30, 2000)  # waited up to 30 h, across nights
+    slots = working_slots(starts, enabled)
+    assert slots is not None
+    assert slots[24 + 10] and not slots[24 + 3] and not slots[6 * 24 + 20]  # Tue 3am, Sun 8pm
+    # work that never waits gives no evidence against any hour: low demand does not close it
+    assert working_slots(starts, starts) == [True] * 168
+    assert working_slots(starts[:10], enabled[:10]) is None  # too little data
+
+
+def test_duration_fit_picks_a_family_and_samples_by_inverse_cdf() -> None:
+    rng = np.random.default_rng(1)
+    values = np.r_[np.zeros(200), rng.lognormal(0.0, 0.8, 1800)]
+    model = fit_duration(values, rng)
+    assert model.zero_share == pytest.approx(0.1)
+    assert model.family in {"lognormal", "empirical"} and model.scores["exponential"] > 0
+    assert model.scores[model.family] == min(model.scores.values())
+    draws = DurationSampler(model)(np.random.default_rng(2).random(20000))
+    assert (draws == 0).mean() == pytest.approx(0.1, abs=0.01)
+    assert draws.mean() == pytest.approx(values.mean(), rel=0.1)
+    small = fit_duration(np.array([1.0, 2.0, 3.0]))
+    assert small.family == "empirical" and small.sample == [1.0, 2.0, 3.0]
+    assert fit_duration(np.zeros(5)).family == "zero"
+
+
+def test_history_aware_routing_keeps_loop_lengths() -> None:
+    events = []
+    for c in range(40):  # every case works on 'a' exactly three times, then 'b'
+        t = c * 10.0
+        for k, act in enumerate(["a", "a", "a", "b"]):
+            events.append((str(c), act, t + k, t + k + 0.5, "x"))
+    twin = fit_twin(_frame(events))
+    assert twin.transitions["a"] == pytest.approx({"a": 2 / 3, "b": 1 / 3})  # first order spreads
+    log = simulate_log(twin, 200, datetime(2024, 1, 1, tzinfo=UTC), seed=3)
+    per_case = log[log["activity"] == "a"].groupby("case_id").size()
+    assert per_case.eq(3).all() and log["case_id"].nunique() == 200
+
+
+def test_profiles_pooling_shares_staff_and_activities() -> None:
+    events = []
+    for c in range(90):  # x and y triage and resolve; z resolves what x and y escalate
+        t = c * 2.0
+        events.append((str(c), "triage", t, t + 0.2, "xy"[c % 2]))
+        escalated = c % 3 == 0
+        if escalated:
+            events.append((str(c), "escalate", t + 0.2, t + 0.3, "xy"[c % 2]))
+        events.append((str(c), "resolve", t + 0.5, t + 1.0, "z" if escalated else "xy"[c % 2]))
+    frame = _frame(events)
+    twin = fit_twin(frame, pooling="profiles")
+    assert twin.pooling == "profiles"
+    shared = twin.pool_of("triage")
+    assert twin.pool_of("escalate") == shared and twin.pool_of("resolve") == shared
+    assert set(twin.pools) == {shared, "resolve"}  # z's pool is named after its only activity
+    assert twin.pools[shared].estimated_capacity == 2
+    resolve = twin.activities["resolve"]
+    assert resolve.pool_shares == pytest.approx({shared: 2 / 3, "resolve": 1 / 3})
+    assert resolve.pool_after["escalate"] == {"resolve": 1.0}
+    assert ProcessTwin.model_validate_json(twin.model_dump_json()) == twin
+    assert fit_twin(frame).pooling == "activity"  # the default
+    assert fit_twin(frame, pooling="auto").pooling == "profiles"  # start times are known

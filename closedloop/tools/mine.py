@@ -9,6 +9,7 @@ replayed once per variant and weighted by the variant's frequency.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,12 @@ from closedloop.tools.performance import (
     Bottleneck,
     CycleTimeStats,
     DfgEdge,
+    Handoff,
+    HandoffStats,
+    ResourceWorkload,
     ReworkStats,
+    SlaActivityWait,
+    SlaStats,
     VariantStats,
 )
 
@@ -44,13 +50,20 @@ __all__ = [
     "Bottleneck",
     "CycleTimeStats",
     "DfgEdge",
+    "Handoff",
+    "HandoffStats",
+    "MinedLog",
     "MiningReport",
     "ProcessModelSummary",
+    "ResourceWorkload",
     "ReworkStats",
+    "SlaActivityWait",
+    "SlaStats",
     "TimeRange",
     "VariantStats",
     "mine",
     "mine_file",
+    "mine_with_tables",
 ]
 
 TREE_CHARS = 2000
@@ -107,6 +120,15 @@ class MiningReport(BaseModel):
     time_range: TimeRange
     warnings: list[str]
     duration_s: float
+    handoffs: HandoffStats | None = Field(
+        default=None, description="work passed between resources (None: no resources in the log)"
+    )
+    resource_workload: list[ResourceWorkload] | None = Field(
+        default=None, description="per resource, busiest first (None: no resources in the log)"
+    )
+    sla: SlaStats | None = Field(
+        default=None, description="SLA breaches (only when sla_hours given)"
+    )
 
 
 @read_tool
@@ -116,6 +138,7 @@ def mine(
     top_variants: int = 20,
     compute_fitness: bool = True,
     fitness_budget_events: int = 5_000,
+    sla_hours: float | None = None,
 ) -> MiningReport:
     """Mine an event log: how work flows, where it waits, what is repeated.
 
@@ -136,15 +159,51 @@ def mine(
     - cycle_time_hours: mean, median, p90, max of case durations;
     - model: size of the Petri net discovered by the inductive miner and its
       token-replay fitness (0..1);
-    - case_attributes / event_attributes: the other columns you can segment by.
+    - case_attributes / event_attributes: the other columns you can segment by;
+    - handoffs: how often work passes between resources and the waiting it causes,
+      with the most frequent resource pairs; resource_workload: per resource the
+      activity instances, busy (processing) hours and cases;
+    - sla (only when sla_hours is given): the share of cases whose cycle time
+      exceeds sla_hours and the activities those cases wait longest at.
     All durations are in hours. When has_start_times is false the log only has
     completion times: waiting then includes processing and processing is 0.
     """
+    return mine_with_tables(
+        log,
+        bottleneck_threshold_hours=bottleneck_threshold_hours,
+        top_variants=top_variants,
+        compute_fitness=compute_fitness,
+        fitness_budget_events=fitness_budget_events,
+        sla_hours=sla_hours,
+    ).report
+
+
+@dataclass
+class MinedLog:
+    """A MiningReport with the tables it was computed from (for tools that go further)."""
+
+    report: MiningReport
+    frame: pd.DataFrame  # canonical, sorted by case then completion
+    times: pd.DataFrame  # performance.instance_times(frame)
+    cases: pd.DataFrame  # performance.case_table(frame)
+
+
+def mine_with_tables(
+    log: pd.DataFrame,
+    bottleneck_threshold_hours: float = 2.0,
+    top_variants: int = 20,
+    compute_fitness: bool = True,
+    fitness_budget_events: int = 5_000,
+    sla_hours: float | None = None,
+) -> MinedLog:
+    """``mine`` that also returns the canonical frame and its per-row and per-case tables."""
     started = time.perf_counter()
     if bottleneck_threshold_hours < 0 or top_variants < 0 or fitness_budget_events < 0:
         raise ToolError(
             "bottleneck_threshold_hours, top_variants and fitness_budget_events must be >= 0"
         )
+    if sla_hours is not None and not sla_hours > 0:
+        raise ToolError(f"sla_hours must be > 0 hours, got {sla_hours}")
     frame = _as_canonical(log)
     warnings = list(frame.attrs.get("warnings", []))
     has_start = bool((frame[START] != frame[TIMESTAMP]).any())
@@ -158,9 +217,12 @@ def mine(
     model = _discover(
         edges, start_acts, end_acts, variant_counts, compute_fitness, fitness_budget_events
     )
+    handoffs = perf.handoffs(frame, times)
+    workload = perf.resource_workload(frame, times)
+    sla = None if sla_hours is None else perf.sla(times, cases, sla_hours)
     known = {CASE, ACTIVITY, TIMESTAMP, START, RESOURCE}
     others = [c for c in frame.columns if c not in known]
-    return MiningReport(
+    report = MiningReport(
         source=str(frame.attrs.get("source", "")),
         events=raw_event_count(frame),
         activity_instances=len(frame),
@@ -182,7 +244,11 @@ def mine(
         time_range=TimeRange(first=frame[START].min(), last=frame[TIMESTAMP].max()),
         warnings=warnings,
         duration_s=round(time.perf_counter() - started, 3),
+        handoffs=handoffs,
+        resource_workload=workload,
+        sla=sla,
     )
+    return MinedLog(report=report, frame=frame, times=times, cases=cases)
 
 
 def mine_file(path: str | Path, mapping: ColumnMapping | None = None, **kw: Any) -> MiningReport:

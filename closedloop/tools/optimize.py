@@ -1,18 +1,36 @@
-"""Staffing optimisation: where should extra staff go to cut waiting the most?
+"""Optimisation with OR-Tools CP-SAT; every optimum is checked by simulation before it is proposed.
 
-For every pool the expected queue waiting per case is precomputed for
-``capacity + 0 .. capacity + max_per_pool`` servers with an M/G/c
-approximation (Allen-Cunneen: Erlang-C waiting of M/M/c scaled by
-``(1 + scv) / 2`` of the processing times). The allocation is chosen with
-OR-Tools CP-SAT: one choice per pool (exactly one of the precomputed
-levels), total extra staff <= budget, minimising the sum of waiting
-(hours scaled to integers for CP-SAT, ties broken towards fewer staff). The
-chosen allocation is then checked with the discrete-event simulator.
+- ``optimize_staffing``: how many extra staff each pool gets (a budget of people).
+- ``optimize_shifts``: staff per pool per shift block of the week against the
+  hour-of-week demand, under a cost budget and a waiting/utilisation SLA.
+- ``optimize_assignment``: which pool performs which activity, given the skills
+  seen in the log and the loads.
+- ``optimize_threshold``: an auto-decision threshold on a case attribute under a
+  risk cap measured on history (e.g. BPI 2012: ``AMOUNT_REQ < t`` -> decide).
+
+Queue waiting is predicted analytically with an M/G/c approximation
+(Allen-Cunneen: Erlang-C waiting of M/M/c scaled by ``(1 + scv) / 2`` of the
+processing times), turned into integer tables for CP-SAT. The solver runs with
+one worker, a seed and a deterministic time limit (wall clock capped at 10 s),
+so the same inputs give the same plan. An infeasible problem returns a plan
+with ``status="infeasible"`` and the reason; bad input raises ScenarioError.
+
+For staffing, extra staff per pool: for every pool the expected queue waiting
+per case is precomputed for ``capacity + 0 .. capacity + max_per_pool``
+servers; one level per pool is chosen, total extra staff <= budget, minimising
+the sum of waiting (ties broken towards fewer staff), then simulated.
+
+This module holds ``optimize_staffing`` and re-exports the other optimisers, so
+``from closedloop.tools.optimize import ...`` reaches all of them:
+:mod:`~closedloop.tools.optimize_shifts` (with
+:mod:`~closedloop.tools.optimize_shift_demand`),
+:mod:`~closedloop.tools.optimize_assignment`,
+:mod:`~closedloop.tools.optimize_threshold`; shared solver set-up in
+:mod:`~closedloop.tools.optimize_common`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from ortools.sat.python import cp_model
@@ -20,6 +38,39 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
+from closedloop.tools.optimize_assignment import (
+    MAX_CANDIDATES_PER_POOL,
+    ActivityMove,
+    AssignmentPlan,
+    PoolLoad,
+    optimize_assignment,
+)
+from closedloop.tools.optimize_common import (
+    DETERMINISTIC_LIMIT,
+    SCALE,
+    TIME_LIMIT_SECONDS,
+    UNSTABLE_HOURS,
+    _capped,
+    solve,
+)
+from closedloop.tools.optimize_shift_demand import HOURS_PER_WEEK
+from closedloop.tools.optimize_shifts import (
+    DAYS,
+    SCENARIO_DAYS,
+    WAIT_UNITS,
+    ShiftBlock,
+    ShiftPlan,
+    block_label,
+    optimize_shifts,
+    shift_scenario,
+)
+from closedloop.tools.optimize_threshold import (
+    MAX_THRESHOLD_CANDIDATES,
+    RISK_UNITS,
+    ThresholdPlan,
+    ThresholdScore,
+    optimize_threshold,
+)
 from closedloop.tools.simulate import (
     AddCapacity,
     AsIs,
@@ -32,8 +83,35 @@ from closedloop.tools.simulate import (
 )
 from closedloop.tools.twin import ProcessTwin, queue_wait_hours
 
-SCALE = 1000  # integer cost units per hour of waiting per case (resolution 3.6 s)
-UNSTABLE_HOURS = 100_000.0  # cost of a level whose queue would grow without bound
+__all__ = [
+    "DAYS",
+    "DETERMINISTIC_LIMIT",
+    "HOURS_PER_WEEK",
+    "MAX_CANDIDATES_PER_POOL",
+    "MAX_THRESHOLD_CANDIDATES",
+    "RISK_UNITS",
+    "SCALE",
+    "SCENARIO_DAYS",
+    "TIME_LIMIT_SECONDS",
+    "UNSTABLE_HOURS",
+    "WAIT_UNITS",
+    "ActivityMove",
+    "AssignmentPlan",
+    "PoolAllocation",
+    "PoolLoad",
+    "ShiftBlock",
+    "ShiftPlan",
+    "StaffingPlan",
+    "ThresholdPlan",
+    "ThresholdScore",
+    "block_label",
+    "optimize_assignment",
+    "optimize_shifts",
+    "optimize_staffing",
+    "optimize_threshold",
+    "shift_scenario",
+    "solve",
+]
 
 
 class PoolAllocation(BaseModel):
@@ -74,10 +152,6 @@ def _waiting_table(twin: ProcessTwin, pool: str, max_per_pool: int) -> list[floa
         visits * queue_wait_hours(p.arrivals_per_hour, p.mean_processing_hours, p.processing_scv, c)
         for c in range(p.capacity, p.capacity + max_per_pool + 1)
     ]
-
-
-def _capped(hours: float) -> float:
-    return hours if math.isfinite(hours) else UNSTABLE_HOURS
 
 
 @read_tool
@@ -137,11 +211,7 @@ def optimize_staffing(
         )
         + sum(extra.values())
     )
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
-    solver.parameters.random_seed = seed
-    solver.parameters.max_time_in_seconds = 10.0
-    status = solver.solve(model)
+    solver, status = solve(model, seed)
 
     before_total = sum(_capped(tables[p][0]) for p in chosen)
     if status == cp_model.INFEASIBLE:

@@ -1,59 +1,98 @@
-"""Fit a process twin (a small discrete-event simulation model) from an event frame.
+"""Fit a process twin (a discrete-event simulation model) from an event frame.
 
-The twin is plain data (a pydantic model, JSON-serialisable) that
+The twin is plain data (a pydantic model, JSON round-trip safe) that
 :mod:`closedloop.tools.simulate` runs and :mod:`closedloop.tools.optimize`
 reasons about. What it holds and how each part is estimated:
 
-- **Arrivals**: an empirical sample of gaps between case starts (hours), plus
-  an hour-of-week arrival profile (informational; the engine draws gaps i.i.d.
-  from the sample).
-- **Routing**: a first-order Markov chain over activities from the
-  directly-follows relation of each case (ordered by completion time), with a
-  start distribution and an ``END`` pseudo-activity.
-- **Times per activity**: each activity instance's sojourn (from the moment it
-  was enabled, i.e. the previous completion in the case, to its completion) is
-  split into *waiting* and *processing*. With start times in the log,
-  processing = complete - start. Without them (e.g. helpdesk), the start is
-  estimated as ``max(enabled, the resource's previous completion)``, the usual
-  resource-availability heuristic (with no resource either, the whole sojourn
-  is waiting). Processing times are stored as empirical
-  samples (at most 2,000 values each).
-- **Pools and capacity**: one pool per activity (or per ``org:group`` when the
-  frame has that column). Capacity = median number of distinct resources active
-  on the pool's activities per ISO week (min 1), raised when the estimated
-  processing times imply a utilisation above 85 % or more queueing than the
-  waiting observed in the log (a warning says so).
-- **Extraneous delay**: observed waiting is split into queueing (what an
-  M/G/c queue at the estimated capacity explains, Allen-Cunneen approximation)
-  and extraneous delay (the rest: timers, customers, calendars). The engine
-  replays delays from the empirical waiting sample scaled by the unexplained
-  share, then queues for the pool, then processes.
+- **Arrivals**: a weekly calendar of arrival rates (cases per hour for each
+  hour of the week, :func:`~closedloop.tools.twin_calendar.arrival_rates`)
+  and the empirical gaps between case starts measured in *expected
+  arrivals* under that calendar, so the engine reproduces both the weekly
+  rhythm and the burstiness. Logs shorter than two weeks get a flat rate.
+- **Routing**: start probabilities, a first-order chain (``transitions``)
+  and history-aware contexts (previous activity, visit count) with back-off
+  (:mod:`closedloop.tools.twin_routing`), so loops keep their real lengths.
+- **Times per activity** (:mod:`closedloop.tools.twin_frame`): processing
+  time (complete - start, or estimated from the resource's previous
+  completion when the log has no starts) fitted with the best of lognormal,
+  gamma, exponential and empirical by cross-validated Wasserstein distance
+  (:mod:`closedloop.tools.twin_distributions`); waiting split into
+  resource contention and extraneous delay.
+- **Pools** (:mod:`closedloop.tools.twin_pools`): per activity, per
+  ``org:group``, or shared between activities with similar resource
+  profiles (``pooling="profiles"``); each with a capacity (median distinct
+  resources per week, raised when the load needs it) and a working calendar
+  (hours of the week it works).
+- **Extraneous delay**: an M/G/c queue (Allen-Cunneen) at the pool's capacity
+  and on-shift load says how much of the observed waiting is queueing (the
+  engine produces that itself); the rest is extraneous delay (customers,
+  timers), measured in the pool's *working hours* (so a Friday-evening-to-
+  Monday wait is not replayed as three days from a Tuesday), per activity and
+  per previous activity where the log has enough of them. With start times,
+  ``PoolModel.contention_hours`` also reports how much waiting fell while the
+  resource that did the work was busy with other work.
+- **Capacity**: with ``pooling="profiles"`` and start times, the staff seen
+  per week (even when stretched: the log's queues are real); otherwise at
+  least that, raised until utilisation <= 85 % and the analytic queue wait
+  stays within the observed waiting (a warning says so).
 - **Case attributes**: joint samples (one dict per case, ``case:`` prefix
   dropped) so segment conditions can be evaluated on realistic combinations.
-  Event attributes that never vary within a case count as case attributes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from closedloop.tools.errors import EventLogError, ScenarioError
+from closedloop.tools.twin_calendar import (
+    HOURS_PER_WEEK,
+    MIN_EVENTS_FOR_POOL_CALENDAR,
+    WeeklyClock,
+    arrival_rates,
+    describe_slots,
+    week_epoch,
+    working_slots,
+)
+from closedloop.tools.twin_distributions import DurationModel, fit_duration
+from closedloop.tools.twin_frame import (
+    ACTIVITY,
+    CASE,
+    COMPLETE,
+    HOUR,
+    RESOURCE,
+    SAMPLE_CAP,
+    START,
+    case_attributes,
+    contention_hours,
+    prepare,
+    sample,
+    split_times,
+)
+from closedloop.tools.twin_pools import (
+    MIN_POOL_SHARE,
+    instance_pools,
+    resource_names,
+    shares,
+    weekly_resources,
+)
+from closedloop.tools.twin_routing import END, RoutingContext, discover_routing
+from closedloop.tools.twin_routing import START as ROUTE_START
 
-CASE = "case:concept:name"
-ACTIVITY = "concept:name"
-COMPLETE = "time:timestamp"
-START = "start_timestamp"
-RESOURCE = "org:resource"
-GROUP = "org:group"
-END = "__END__"
-SAMPLE_CAP = 2000
+__all__ = [
+    "END", "SAMPLE_CAP", "ActivityModel", "ObservedKpis", "PoolModel", "ProcessTwin",
+    "fit_twin", "queue_wait_hours",
+]  # fmt: skip
+
 MAX_UTILISATION = 0.85
-_HOUR = pd.Timedelta(hours=1)
+MIN_DELAY_CONTEXT = 30  # instances needed to keep a delay distribution per previous activity
+PARALLEL_SHARE = 0.5  # a pair of activities overlapping this often runs in parallel
+MIN_PARALLEL = 10
+Pooling = Literal["auto", "activity", "profiles"]
 
 
 class ObservedKpis(BaseModel):
@@ -65,6 +104,7 @@ class ObservedKpis(BaseModel):
     mean_waiting_hours: float = Field(description="total non-processing time per case")
     mean_processing_hours: float
     throughput_per_day: float
+    p50_cycle_time_hours: float | None = None
 
 
 class ActivityModel(BaseModel):
@@ -76,23 +116,57 @@ class ActivityModel(BaseModel):
     mean_waiting_hours: float = Field(description="observed waiting before the activity")
     mean_delay_hours: float = Field(description="part of the waiting modelled as extraneous")
     processing_hours: list[float] = Field(description="empirical sample, <= 2000 values")
-    delay_hours: list[float] = Field(description="empirical sample, <= 2000 values")
+    delay_hours: list[float] = Field(
+        description="empirical sample of extraneous delays in the pool's working hours, <= 2000"
+    )
+    processing: DurationModel | None = Field(None, description="fitted processing time")
+    delay: DurationModel | None = Field(None, description="fitted extraneous delay (working h)")
+    delay_after: dict[str, DurationModel] = Field(
+        default_factory=dict,
+        description=f"delay given the previous activity ('{ROUTE_START}' = first of the case)",
+    )
+    pool_shares: dict[str, float] = Field(
+        default_factory=dict,
+        description="pools sharing this activity -> share of its instances (empty: only `pool`)",
+    )
+    pool_after: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="pool shares given the previous activity"
+    )
+    processing_by_pool: dict[str, DurationModel] = Field(
+        default_factory=dict, description="processing time when done by that pool"
+    )
 
 
 class PoolModel(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # an unstable queue waits inf
+
     name: str
     activities: list[str]
-    capacity: int
+    capacity: int = Field(description="servers while the pool is on shift")
     estimated_capacity: int | None = Field(
         None, description="median distinct resources per week before the stability raise"
     )
     resources: int = Field(description="distinct resources seen on the pool's activities")
-    arrivals_per_hour: float
+    arrivals_per_hour: float = Field(description="visits per on-shift hour")
     mean_processing_hours: float
     processing_scv: float = Field(description="squared coefficient of variation")
-    offered_load: float = Field(description="mean busy servers = arrivals x processing")
+    offered_load: float = Field(description="mean busy servers on shift = arrivals x processing")
     utilisation: float
-    queue_wait_hours: float = Field(description="analytic mean queue wait per visit")
+    queue_wait_hours: float = Field(
+        description="analytic mean queue wait per visit (inf: the load exceeds the capacity)"
+    )
+    working_hours: list[int] = Field(
+        default_factory=lambda: list(range(HOURS_PER_WEEK)),
+        description="hours of the week (Mon 0h UTC = 0) the pool works",
+    )
+    calendar: str = Field("always", description="the working hours in words (UTC)")
+    contention_hours: float | None = Field(
+        None,
+        description="observed waiting per visit while the resource that did it was busy "
+        "with other work (needs start times)",
+    )
+    resource_names: list[str] = Field(default_factory=list, description="busiest first")
+    cost_per_hour: float = Field(1.0, description="cost of one resource hour (default 1)")
 
 
 class ProcessTwin(BaseModel):
@@ -118,6 +192,19 @@ class ProcessTwin(BaseModel):
     case_attribute_samples: list[dict[str, Any]]
     observed: ObservedKpis
     warnings: list[str] = Field(default_factory=list)
+    pooling: str = Field("activity", description="how pools were formed: activity or profiles")
+    first_case_start: datetime | None = None
+    arrival_rates: list[float] | None = Field(
+        None, description="cases per hour for each hour of the week; None = even"
+    )
+    arrival_gap_units: list[float] = Field(
+        default_factory=list, description="gaps between case starts in expected arrivals"
+    )
+    routing_contexts: list[RoutingContext] = Field(default_factory=list)
+    parallel_pairs: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(activity, next activity) that mostly overlap in time: run in parallel",
+    )
 
     def pool_of(self, activity: str) -> str:
         return self.activities[activity].pool
@@ -143,247 +230,237 @@ def queue_wait_hours(
     return erlang_c * mean_service_hours / (servers - load) * (1 + scv) / 2
 
 
-def _sample(values: np.ndarray, rng: np.random.Generator) -> list[float]:
-    if len(values) > SAMPLE_CAP:
-        values = values[np.sort(rng.choice(len(values), SAMPLE_CAP, replace=False))]
-    return [round(float(v), 6) for v in values]
-
-
-def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, (bool, int, float)):
-        return value
-    return str(value)[:200]
-
-
-def _prepare(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    warnings: list[str] = []
-    if not isinstance(frame, pd.DataFrame):
-        raise ScenarioError("fit_twin needs a pandas DataFrame (the canonical event frame)")
-    missing = [c for c in (CASE, ACTIVITY, COMPLETE) if c not in frame.columns]
-    if missing:
-        raise EventLogError(
-            f"event frame lacks required column(s) {missing}; has {list(frame.columns)}"
-        )
-    if frame.empty:
-        raise ScenarioError("event frame is empty: cannot fit a process twin from zero events")
-    df = frame.copy()
-    df[COMPLETE] = pd.to_datetime(df[COMPLETE], utc=True, errors="coerce")
-    df[START] = (
-        pd.to_datetime(df[START], utc=True, errors="coerce") if START in df else df[COMPLETE]
-    )
-    df[START] = df[START].fillna(df[COMPLETE])
-    df[START] = df[START].where(df[START] <= df[COMPLETE], df[COMPLETE])
-    bad = df[COMPLETE].isna() | df[CASE].isna() | df[ACTIVITY].isna()
-    if bad.any():
-        warnings.append(f"dropped {int(bad.sum())} event(s) without case, activity or timestamp")
-        df = df[~bad]
-    if df.empty:
-        raise ScenarioError("no event has a case id, an activity and a valid timestamp")
-    df[CASE] = df[CASE].astype(str)
-    df[ACTIVITY] = df[ACTIVITY].astype(str)
-    if (df[ACTIVITY] == END).any():
-        raise ScenarioError(f"activity name {END!r} is reserved for the end of a case")
-    df[RESOURCE] = df[RESOURCE].fillna("").astype(str) if RESOURCE in df else ""
-    df = df.sort_values([CASE, COMPLETE, START], kind="mergesort").reset_index(drop=True)
-    return df, warnings
-
-
-def _split_times(df: pd.DataFrame, has_starts: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Processing and waiting hours per activity instance (see module docstring)."""
+def _parallel_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """Consecutive activities (by completion) whose instances mostly overlap in time."""
     prev_end = df.groupby(CASE, sort=False)[COMPLETE].shift(1)
-    enabled = prev_end.where(prev_end.notna() & (prev_end <= df[START]), df[START])
-    if has_starts:
-        start = df[START]
-    else:
-        by_res = df[df[RESOURCE] != ""].sort_values([RESOURCE, COMPLETE], kind="mergesort")
-        res_prev = by_res.groupby(RESOURCE, sort=False)[COMPLETE].shift(1).reindex(df.index)
-        start = enabled.where(res_prev.isna() | (res_prev <= enabled), res_prev)
-        # no resource and no start: nothing tells work from waiting, so it all counts as delay
-        start = start.where(df[RESOURCE] != "", df[COMPLETE])
-        start = start.where(start <= df[COMPLETE], df[COMPLETE])
-    proc = ((df[COMPLETE] - start) / _HOUR).to_numpy(dtype=float)
-    wait = ((start - enabled) / _HOUR).to_numpy(dtype=float)
-    return np.clip(proc, 0, None), np.clip(wait, 0, None)
+    overlap = (df[START] < prev_end).to_numpy()
+    if not overlap.any():
+        return []
+    pairs = pd.DataFrame({"prev": df["_prev"], "act": df[ACTIVITY], "overlap": overlap})
+    share = pairs.groupby(["prev", "act"], sort=True)["overlap"].agg(["mean", "size"])
+    keep = share[(share["mean"] >= PARALLEL_SHARE) & (share["size"] >= MIN_PARALLEL)]
+    return [(str(a), str(b)) for a, b in keep.index if a != ROUTE_START]
 
 
-def _routing(df: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict[str, float]], int]:
-    acts = df[ACTIVITY].to_numpy(dtype=object)
-    cases = df[CASE].to_numpy(dtype=object)
-    first = np.r_[True, cases[1:] != cases[:-1]]
-    last = np.r_[cases[1:] != cases[:-1], True]
-    starts = pd.Series(acts[first]).value_counts(normalize=True)
-    nxt = np.where(last, END, np.append(acts[1:], END))
-    pairs = pd.DataFrame({"a": acts, "b": nxt}).value_counts()
-    transitions: dict[str, dict[str, float]] = {}
-    for (a, b), n in pairs.items():
-        transitions.setdefault(str(a), {})[str(b)] = float(n)
-    for a, row in transitions.items():
-        total = sum(row.values())
-        transitions[a] = {b: n / total for b, n in sorted(row.items())}
-    max_len = int(df.groupby(CASE, sort=False).size().max())
-    return {str(k): float(v) for k, v in starts.items()}, transitions, max_len
+def _stable_capacity(
+    rate: float, mean_s: float, scv: float, estimated: int | None, observed_wait: float
+) -> tuple[int, float]:
+    """Capacity for pools whose busy periods the log does not show (no starts, no resources).
+
+    At least the resources seen, enough to keep utilisation <= MAX_UTILISATION,
+    and enough that the analytic queue wait stays within the waiting observed.
+    """
+    load = rate * mean_s
+    capacity = max(1, estimated or 1, math.ceil(load / MAX_UTILISATION))
+    wq = queue_wait_hours(rate, mean_s, scv, capacity)
+    while wq > max(observed_wait, 0.1 * mean_s) and capacity < 10 * (estimated or 1) + 10:
+        capacity += 1
+        wq = queue_wait_hours(rate, mean_s, scv, capacity)
+    return capacity, wq
 
 
-def _case_attributes(
-    df: pd.DataFrame, rng: np.random.Generator
-) -> tuple[list[str], list[dict[str, Any]]]:
-    cols = [c for c in df.columns if c.startswith("case:") and c != CASE]
-    standard = {CASE, ACTIVITY, COMPLETE, START, RESOURCE, GROUP, "lifecycle:transition"}
-    others = [
-        c for c in df.columns
-        if not c.startswith(("case:", "_")) and c not in standard and f"case:{c}" not in cols
-    ]  # fmt: skip
-    if others:  # event attributes that never vary within a case describe the case
-        varying = df.groupby(CASE, sort=False)[others].nunique(dropna=True).max()
-        cols += [f"case:{c}" for c in others if varying[c] <= 1]
-        df = df.rename(columns={c: f"case:{c}" for c in others if varying[c] <= 1})
-    if not cols:
-        return [], []
-    per_case = df.groupby(CASE, sort=True)[cols].first()
-    for c in cols:
-        if per_case[c].dtype == object or pd.api.types.is_string_dtype(per_case[c]):
-            numeric = pd.to_numeric(per_case[c], errors="coerce")
-            if numeric.notna().sum() == per_case[c].notna().sum() and numeric.notna().any():
-                per_case[c] = numeric
-    if len(per_case) > SAMPLE_CAP:
-        per_case = per_case.iloc[np.sort(rng.choice(len(per_case), SAMPLE_CAP, replace=False))]
-    names = [c.removeprefix("case:") for c in cols]
-    rows = [
-        {name: _plain(v) for name, v in zip(names, values, strict=True)}
-        for values in per_case.itertuples(index=False, name=None)
-    ]
-    return names, rows
+def _arrivals(
+    case_start: pd.Series, warnings: list[str], cycle: np.ndarray
+) -> tuple[np.ndarray, list[float] | None, np.ndarray]:
+    """Gaps (hours), arrival rates per hour of week, gaps in expected arrivals."""
+    starts = case_start.sort_values()
+    epoch = week_epoch(starts.iloc[0].to_pydatetime())
+    hours = ((starts - pd.Timestamp(epoch)) / HOUR).to_numpy(dtype=float)
+    gaps = np.diff(hours)
+    if len(starts) < 2:
+        gaps = np.array([max(float(cycle.mean()), 1.0)])
+        warnings.append(f"only one case: assumed one arrival every {gaps[0]:.3g} hours")
+        return gaps, None, np.array([1.0])
+    if gaps.mean() <= 0:
+        warnings.append("all cases start at the same instant: assumed one arrival per hour")
+        return np.array([1.0]), None, np.array([1.0])
+    rates = arrival_rates(starts)
+    if rates is None:
+        return gaps, None, gaps / gaps.mean()
+    units = np.diff(WeeklyClock(rates).forward_many(hours))
+    return gaps, rates, units
 
 
-def fit_twin(frame: pd.DataFrame, seed: int = 0) -> ProcessTwin:
+def _delays(rows: pd.DataFrame, clock: WeeklyClock, keep: float) -> np.ndarray:
+    """Extraneous delay of each instance: its waiting in the pool's working hours x ``keep``.
+
+    ``keep`` is the share of the waiting the analytic queue at the pool's
+    capacity does not explain (the engine produces that queueing itself).
+    """
+    a = rows["_h_enabled"].to_numpy(dtype=float)
+    b = rows["_h_start"].to_numpy(dtype=float)
+    return clock.between(a, b) * keep
+
+
+def _activity(
+    name: str, arows: pd.DataFrame, n_cases: int, rng: np.random.Generator
+) -> ActivityModel:
+    """The model of one activity from all its instances (columns set in fit_twin)."""
+    proc = arows["_proc"].to_numpy(dtype=float)
+    delays = arows["_delay"].to_numpy(dtype=float)
+    after = {}
+    for prev, idx in arows.groupby("_prev", sort=True).indices.items():
+        if len(idx) >= MIN_DELAY_CONTEXT:
+            after[str(prev)] = fit_duration(delays[idx], rng)
+    pool_shares = shares(arows["_pool"], pd.Series(name, index=arows.index))[name]
+    main = max(pool_shares, key=lambda p: (pool_shares[p], p))
+    by_pool, pool_after = {}, {}
+    if len(pool_shares) > 1:
+        for pool, idx in arows.groupby("_pool", sort=True).indices.items():
+            if pool in pool_shares and len(idx) >= MIN_DELAY_CONTEXT:
+                by_pool[str(pool)] = fit_duration(proc[idx], rng)
+        pool_after = shares(arows["_pool"], arows["_prev"], MIN_DELAY_CONTEXT)
+    return ActivityModel(
+        name=name,
+        pool=main,
+        count=len(arows),
+        visits_per_case=len(arows) / n_cases,
+        mean_processing_hours=float(proc.mean()),
+        mean_waiting_hours=float(arows["_wait"].mean()),
+        mean_delay_hours=float(delays.mean()),
+        processing_hours=sample(proc, rng),
+        delay_hours=sample(delays, rng),
+        processing=fit_duration(proc, rng),
+        delay=fit_duration(delays, rng),
+        delay_after=after,
+        pool_shares=pool_shares if len(pool_shares) > 1 else {},
+        pool_after=pool_after,
+        processing_by_pool=by_pool,
+    )
+
+
+def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") -> ProcessTwin:
     """Fit a process twin (simulation model) from a canonical event frame.
 
     ``frame`` has one row per activity instance with columns
     ``case:concept:name``, ``concept:name``, ``time:timestamp`` (UTC completion),
     optionally ``start_timestamp`` (UTC start; equal to completion when
     unknown), ``org:resource``, ``org:group`` and ``case:<attribute>`` columns.
-    ``seed`` only drives the subsampling of large samples, so the same frame
-    and seed give the same twin.
+    ``seed`` only drives subsampling and cross-validation splits, so the same
+    frame and seed give the same twin. ``pooling``: "activity" (default: one
+    resource pool per activity, or per ``org:group``), "profiles" (resources
+    with similar work form a pool; an activity may be shared by pools; the
+    more faithful choice when people work on several activities) or "auto"
+    (profiles when the log has start times, else activity).
 
-    Returns a :class:`ProcessTwin` with arrivals, routing probabilities,
-    per-activity processing and delay samples, resource pools with estimated
-    capacity, case attribute samples for segments and the observed KPIs
-    (mean/p90 cycle time, waiting, throughput). Anything that had to be
-    assumed (a single case, no resources, raised capacities) is listed in
-    ``warnings``. Raises ScenarioError for an empty frame and EventLogError
-    for missing columns.
+    Returns a :class:`ProcessTwin` with arrival calendar, history-aware
+    routing, fitted processing and delay distributions, resource pools with
+    capacity and working calendar, case attribute samples for segments and
+    the observed KPIs (mean/p50/p90 cycle time, waiting, throughput).
+    Anything that had to be assumed (a single case, no resources, raised
+    capacities) is listed in ``warnings``. Raises ScenarioError for an empty
+    frame and EventLogError for missing columns.
     """
     rng = np.random.default_rng(seed)
-    df, warnings = _prepare(frame)
-    known = (df[COMPLETE] > df[START]).to_numpy()
-    has_starts = bool(known.mean() >= 0.05)
+    df, warnings = prepare(frame)
+    has_starts = bool((df[COMPLETE] > df[START]).mean() >= 0.05)
     if not has_starts:
         warnings.append(
             "no start times: processing estimated as time since max(enabled, resource's previous completion)"
         )
-    proc, wait = _split_times(df, has_starts)
-    df["_proc"], df["_wait"] = proc, wait
+    enabled, start = split_times(df, has_starts)
+    df["_enabled"], df["_start"] = enabled, start
+    df["_proc"] = ((df[COMPLETE] - start) / HOUR).clip(lower=0).to_numpy(dtype=float)
+    df["_wait"] = ((start - enabled) / HOUR).clip(lower=0).to_numpy(dtype=float)
+    df["_prev"] = df.groupby(CASE, sort=False)[ACTIVITY].shift(1).fillna(ROUTE_START)
 
     by_case = df.groupby(CASE, sort=False)
     case_start = by_case[START].min()
-    cycle = ((by_case[COMPLETE].max() - case_start) / _HOUR).to_numpy(dtype=float)
+    cycle = ((by_case[COMPLETE].max() - case_start) / HOUR).to_numpy(dtype=float)
     n_cases = len(case_start)
-    arrivals = np.sort(((case_start - case_start.min()) / _HOUR).to_numpy(dtype=float))
-    gaps = np.diff(arrivals)
-    span = float((df[COMPLETE].max() - df[START].min()) / _HOUR)
-    if n_cases < 2:
-        gaps = np.array([max(float(cycle.mean()), 1.0)])
-        warnings.append(f"only one case: assumed one arrival every {gaps[0]:.3g} hours")
-    elif gaps.mean() <= 0:
-        gaps = np.array([1.0])
-        warnings.append("all cases start at the same instant: assumed one arrival per hour")
+    gaps, rates, units = _arrivals(case_start, warnings, cycle)
     mean_gap = float(gaps.mean())
+    span = float((df[COMPLETE].max() - df[START].min()) / HOUR)
     how = case_start.dt.day_of_week.to_numpy() * 24 + case_start.dt.hour.to_numpy()
-    profile = np.bincount(how, minlength=168) / n_cases
+    profile = np.bincount(how, minlength=HOURS_PER_WEEK) / n_cases
 
-    starts, transitions, max_len = _routing(df)
+    starts, transitions, contexts = discover_routing(
+        df[CASE].to_numpy(dtype=object), df[ACTIVITY].to_numpy(dtype=object)
+    )
     if len(transitions) == 1:
         warnings.append("the log has a single activity")
-    if not proc.any() and not wait.any():
+    if not df["_proc"].any() and not df["_wait"].any():
         warnings.append("all durations are zero: every simulated cycle time will be zero")
 
-    has_group = GROUP in df.columns and df[GROUP].notna().any()
-    pool_of: dict[str, str] = {}
-    for act, rows in df.groupby(ACTIVITY, sort=True):
-        groups = rows[GROUP].dropna().astype(str) if has_group else pd.Series([], dtype=str)
-        groups = groups[groups != ""]
-        pool_of[str(act)] = str(groups.mode().iloc[0]) if len(groups) else str(act)
-    df["_pool"] = df[ACTIVITY].map(pool_of)
-    df["_week"] = df[COMPLETE].dt.tz_localize(None).dt.to_period("W")
+    named = df[RESOURCE] != ""
+    mode = (
+        pooling if pooling != "auto" else ("profiles" if has_starts and named.any() else "activity")
+    )
+    df["_pool"] = instance_pools(df, mode)
+    df["_busy"] = contention_hours(df, enabled, start) if has_starts else np.nan
+    week = df[COMPLETE].dt.tz_localize(None).dt.to_period("W")
+    epoch = pd.Timestamp(week_epoch(df[START].min().to_pydatetime()))
+    df["_h_start"] = ((start - epoch) / HOUR).to_numpy(dtype=float)
+    df["_h_enabled"] = ((enabled - epoch) / HOUR).to_numpy(dtype=float)
+    overall = working_slots(df["_h_start"].to_numpy(), df["_h_enabled"].to_numpy())
+    act_count = df[ACTIVITY].value_counts()
 
-    activities: dict[str, ActivityModel] = {}
     pools: dict[str, PoolModel] = {}
     case_rate = 1.0 / mean_gap
     unstaffed: list[str] = []
+    df["_delay"] = 0.0
     for pool, rows in df.groupby("_pool", sort=True):
         pool = str(pool)
+        slots = working_slots(
+            rows["_h_start"].to_numpy(), rows["_h_enabled"].to_numpy(), MIN_EVENTS_FOR_POOL_CALENDAR
+        )
+        slots = slots or overall or [True] * HOURS_PER_WEEK
+        clock = WeeklyClock([1.0 if s else 0.0 for s in slots])
+        on_hours = int(sum(slots))
         p_proc = rows["_proc"].to_numpy(dtype=float)
         mean_s = float(p_proc.mean())
         scv = float(p_proc.var() / mean_s**2) if mean_s > 0 else 0.0
-        rate = case_rate * len(rows) / n_cases
+        rate = case_rate * len(rows) / n_cases * HOURS_PER_WEEK / on_hours
         load = rate * mean_s
-        named = rows[rows[RESOURCE] != ""]
-        estimated = None
-        if len(named):
-            estimated = max(1, math.ceil(named.groupby("_week")[RESOURCE].nunique().median()))
-        stable = max(1, estimated or 1, math.ceil(load / MAX_UTILISATION))
+        estimated = weekly_resources(rows, week)
         observed_wait = float(rows["_wait"].mean())
-        capacity, wq = stable, queue_wait_hours(rate, mean_s, scv, stable)
-        # the log bounds the queueing: never predict much more than the waiting observed
-        while wq > max(observed_wait, 0.1 * mean_s) and capacity < 10 * (estimated or 1) + 10:
-            capacity += 1
-            wq = queue_wait_hours(rate, mean_s, scv, capacity)
+        if mode == "profiles" and has_starts and estimated is not None:
+            # shared pools with observed busy periods: the staff seen is the capacity, even
+            # when stretched (raising it would hide the queueing the log shows)
+            capacity, wq = estimated, queue_wait_hours(rate, mean_s, scv, estimated)
+            if load >= MAX_UTILISATION * capacity:
+                warnings.append(
+                    f"pool {pool!r}: {estimated} resources carry a load of {load:.2f} on shift "
+                    f"({load / capacity:.0%}): simulated queues build up as in the log"
+                )
+        else:
+            capacity, wq = _stable_capacity(rate, mean_s, scv, estimated, observed_wait)
         if estimated is None:
             unstaffed.append(pool)
         elif capacity > estimated:
             why = []
-            if stable > estimated:
+            if math.ceil(load / MAX_UTILISATION) > estimated:
                 why.append(f"utilisation stays <= {MAX_UTILISATION:.0%} (load {load:.2f})")
-            if capacity > stable:
+            if capacity > max(estimated, math.ceil(load / MAX_UTILISATION)):
                 why.append(f"queueing stays within the observed waiting ({observed_wait:.3g} h)")
             warnings.append(
                 f"pool {pool!r}: capacity raised from {estimated} (resources per week) to "
                 f"{capacity} so {' and '.join(why)}"
             )
         keep = 0.0 if observed_wait <= 0 else min(1.0, max(0.0, 1 - wq / observed_wait))
+        df.loc[rows.index, "_delay"] = _delays(rows, clock, keep)
+        done = rows[ACTIVITY].value_counts()
         pools[pool] = PoolModel(
             name=pool,
-            activities=sorted(rows[ACTIVITY].unique().tolist()),
+            activities=sorted(a for a, n in done.items() if n >= MIN_POOL_SHARE * act_count[a]),
             capacity=capacity,
             estimated_capacity=estimated,
-            resources=int(named[RESOURCE].nunique()),
+            resources=int(rows.loc[rows[RESOURCE] != "", RESOURCE].nunique()),
             arrivals_per_hour=rate,
             mean_processing_hours=mean_s,
             processing_scv=scv,
             offered_load=load,
             utilisation=load / capacity,
             queue_wait_hours=wq,
+            working_hours=[h for h in range(HOURS_PER_WEEK) if slots[h]],
+            calendar=describe_slots(slots) if on_hours < HOURS_PER_WEEK else "always",
+            contention_hours=float(rows["_busy"].mean()) if has_starts else None,
+            resource_names=resource_names(rows),
         )
-        for act, arows in rows.groupby(ACTIVITY, sort=True):
-            a_proc = arows["_proc"].to_numpy(dtype=float)
-            a_wait = arows["_wait"].to_numpy(dtype=float)
-            activities[str(act)] = ActivityModel(
-                name=str(act),
-                pool=pool,
-                count=len(arows),
-                visits_per_case=len(arows) / n_cases,
-                mean_processing_hours=float(a_proc.mean()),
-                mean_waiting_hours=float(a_wait.mean()),
-                mean_delay_hours=float(a_wait.mean() * keep),
-                processing_hours=_sample(a_proc, rng),
-                delay_hours=_sample(a_wait * keep, rng),
-            )
+    activities = {
+        str(act): _activity(str(act), arows, n_cases, rng)
+        for act, arows in df.groupby(ACTIVITY, sort=True)
+    }
 
     if unstaffed:
         shown = ", ".join(repr(p) for p in unstaffed[:10]) + (" ..." if len(unstaffed) > 10 else "")
@@ -391,13 +468,14 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0) -> ProcessTwin:
             f"{len(unstaffed)} pool(s) without recorded resources ({shown}): capacity set from "
             "the load" + ("" if has_starts else "; their time counts as delay, not work")
         )
-    attr_names, attr_rows = _case_attributes(df, rng)
+    attr_names, attr_rows = case_attributes(df, rng)
     per_case_wait = by_case["_wait"].sum().to_numpy(dtype=float)
     per_case_proc = by_case["_proc"].sum().to_numpy(dtype=float)
     observed = ObservedKpis(
         cases=n_cases,
         mean_cycle_time_hours=float(cycle.mean()),
         p90_cycle_time_hours=float(np.percentile(cycle, 90)),
+        p50_cycle_time_hours=float(np.percentile(cycle, 50)),
         mean_waiting_hours=float(per_case_wait.mean()),
         mean_processing_hours=float(per_case_proc.mean()),
         throughput_per_day=24.0 * n_cases / span if span > 0 else 0.0,
@@ -408,15 +486,21 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0) -> ProcessTwin:
         span_hours=span,
         has_start_times=has_starts,
         mean_interarrival_hours=mean_gap,
-        interarrival_hours=_sample(gaps, rng),
+        interarrival_hours=sample(gaps, rng),
         arrival_profile=[round(float(p), 6) for p in profile],
         start_probabilities=starts,
         transitions=transitions,
         activities=activities,
         pools=pools,
-        max_case_length=max_len,
+        max_case_length=int(by_case.size().max()),
         case_attributes=attr_names,
         case_attribute_samples=attr_rows,
         observed=observed,
         warnings=warnings,
+        pooling=mode,
+        first_case_start=case_start.min().to_pydatetime(),
+        arrival_rates=rates,
+        arrival_gap_units=sample(units, rng),
+        routing_contexts=contexts,
+        parallel_pairs=_parallel_pairs(df) if has_starts else [],
     )
