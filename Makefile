@@ -25,5 +25,7 @@ test: setup system-deps
 lint: setup
 	$(BIN)/ruff check closedloop tests app.py
 
+# Each section of docs/benchmarks.md names the command that reproduces it (they need
+# ../shared/data and take minutes to an hour); this target re-assembles the page.
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/assemble.py

@@ -473,7 +473,7 @@ def _pair_lifecycle(
 
     sub = df[is_start | is_complete]
     starts = is_start[is_start | is_complete]
-    group = pd.MultiIndex.from_arrays([sub[CASE], sub[ACTIVITY]]).factorize()[0]
+    group = sub.groupby([CASE, ACTIVITY], sort=False).ngroup().to_numpy()
     times = sub[TIMESTAMP].dt.tz_convert(None).to_numpy()
     order = np.lexsort((sub["_pos"].to_numpy(), ~starts, times, group))
     match = np.full(len(sub), -1)
