@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from ortools.sat.python import cp_model
-from scipy import stats
 
-from closedloop.tools.simulate import Estimate
+from closedloop.tools.simulate import _estimate  # noqa: F401 (one t-interval for every replicated KPI)
 
 SCALE = 1000  # integer cost units per hour of waiting per case (resolution 3.6 s)
 UNSTABLE_HOURS = 100_000.0  # cost of a level whose queue would grow without bound
@@ -33,13 +31,3 @@ def solve(model: cp_model.CpModel, seed: int) -> tuple[cp_model.CpSolver, int]:
 
 def _capped(hours: float) -> float:
     return hours if math.isfinite(hours) else UNSTABLE_HOURS
-
-
-def _estimate(values: list[float]) -> Estimate:
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    if sd == 0 or not math.isfinite(sd):
-        return Estimate(mean=mean, ci_low=mean, ci_high=mean)
-    half = float(stats.t.ppf(0.975, len(x) - 1)) * sd / math.sqrt(len(x))
-    return Estimate(mean=mean, ci_low=mean - half, ci_high=mean + half)
