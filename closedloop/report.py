@@ -22,8 +22,12 @@ def audit_chain(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fmt_pred(p: dict[str, Any]) -> str:
-    return (f"{p['delta_hours']:+.2f} h ({p['delta_pct']:+.1f}%), 95% CI [{p['ci_low_pct']:+.1f}%, "
-            f"{p['ci_high_pct']:+.1f}%] on a baseline of {p['baseline_hours']:.2f} h")
+    text = (f"{p['delta_hours']:+.2f} h ({p['delta_pct']:+.1f}%) on the mean of all cases, 95% CI "
+            f"[{p['ci_low_pct']:+.1f}%, {p['ci_high_pct']:+.1f}%], baseline {p['baseline_hours']:.2f} h")
+    if p.get("treated_share"):
+        text += (f"; {p['delta_per_treated_case_hours']:+.2f} h per treated case "
+                 f"({p['treated_share']:.0%} of cases treated)")
+    return text
 
 
 def render_run(state: dict[str, Any]) -> str:
@@ -68,7 +72,7 @@ def render_run(state: dict[str, Any]) -> str:
                              f"treatment {m['treatment']['mean']:.2f} h (n={m['treatment_n']}) vs control "
                              f"{m['control']['mean']:.2f} h (n={m['control_n']})")
                 lines.append(f"   realized delta {m['delta']:+.2f} h ({m['relative_pct']:+.1f}%), "
-                             f"95% CI [{m['ci_low']:+.2f}, {m['ci_high']:+.2f}] h; predicted "
+                             f"95% CI [{m['ci_low']:+.2f}, {m['ci_high']:+.2f}] h per treated case; predicted "
                              f"{s['predicted_delta_hours']:+.2f} h")
             else:
                 lines.append(f"7. WATCH    [{s['agent_model']}] {s['rationale']}")

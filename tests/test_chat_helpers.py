@@ -276,7 +276,7 @@ def test_plan_and_verdict_escape_text_from_the_run() -> None:
 def test_verdict_md_compares_realized_with_predicted() -> None:
     md = render.verdict_md(loop_state())
     assert "Decision: **KEEP**" in md
-    assert "| mean delta | -4.59 h (-37.0%) | -2.33 h (-19.4%) |" in md
+    assert "| mean delta | -4.59 h (-37.0%) | -2.33 h (all cases -19.4%) |" in md
     assert "| 95\\% interval | -6.63 to -2.55 h | -2.87 to -1.79 h |" in md
     assert "consistent with the prediction (the intervals overlap)" in md
     assert "**Outcome:** kept; recommends mode supervised" in md

@@ -199,7 +199,12 @@ def prediction_summary(result: dict[str, Any]) -> dict[str, Any]:
     d = result["delta"]["cycle_time_mean_hours"]
     base = result["as_is"]["cycle_time_mean_hours"]["mean"]
     pct = (lambda v: round(100 * v / base, 2) if base else 0.0)
+    # A partial rollout changes only the treated cases; this is the number the Watchdog's
+    # treatment-vs-control delta can be compared with.
+    treated = (result.get("treated_share") or {}).get("mean") or 0.0
+    per_treated = d["mean"] / treated if treated > 0 else d["mean"]
     return {"baseline_hours": round(base, 3), "delta_hours": round(d["mean"], 3),
+            "delta_per_treated_case_hours": round(per_treated, 3), "treated_share": round(treated, 4),
             "ci_low_hours": round(d["ci_low"], 3), "ci_high_hours": round(d["ci_high"], 3),
             "delta_pct": pct(d["mean"]), "ci_low_pct": pct(d["ci_low"]), "ci_high_pct": pct(d["ci_high"])}
 

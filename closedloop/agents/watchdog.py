@@ -126,7 +126,7 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, after_seq: 
         decision = dictated
     if decision == "wait" and checks_so_far + 1 >= max_checks:
         decision = "escalate"
-    predicted = plan.predicted.get("delta_hours")
+    predicted = plan.predicted.get("delta_per_treated_case_hours", plan.predicted.get("delta_hours"))
     with transaction(ctx.engine) as session:
         verdict_id = None
         if "delta" in measured:

@@ -293,9 +293,14 @@ def verdict_md(state: dict[str, Any]) -> Md:
         if "delta" in measured:
             plan = last_step(state, "plan") or {}
             pred = plan.get("predicted", {})
+            # Predictions are stored for the mean of all cases; a partial rollout is compared per treated case.
+            scale = 1 / pred["treated_share"] if pred.get("treated_share") else 1.0
+            if "ci_low_hours" in pred:
+                pred = {**pred, "ci_low_hours": pred["ci_low_hours"] * scale,
+                        "ci_high_hours": pred["ci_high_hours"] * scale}
             pred_ci = (f"{pred['ci_low_hours']:+.2f} to {pred['ci_high_hours']:+.2f} h"
                        if "ci_low_hours" in pred else "")
-            pred_pct = f" ({pred['delta_pct']:+.1f}%)" if "delta_pct" in pred else ""
+            pred_pct = f" (all cases {pred['delta_pct']:+.1f}%)" if "delta_pct" in pred else ""
             lines += [
                 "",
                 md_table(
