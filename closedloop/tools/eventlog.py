@@ -385,6 +385,8 @@ def _canonical(
         if col not in CANONICAL.values() and col != "_pos" and _is_text(df[col]):
             df[col] = _maybe_numeric(df[col])
     df = df.sort_values([CASE, TIMESTAMP, "_pos"], kind="stable").drop(columns="_pos")
+    df = _drop_duplicates(df, warnings)
+    df = _impute_case_attributes(df, warnings)
     first_cols = [CASE, ACTIVITY, TIMESTAMP, START, RESOURCE]
     df = df[first_cols + [c for c in df.columns if c not in first_cols]].reset_index(drop=True)
     for w in warnings:
@@ -396,6 +398,45 @@ def _canonical(
         "rows": len(df),  # raw_events only describes this frame while its length is unchanged
         "warnings": warnings,
     }
+    return df
+
+
+def _drop_duplicates(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    """Exact repeats of an activity instance (same case, activity, times, resource) are logged twice, not done twice."""
+    key = [CASE, ACTIVITY, TIMESTAMP, START, RESOURCE]
+    dup = df.duplicated(subset=key, keep="first")
+    if dup.any():
+        warnings.append(f"dropped {int(dup.sum())} duplicate events (same case, activity, times and resource)")
+        df = df[~dup]
+    return df
+
+
+def _impute_case_attributes(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    """Fill a categorical case attribute a case lacks with the attribute's mode; flag every filled value.
+
+    Within a case the first value present is used for all its rows. A case with
+    no value at all gets the mode over cases, and ``imputed:<name>`` is True on
+    its rows. Numeric attributes are left missing (a mean would invent data).
+    """
+    for col in [c for c in df.columns if c.startswith("case:") and c != CASE]:
+        values = df[col]
+        if not values.isna().any() or pd.api.types.is_numeric_dtype(values):
+            continue
+        per_case = values.groupby(df[CASE], sort=False).transform("first")
+        lacking = per_case.isna()
+        filled = per_case
+        if lacking.any():
+            mode = per_case.dropna().mode()
+            if mode.empty:
+                continue
+            filled = per_case.fillna(mode.iloc[0])
+            name = col.removeprefix("case:")
+            df = df.assign(**{col: filled, f"imputed:{name}": lacking.to_numpy()})
+            cases = df.loc[lacking, CASE].nunique()
+            warnings.append(f"imputed {name!r} for {cases} cases with its mode {mode.iloc[0]!r} "
+                            f"(flagged in column 'imputed:{name}')")
+        else:
+            df = df.assign(**{col: filled})
     return df
 
 
