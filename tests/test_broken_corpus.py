@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from closedloop.tools.eventlog import load_event_log
 from closedloop.tools.errors import EventLogError
+from closedloop.tools.eventlog import load_event_log
 
 BROKEN = Path(__file__).parent / "data" / "broken"
 
