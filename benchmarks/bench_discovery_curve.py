@@ -16,11 +16,11 @@ os.environ.setdefault("PM4PY_SHOW_PROGRESS_BAR", "False")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import pm4py  # noqa: E402
-from bench_discovery_quality import synthetic_frame  # noqa: E402
+import pm4py
+from bench_discovery_quality import synthetic_frame
 
-from closedloop.tools.conformance import replay_conformance  # noqa: E402
-from closedloop.tools.discovery import discover_petri_net, petri_net  # noqa: E402
+from closedloop.tools.conformance import replay_conformance
+from closedloop.tools.discovery import discover_petri_net, petri_net
 
 SYNTHETIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthetic"
 
