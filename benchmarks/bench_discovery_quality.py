@@ -43,7 +43,8 @@ from closedloop.tools.discovery import (
     petri_net,
     process_tree,
 )
-from closedloop.tools.eventlog import load_event_log, to_canonical
+from closedloop.tools.eventlog import load_event_log
+from closedloop.tools.language import frame_from_traces, read_traces
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -72,20 +73,7 @@ class Score:
 
 def synthetic_frame(path: Path) -> pd.DataFrame:
     """Synthetic logs have no timestamps and one case name for all traces: number them."""
-    import pm4py
-
-    log = pm4py.read_xes(str(path), return_legacy_log_object=True)
-    base = pd.Timestamp("2020-01-01", tz="UTC")
-    rows = [
-        {
-            "case_id": f"c{i:05d}",
-            "activity": e["concept:name"],
-            "timestamp": base + pd.Timedelta(minutes=j),
-        }
-        for i, trace in enumerate(log)
-        for j, e in enumerate(trace)
-    ]
-    return to_canonical(pd.DataFrame(rows), source=str(path))
+    return frame_from_traces(read_traces(path), source=str(path))
 
 
 def quality(frame: pd.DataFrame, net: Any, im: Any, fm: Any) -> tuple[float, float]:

@@ -116,9 +116,11 @@ def test_every_algorithm_yields_a_net_over_the_log_activities(
 def test_auto_mines_small_logs_log_based_and_large_logs_on_the_graph(
     running: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert discover_petri_net(running).variant == "imf"
+    assert discover_petri_net(running, noise_threshold=0.2).variant == "imf"
     monkeypatch.setattr(discovery, "IMF_BUDGET_EVENTS", 10)
-    assert discover_petri_net(running).variant == "imd"
+    large = discover_petri_net(running)  # too large to select: imd at the default threshold
+    assert large.variant == "imd" and large.parameters["noise_threshold"] == 0.2
+    assert not large.selection
     assert discover_petri_net(running, variant="imf").variant == "imf"
 
 
@@ -130,8 +132,9 @@ def test_without_noise_filter_every_case_fits(running: pd.DataFrame) -> None:
 def test_helpdesk_filtered_graph_stays_connected(bundled_data: Path) -> None:
     # regression: filtering once cut activities off and pm4py's IMd crashed on it
     frame = load_event_log(bundled_data / "helpdesk.xes.gz")
-    model = discover_petri_net(frame)
-    assert set(model.activities) == set(frame["concept:name"])
+    for settings in ({"variant": "imd", "noise_threshold": 0.2}, {}):
+        model = discover_petri_net(frame, **settings)
+        assert set(model.activities) == set(frame["concept:name"])
 
 
 def test_filter_dfg_drops_rare_edges_but_keeps_every_activity_reachable() -> None:

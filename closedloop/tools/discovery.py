@@ -37,6 +37,8 @@ from closedloop.tools.performance import ActivityStats, DfgEdge
 __all__ = [
     "DEFAULT_NOISE_THRESHOLD",
     "IMF_BUDGET_EVENTS",
+    "SELECTION_GRID",
+    "CandidateScore",
     "DfgModel",
     "DiscoveredModel",
     "TimedDfgEdge",
@@ -52,6 +54,20 @@ DEFAULT_NOISE_THRESHOLD = 0.2
 # variant="auto": log-based IMf up to this many events in the distinct variants (a42: ~32k,
 # under a second), DFG-based IMd above (BPIC 2012: ~110k; IMf ~25 s there, IMd ~0.5 s)
 IMF_BUDGET_EVENTS = 50_000
+# noise_threshold="auto" mines these (variant, threshold) pairs and keeps the best F1 on the log,
+# replaying at most SELECTION_REPLAY_STEPS steps per candidate (a sample of cases beyond that).
+# imd is cheap at any threshold; imf at lower thresholds is slow on logs with much concurrency
+# (a42: 4-14 s) and did not win there on the synthetic logs (benchmarks/results/discovery.md).
+SELECTION_GRID: tuple[tuple[str, float], ...] = (
+    ("imd", 0.0),
+    ("imd", 0.1),
+    ("imd", 0.2),
+    ("imd", 0.3),
+    ("imd", 0.4),
+    ("imd", 0.5),
+    ("imf", 0.4),
+)
+SELECTION_REPLAY_STEPS = 5_000
 
 
 class TimedDfgEdge(DfgEdge):
@@ -73,6 +89,16 @@ class DfgModel(BaseModel):
     edges: list[TimedDfgEdge] = Field(description="most frequent first")
     start_activities: dict[str, int] = Field(description="activity -> cases starting with it")
     end_activities: dict[str, int] = Field(description="activity -> cases ending with it")
+
+
+class CandidateScore(BaseModel):
+    """One candidate of the automatic selection and how well it describes the log."""
+
+    variant: str
+    noise_threshold: float
+    fitness: float
+    precision: float
+    f1: float
 
 
 class DiscoveredModel(BaseModel):
@@ -97,6 +123,10 @@ class DiscoveredModel(BaseModel):
         default=None, description=f"inductive only: process tree, cut at {TREE_CHARS} characters"
     )
     pnml: str = Field(description="the Petri net with initial and final marking, PNML XML")
+    selection: list[CandidateScore] = Field(
+        default_factory=list,
+        description='noise_threshold="auto": every candidate mined and its score on the log',
+    )
 
     _net: tuple[Any, Any, Any] | None = PrivateAttr(default=None)
     _tree: Any = PrivateAttr(default=None)
@@ -139,7 +169,7 @@ def discover_petri_net(
     log: pd.DataFrame,
     algorithm: Literal["inductive", "heuristics"] = "inductive",
     variant: Literal["auto", "imd", "imf"] = "auto",
-    noise_threshold: float = DEFAULT_NOISE_THRESHOLD,
+    noise_threshold: float | Literal["auto"] = "auto",
     dependency_threshold: float = 0.5,
     and_threshold: float = 0.65,
     loop_two_threshold: float = 0.5,
@@ -152,13 +182,23 @@ def discover_petri_net(
     parallel, but takes seconds to minutes on large logs); variant="auto"
     (default) uses imf while the distinct variants hold at most 50,000 events
     and imd above (the model's `variant` says which ran). noise_threshold
-    (0..1, default 0.2) drops behaviour rarer than that share of the strongest
-    alternative; 0 keeps everything (with imf every observed case then fits,
-    but noise makes the model permissive).
+    (0..1) drops behaviour rarer than that share of the strongest alternative;
+    0 keeps everything (with imf every observed case then fits, but noise makes
+    the model permissive). noise_threshold="auto" (default): on logs within the
+    imf budget, mine every candidate in SELECTION_GRID and keep the one with
+    the best F1 of token-replay fitness and precision on the log itself (the
+    scores are in the model's `selection`); on larger logs use 0.2.
     algorithm="heuristics" runs the heuristics miner with dependency_threshold,
     and_threshold and loop_two_threshold (not guaranteed sound).
     Returns the model's size, its activities, the settings, and the net as PNML.
     """
+    frame = _canonical(log)
+    if noise_threshold == "auto":
+        if algorithm == "inductive" and variant == "auto" and _fits_imf_budget(frame):
+            return _select(frame)
+        noise_threshold = DEFAULT_NOISE_THRESHOLD
+    if not isinstance(noise_threshold, int | float):
+        raise ToolError(f"noise_threshold must be a number or 'auto', got {noise_threshold!r}")
     for name, value in (
         ("noise_threshold", noise_threshold),
         ("dependency_threshold", dependency_threshold),
@@ -167,7 +207,6 @@ def discover_petri_net(
     ):
         if not 0.0 <= value <= 1.0:
             raise ToolError(f"{name} must be between 0 and 1, got {value}")
-    frame = _canonical(log)
     columns = frame[[CASE, ACTIVITY, TIMESTAMP]]  # pm4py needs no more
     if algorithm == "heuristics":
         return _heuristics(columns, dependency_threshold, and_threshold, loop_two_threshold)
@@ -287,14 +326,54 @@ def _fits_imf_budget(frame: pd.DataFrame) -> bool:
     return int(keys.str.count(perf.SEP).sum()) + len(keys) <= IMF_BUDGET_EVENTS
 
 
-def _imd(frame: pd.DataFrame, noise_threshold: float) -> DiscoveredModel:
-    from pm4py.algo.discovery.inductive.dtypes.im_dfg import InductiveDFG
-    from pm4py.algo.discovery.inductive.dtypes.im_ds import IMDataStructureDFG
+def _select(frame: pd.DataFrame) -> DiscoveredModel:
+    """The SELECTION_GRID candidate with the best F1 on the log (ties: fitter, then first).
+
+    Candidates that leave out one of the log's activities (IMf may filter a rare
+    one away) only win when every candidate does.
+    """
+    from closedloop.tools.conformance import replay_conformance
+
+    cases = perf.case_table(frame)
+    graph = _dfg(frame)
+    columns = frame[[CASE, ACTIVITY, TIMESTAMP]]
+    activities = set(frame[ACTIVITY].unique())
+    scored: list[tuple[tuple[bool, float, float, int], DiscoveredModel]] = []
+    selection: list[CandidateScore] = []
+    for rank, (variant, threshold) in enumerate(SELECTION_GRID):
+        model = _imd(frame, threshold, graph) if variant == "imd" else _imf(columns, threshold)
+        report = replay_conformance(
+            frame, *petri_net(model), cases=cases, max_replay_steps=SELECTION_REPLAY_STEPS
+        )
+        selection.append(
+            CandidateScore(
+                variant=variant,
+                noise_threshold=threshold,
+                fitness=report.fitness,
+                precision=report.precision,
+                f1=report.f1,
+            )
+        )
+        complete = activities <= set(model.activities)
+        scored.append(((complete, report.f1, report.fitness, -rank), model))
+    best = max(scored, key=lambda item: item[0])[1]
+    best.selection = selection
+    return best
+
+
+def _dfg(frame: pd.DataFrame) -> Any:
     from pm4py.objects.dfg.obj import DFG
-    from pm4py.objects.process_tree.utils.generic import fold, tree_sort
 
     edges, starts, ends = perf.dfg(perf.instance_times(frame))
-    graph = DFG({(e.source, e.target): e.count for e in edges}, starts, ends)
+    return DFG({(e.source, e.target): e.count for e in edges}, starts, ends)
+
+
+def _imd(frame: pd.DataFrame, noise_threshold: float, graph: Any = None) -> DiscoveredModel:
+    from pm4py.algo.discovery.inductive.dtypes.im_dfg import InductiveDFG
+    from pm4py.algo.discovery.inductive.dtypes.im_ds import IMDataStructureDFG
+    from pm4py.objects.process_tree.utils.generic import fold, tree_sort
+
+    graph = _dfg(frame) if graph is None else graph
     miner = _infrequent_dfg_miner()(noise_threshold)
     tree = fold(miner.apply(IMDataStructureDFG(InductiveDFG(dfg=graph, skip=False))))
     tree_sort(tree)
