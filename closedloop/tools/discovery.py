@@ -54,10 +54,11 @@ DEFAULT_NOISE_THRESHOLD = 0.2
 # variant="auto": log-based IMf up to this many events in the distinct variants (a42: ~32k,
 # under a second), DFG-based IMd above (BPIC 2012: ~110k; IMf ~25 s there, IMd ~0.5 s)
 IMF_BUDGET_EVENTS = 50_000
-# noise_threshold="auto" mines these (variant, threshold) pairs and keeps the best F1 on the log,
-# replaying at most SELECTION_REPLAY_STEPS steps per candidate (a sample of cases beyond that).
-# imd is cheap at any threshold; imf at lower thresholds is slow on logs with much concurrency
-# (a42: 4-14 s) and did not win there on the synthetic logs (benchmarks/results/discovery.md).
+# noise_threshold="auto" mines these (variant, threshold) pairs and keeps the best F1 on the log
+# (pm4py's token replay, at most SELECTION_REPLAY_STEPS steps per candidate: a sample of cases
+# beyond that).
+# imd is cheap at any threshold; imf below 0.2 is slow on logs with much concurrency (a42: ~14 s
+# at 0) and did not win on the synthetic logs (benchmarks/results/discovery.md).
 SELECTION_GRID: tuple[tuple[str, float], ...] = (
     ("imd", 0.0),
     ("imd", 0.1),
@@ -65,9 +66,12 @@ SELECTION_GRID: tuple[tuple[str, float], ...] = (
     ("imd", 0.3),
     ("imd", 0.4),
     ("imd", 0.5),
+    ("imf", 0.2),
     ("imf", 0.4),
 )
 SELECTION_REPLAY_STEPS = 5_000
+SELECTION_FITTING = 0.99  # a candidate this fit wins if within SELECTION_F1_SLACK of the best F1
+SELECTION_F1_SLACK = 0.1
 
 
 class TimedDfgEdge(DfgEdge):
@@ -330,7 +334,11 @@ def _select(frame: pd.DataFrame) -> DiscoveredModel:
     """The SELECTION_GRID candidate with the best F1 on the log (ties: fitter, then first).
 
     Candidates that leave out one of the log's activities (IMf may filter a rare
-    one away) only win when every candidate does.
+    one away) only win when every candidate does. A candidate that fits the log
+    (fitness >= SELECTION_FITTING) is preferred to a better-scoring one that
+    does not when it gives up at most SELECTION_F1_SLACK of F1: on a log without
+    noise the F1 optimum may drop real behaviour for precision (a22: imd fits
+    0.905 of the log with F1 0.83, imf all of it with F1 0.78).
     """
     from closedloop.tools.conformance import replay_conformance
 
@@ -338,14 +346,19 @@ def _select(frame: pd.DataFrame) -> DiscoveredModel:
     graph = _dfg(frame)
     columns = frame[[CASE, ACTIVITY, TIMESTAMP]]
     activities = set(frame[ACTIVITY].unique())
-    scored: list[tuple[tuple[bool, float, float, int], DiscoveredModel]] = []
-    selection: list[CandidateScore] = []
-    for rank, (variant, threshold) in enumerate(SELECTION_GRID):
+    models: list[DiscoveredModel] = []
+    scores: list[CandidateScore] = []
+    for variant, threshold in SELECTION_GRID:
         model = _imd(frame, threshold, graph) if variant == "imd" else _imf(columns, threshold)
         report = replay_conformance(
-            frame, *petri_net(model), cases=cases, max_replay_steps=SELECTION_REPLAY_STEPS
+            frame,
+            *petri_net(model),
+            cases=cases,
+            max_replay_steps=SELECTION_REPLAY_STEPS,
+            confirm=False,
         )
-        selection.append(
+        models.append(model)
+        scores.append(
             CandidateScore(
                 variant=variant,
                 noise_threshold=threshold,
@@ -354,10 +367,21 @@ def _select(frame: pd.DataFrame) -> DiscoveredModel:
                 f1=report.f1,
             )
         )
-        complete = activities <= set(model.activities)
-        scored.append(((complete, report.f1, report.fitness, -rank), model))
-    best = max(scored, key=lambda item: item[0])[1]
-    best.selection = selection
+    complete = [activities <= set(m.activities) for m in models]
+
+    def rank(i: int) -> tuple[bool, float, float, int]:
+        return complete[i], scores[i].f1, scores[i].fitness, -i
+
+    top = max(range(len(models)), key=rank)
+    fitting = [
+        i
+        for i in range(len(models))
+        if complete[i] == complete[top]
+        and scores[i].fitness >= SELECTION_FITTING
+        and scores[i].f1 >= scores[top].f1 - SELECTION_F1_SLACK
+    ]
+    best = models[max(fitting or [top], key=rank)]
+    best.selection = scores
     return best
 
 

@@ -86,10 +86,10 @@ class CompiledNet:
         self.initial = self._marking(im, number, len(places))
         self.final = self._marking(fm, number, len(places))
         self.max_states = max_states
+        self.visited = 0  # markings visited by all searches so far (a measure of work done)
         self._after: dict[tuple[str, ...], frozenset[Marking]] = {}
-        self._steps: dict[tuple[Marking, str], frozenset[Marking]] = {}
-        self._silent_for: dict[str, list[int]] = {}
-        self._to_final = self._feeding({p for p, n in enumerate(self.final) if n})
+        self._silent_for: dict[str, dict[int, list[int]]] = {}
+        self._to_final = self._consumers(self._feeding({p for p, n in enumerate(self.final) if n}))
 
     @staticmethod
     def _marking(marking: Any, number: dict[Any, int], size: int) -> Marking:
@@ -132,13 +132,27 @@ class CompiledNet:
                     changed = True
         return sorted(relevant)
 
-    def _towards(self, marking: Marking, silent: list[int]) -> list[Marking]:
-        """``marking`` and every marking reachable from it by the ``silent`` transitions."""
-        seen = {marking}
-        stack = [marking]
+    def _consumers(self, transitions: list[int]) -> dict[int, list[int]]:
+        """place -> the given transitions that take a token from it (enabledness is then
+        checked only for transitions next to marked places)."""
+        consumers: dict[int, list[int]] = {}
+        for t in transitions:
+            for p, _ in self.pre[t]:
+                consumers.setdefault(p, []).append(t)
+        return consumers
+
+    def _enabled_near(self, marking: Marking, consumers: dict[int, list[int]]) -> list[int]:
+        candidates = {t for p, n in enumerate(marking) if n for t in consumers.get(p, ())}
+        return self.enabled(marking, sorted(candidates))
+
+    def _towards(self, markings: Iterable[Marking], silent: dict[int, list[int]]) -> set[Marking]:
+        """``markings`` and every marking reachable from them by the ``silent`` transitions
+        (given as ``_consumers``)."""
+        seen = set(markings)
+        stack = list(seen)
         while stack:
             current = stack.pop()
-            for t in self.enabled(current, silent):
+            for t in self._enabled_near(current, silent):
                 nxt = self.fire(current, t)
                 if nxt not in seen:
                     if len(seen) >= self.max_states:
@@ -148,23 +162,16 @@ class CompiledNet:
                         )
                     seen.add(nxt)
                     stack.append(nxt)
-        return list(seen)
+        self.visited += len(seen)
+        return seen
 
-    def _step(self, marking: Marking, label: str) -> frozenset[Marking]:
-        memo = self._steps.get((marking, label))
-        if memo is None:
-            visible = self.by_label.get(label, [])
-            silent = self._silent_for.get(label)
-            if silent is None:
-                goal = {p for t in visible for p, _ in self.pre[t]}
-                silent = self._silent_for[label] = self._feeding(goal)
-            memo = frozenset(
-                self.fire(m, t)
-                for m in self._towards(marking, silent)
-                for t in self.enabled(m, visible)
-            )
-            self._steps[(marking, label)] = memo
-        return memo
+    def _silent_towards(self, label: str) -> dict[int, list[int]]:
+        """The silent transitions that can help enable ``label`` (as ``_consumers``)."""
+        silent = self._silent_for.get(label)
+        if silent is None:
+            goal = {p for t in self.by_label.get(label, []) for p, _ in self.pre[t]}
+            silent = self._silent_for[label] = self._consumers(self._feeding(goal))
+        return silent
 
     def markings_after(self, prefix: Sequence[str]) -> frozenset[Marking]:
         """The markings right after the net fires the last event of ``prefix`` (silent
@@ -172,22 +179,25 @@ class CompiledNet:
         key = tuple(prefix)
         known = self._after.get(key)
         if known is None:
+            before = self.markings_after(key[:-1]) if key else frozenset()
             if not key:
                 known = frozenset([self.initial])
+            elif not before or key[-1] not in self.by_label:
+                known = frozenset()
             else:
+                visible = self.by_label[key[-1]]
                 known = frozenset(
-                    m
-                    for before in self.markings_after(key[:-1])
-                    for m in self._step(before, key[-1])
+                    self.fire(m, t)
+                    for m in self._towards(before, self._silent_towards(key[-1]))
+                    for t in self.enabled(m, visible)
                 )
             self._after[key] = known
         return known
 
     def accepts(self, trace: Sequence[str]) -> bool:
         """Whether the net can replay ``trace`` from the initial to exactly the final marking."""
-        return any(
-            self.final in self._towards(m, self._to_final) for m in self.markings_after(trace)
-        )
+        after = self.markings_after(trace)
+        return bool(after) and self.final in self._towards(after, self._to_final)
 
     def play_out(self, count: int, seed: int = 0, max_length: int | None = None) -> list[tuple]:
         """``count`` random traces: from the initial marking fire a uniformly chosen enabled
