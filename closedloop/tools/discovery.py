@@ -11,6 +11,11 @@ Fronts pm4py's discovery algorithms over the canonical event frame:
     (IMF_BUDGET_EVENTS), imd above,
   * or the heuristics miner with its dependency / AND / length-two-loop thresholds.
 
+With ``noise_threshold="auto"`` (the default) a log within IMF_BUDGET_EVENTS is
+mined with every setting of SELECTION_GRID and the model with the best F1 of
+fitness and precision on the log is kept (``_select``); larger logs use imd at
+DEFAULT_NOISE_THRESHOLD.
+
 Noise handling of ``imd`` follows IMf (Leemans et al. 2013) on the graph
 alone: at each step the miner first looks for a cut in the unfiltered sub-graph;
 only when there is none it drops every edge ``a -> b`` (ending the case counts
