@@ -29,7 +29,7 @@ from closedloop.chat.session import MAX_EVIDENCE_ROUNDS, DecisionRefused, LoopSe
 from closedloop.report import render_run
 from closedloop.settings import get_settings
 from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.mine import mine
+from closedloop.tools.mining.mine import mine
 
 log = logging.getLogger("closedloop.chat")
 

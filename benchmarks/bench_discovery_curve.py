@@ -22,9 +22,9 @@ warnings.filterwarnings("ignore")
 
 import pm4py
 
-from closedloop.tools.conformance import replay_conformance
-from closedloop.tools.discovery import discover_petri_net, petri_net
-from closedloop.tools.language import compare_models, frame_from_traces, read_traces
+from closedloop.tools.mining.conformance import replay_conformance
+from closedloop.tools.mining.discovery import discover_petri_net, petri_net
+from closedloop.tools.mining.language import compare_models, frame_from_traces, read_traces
 
 SYNTHETIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthetic"
 TRACES = 2000  # played out of each model for the comparison with the true model

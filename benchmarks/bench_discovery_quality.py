@@ -37,14 +37,14 @@ import pandas as pd
 os.environ.setdefault("PM4PY_SHOW_PROGRESS_BAR", "False")
 warnings.filterwarnings("ignore")
 
-from closedloop.tools.discovery import (
+from closedloop.tools.log.ingest import load_event_log
+from closedloop.tools.mining.discovery import (
     DEFAULT_NOISE_THRESHOLD,
     discover_petri_net,
     petri_net,
     process_tree,
 )
-from closedloop.tools.eventlog import load_event_log
-from closedloop.tools.language import frame_from_traces, read_traces
+from closedloop.tools.mining.language import frame_from_traces, read_traces
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -50,7 +50,7 @@ def child_ours(log: str, cache_dir: str | None) -> None:
     import pm4py  # noqa: F401 - imported here so the import is timed apart from the work
     import sklearn.tree  # noqa: F401
 
-    from closedloop.tools.diagnose import diagnose_file
+    from closedloop.tools.mining.diagnose import diagnose_file
 
     imports = time.perf_counter() - started
     t, cpu = time.perf_counter(), time.process_time()
@@ -77,7 +77,8 @@ def child_ours(log: str, cache_dir: str | None) -> None:
 def child_read_breakdown(log: str) -> None:
     import pm4py
 
-    from closedloop.tools import eventlog, xes
+    from closedloop.tools.log import ingest as eventlog
+    from closedloop.tools.log import xes
 
     path = Path(log)
     out: dict[str, float] = {}
@@ -98,7 +99,7 @@ def child_build_million(log: str, target: str) -> None:
     import numpy as np
     import pandas as pd
 
-    from closedloop.tools.eventlog import CASE, START, TIMESTAMP, load_event_log
+    from closedloop.tools.log.ingest import CASE, START, TIMESTAMP, load_event_log
 
     base = load_event_log(log)
     parts, rows, k = [], 0, 0

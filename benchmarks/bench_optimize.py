@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from closedloop.tools.eventlog import load_event_log
-from closedloop.tools.optimize import (
+from closedloop.tools.log.ingest import load_event_log
+from closedloop.tools.optimize.staffing import (
     optimize_assignment,
     optimize_shifts,
     optimize_staffing,
     optimize_threshold,
 )
-from closedloop.tools.twin import fit_twin
+from closedloop.tools.twin.fit import fit_twin
 
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "optimize_rules.md"

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.eventlog import ColumnMapping, load_event_log
-from closedloop.tools.simulate import simulate_log
-from closedloop.tools.twin import ProcessTwin, fit_twin
+from closedloop.tools.log.ingest import ColumnMapping, load_event_log
+from closedloop.tools.twin.fit import ProcessTwin, fit_twin
+from closedloop.tools.twin.simulate import simulate_log
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "simulation"
 MAPPING = ColumnMapping(

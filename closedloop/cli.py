@@ -39,8 +39,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     import time
 
     from closedloop.report import render_mining
-    from closedloop.tools.diagnose import diagnose
-    from closedloop.tools.eventlog import ColumnMapping, load_event_log
+    from closedloop.tools.log.ingest import ColumnMapping, load_event_log
+    from closedloop.tools.mining.diagnose import diagnose
 
     mapping = ColumnMapping(case=args.case, activity=args.activity, timestamp=args.timestamp,
                             start_timestamp=args.start, resource=args.resource, lifecycle=args.lifecycle)
@@ -54,8 +54,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     data = report.model_dump(mode="json")
     text = render_mining(data)
     if args.out:
-        from closedloop.tools.export import write_models
-        from closedloop.tools.visual import write_process_map
+        from closedloop.tools.mining.export import write_models
+        from closedloop.tools.mining.visual import write_process_map
 
         files = {**write_process_map(report, args.out, bottleneck_threshold_hours=args.threshold),
                  **write_models(frame, args.out)}

@@ -33,13 +33,13 @@ def _emit(args: argparse.Namespace, model: BaseModel | dict[str, Any], text: str
 
 
 def _frame(path: Path):
-    from closedloop.tools.eventlog import load_event_log
+    from closedloop.tools.log.ingest import load_event_log
 
     return load_event_log(path)
 
 
 def _twin_file(path: Path):
-    from closedloop.tools.simulate import as_twin
+    from closedloop.tools.twin.simulate import as_twin
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -52,7 +52,7 @@ def _twin_file(path: Path):
 
 def _twin_or_log(path: Path, seed: int):
     """A twin from TWIN.json, or fitted on an event log."""
-    from closedloop.tools.twin import fit_twin
+    from closedloop.tools.twin.fit import fit_twin
 
     if path.suffix.lower() == ".json":
         return _twin_file(path), None
@@ -62,7 +62,7 @@ def _twin_or_log(path: Path, seed: int):
 
 def parse_scenario(text: str) -> Any:
     """A scenario from JSON text or the path of a JSON file (ScenarioError when invalid)."""
-    from closedloop.tools.simulate import as_scenario
+    from closedloop.tools.twin.simulate import as_scenario
 
     source = text
     path = Path(text)
@@ -81,7 +81,7 @@ def parse_scenario(text: str) -> Any:
 
 
 def cmd_twin_fit(args: argparse.Namespace) -> int:
-    from closedloop.tools.twin import fit_twin
+    from closedloop.tools.twin.fit import fit_twin
 
     twin = fit_twin(_frame(args.log), seed=args.seed, pooling=args.pooling)
     args.out.write_text(twin.model_dump_json(), encoding="utf-8")
@@ -108,7 +108,7 @@ def _start_time(text: str) -> datetime:
 
 
 def cmd_twin_simulate(args: argparse.Namespace) -> int:
-    from closedloop.tools.simulate import simulate_log
+    from closedloop.tools.twin.simulate import simulate_log
 
     twin = _twin_file(args.twin)
     scenario = parse_scenario(args.scenario) if args.scenario else None
@@ -130,7 +130,7 @@ def _hours(e) -> str:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    from closedloop.tools.simulate import simulate
+    from closedloop.tools.twin.simulate import simulate
 
     scenario = parse_scenario(args.scenario)
     twin, _ = _twin_or_log(args.log, args.seed)
@@ -154,7 +154,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
 
 def _outcomes(pairs: list[str] | None):
-    from closedloop.tools.rules import BPI2012_DECISION, OutcomeTarget
+    from closedloop.tools.rules.learn import BPI2012_DECISION, OutcomeTarget
 
     if not pairs:
         return BPI2012_DECISION
@@ -178,8 +178,8 @@ def _objective(args: argparse.Namespace) -> str | None:
 
 
 def _run_optimisation(args: argparse.Namespace):
-    from closedloop.tools import optimize as opt
-    from closedloop.tools.twin import fit_twin
+    from closedloop.tools.optimize import staffing as opt
+    from closedloop.tools.twin.fit import fit_twin
 
     objective = _objective(args)
     common = {"seed": args.seed, "validate": not args.no_validate,

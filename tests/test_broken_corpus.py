@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.errors import EventLogError
-from closedloop.tools.eventlog import load_event_log
+from closedloop.tools.log.ingest import load_event_log
 
 BROKEN = Path(__file__).parent / "data" / "broken"
 

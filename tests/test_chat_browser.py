@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import pytest
 
 from closedloop.chat.render import WORD_JOINER
-from closedloop.tools.mine import MiningReport, mine_file
+from closedloop.tools.mining.mine import MiningReport, mine_file
 
 pytestmark = pytest.mark.browser
 

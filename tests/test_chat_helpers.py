@@ -13,7 +13,7 @@ from closedloop.chat.render import WORD_JOINER, Md, md_table, md_text
 from closedloop.chat.session import DecisionRefused, LoopSession, StaleDecision, phase
 from closedloop.settings import Settings
 from closedloop.tools.errors import EventLogError
-from closedloop.tools.mine import mine
+from closedloop.tools.mining.mine import mine
 
 HOSTILE = [
     "<script>alert(1)</script>",

@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.base import ToolKind
-from closedloop.tools.conformance import (
+from closedloop.tools.errors import ToolError
+from closedloop.tools.log.ingest import ACTIVITY, CASE, TIMESTAMP, load_event_log
+from closedloop.tools.mining.conformance import (
     ConformanceReport,
     check_conformance,
     discovered_net,
     load_reference_model,
     replay_conformance,
 )
-from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import ACTIVITY, CASE, TIMESTAMP, load_event_log
 
 
 def pm4py_measures(frame: pd.DataFrame, net: object, im: object, fm: object) -> tuple[float, ...]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from closedloop.tools.base import ToolKind
-from closedloop.tools.conformance import check_conformance
-from closedloop.tools.diagnose import DiagnosisReport, diagnose, diagnose_file
 from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import load_event_log
-from closedloop.tools.mine import MiningReport, mine
+from closedloop.tools.log.ingest import load_event_log
+from closedloop.tools.mining.conformance import check_conformance
+from closedloop.tools.mining.diagnose import DiagnosisReport, diagnose, diagnose_file
+from closedloop.tools.mining.mine import MiningReport, mine
 
 
 def running_cases(path: Path) -> dict[str, list[tuple[datetime, str, str]]]:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from closedloop.tools import discovery
 from closedloop.tools.base import ToolKind
-from closedloop.tools.discovery import (
+from closedloop.tools.errors import ToolError
+from closedloop.tools.log.ingest import load_event_log, to_canonical
+from closedloop.tools.mining import discovery
+from closedloop.tools.mining.discovery import (
     DiscoveredModel,
     discover_dfg,
     discover_petri_net,
@@ -18,8 +20,6 @@ from closedloop.tools.discovery import (
     petri_net,
     process_tree,
 )
-from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import load_event_log, to_canonical
 
 
 @pytest.fixture(scope="module")

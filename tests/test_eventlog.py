@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.errors import EventLogError
-from closedloop.tools.eventlog import (
+from closedloop.tools.log.ingest import (
     ACTIVITY,
     CASE,
     RESOURCE,

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from defusedxml import ElementTree
 
-from closedloop.tools.discovery import DiscoveredModel, discover_petri_net, petri_net
 from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import frame_from_records, load_event_log
-from closedloop.tools.export import bpmn_xml, write_models
+from closedloop.tools.log.ingest import frame_from_records, load_event_log
+from closedloop.tools.mining.discovery import DiscoveredModel, discover_petri_net, petri_net
+from closedloop.tools.mining.export import bpmn_xml, write_models
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dot") is None,

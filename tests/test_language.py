@@ -8,10 +8,15 @@ from pathlib import Path
 import pm4py
 import pytest
 
-from closedloop.tools.conformance import replay_conformance
-from closedloop.tools.discovery import SELECTION_GRID, discover_petri_net, petri_net
 from closedloop.tools.errors import ToolError
-from closedloop.tools.language import CompiledNet, compare_models, frame_from_traces, read_traces
+from closedloop.tools.mining.conformance import replay_conformance
+from closedloop.tools.mining.discovery import SELECTION_GRID, discover_petri_net, petri_net
+from closedloop.tools.mining.language import (
+    CompiledNet,
+    compare_models,
+    frame_from_traces,
+    read_traces,
+)
 
 SYNTHETIC = Path(__file__).parent / "data" / "synthetic"
 

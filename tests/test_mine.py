@@ -15,8 +15,8 @@ import pytest
 
 from closedloop.tools.base import ToolKind
 from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.eventlog import frame_from_records, load_event_log
-from closedloop.tools.mine import MiningReport, mine, mine_file
+from closedloop.tools.log.ingest import frame_from_records, load_event_log
+from closedloop.tools.mining.mine import MiningReport, mine, mine_file
 
 SHARED_LOGS = [
     "running-example.csv",

@@ -12,8 +12,8 @@ import pytest
 
 from closedloop.tools.base import ToolKind
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.eventlog import load_event_log
-from closedloop.tools.optimize import (
+from closedloop.tools.log.ingest import load_event_log
+from closedloop.tools.optimize.staffing import (
     SCALE,
     ShiftBlock,
     ShiftPlan,
@@ -23,8 +23,8 @@ from closedloop.tools.optimize import (
     optimize_staffing,
     shift_scenario,
 )
-from closedloop.tools.simulate import AddCapacity, Combined, SetShiftCapacity
-from closedloop.tools.twin import ProcessTwin, fit_twin, queue_wait_hours
+from closedloop.tools.twin.fit import ProcessTwin, fit_twin, queue_wait_hours
+from closedloop.tools.twin.simulate import AddCapacity, Combined, SetShiftCapacity
 
 
 @cache

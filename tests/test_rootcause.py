@@ -12,8 +12,8 @@ import pytest
 
 from closedloop.tools.base import ToolKind
 from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import ACTIVITY, CASE, load_event_log
-from closedloop.tools.rootcause import RootCauseReport, case_features, root_causes
+from closedloop.tools.log.ingest import ACTIVITY, CASE, load_event_log
+from closedloop.tools.mining.rootcause import RootCauseReport, case_features, root_causes
 
 
 def segment(features: pd.DataFrame, conditions: list[str]) -> np.ndarray:

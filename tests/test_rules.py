@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.base import ToolKind
-from closedloop.tools.conditions import ConditionError, compile_condition
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.eventlog import frame_from_records, load_event_log
-from closedloop.tools.optimize import optimize_threshold
-from closedloop.tools.rules import (
+from closedloop.tools.log.ingest import frame_from_records, load_event_log
+from closedloop.tools.optimize.staffing import optimize_threshold
+from closedloop.tools.rules.conditions import ConditionError, compile_condition
+from closedloop.tools.rules.learn import (
     LABEL,
     OutcomeTarget,
     backtest_rule,
@@ -24,8 +24,8 @@ from closedloop.tools.rules import (
     generate_rules,
     split_by_time,
 )
-from closedloop.tools.simulate import AutoApprove
-from closedloop.tools.twin import fit_twin
+from closedloop.tools.twin.fit import fit_twin
+from closedloop.tools.twin.simulate import AutoApprove
 
 LOAN = {"approve": ["Approve"], "decline": ["Decline"]}
 

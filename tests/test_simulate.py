@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.base import ToolKind
-from closedloop.tools.conditions import ConditionError, compile_condition, evaluate_condition
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.eventlog import load_event_log
-from closedloop.tools.scenarios import DAYS, compile_scenario
-from closedloop.tools.sim_engine import draw_cases, run
-from closedloop.tools.sim_model import compile_twin
-from closedloop.tools.simulate import (
+from closedloop.tools.log.ingest import load_event_log
+from closedloop.tools.rules.conditions import ConditionError, compile_condition, evaluate_condition
+from closedloop.tools.twin.engine import draw_cases, run
+from closedloop.tools.twin.fit import ProcessTwin, fit_twin
+from closedloop.tools.twin.model import compile_twin
+from closedloop.tools.twin.scenarios import DAYS, compile_scenario
+from closedloop.tools.twin.simulate import (
     AddCapacity,
     AsIs,
     AutoApprove,
@@ -32,7 +33,6 @@ from closedloop.tools.simulate import (
     simulate,
     simulate_log,
 )
-from closedloop.tools.twin import ProcessTwin, fit_twin
 
 HELPDESK = "helpdesk.xes.gz"
 REPAIR = "03_repairExample.xes.gz"

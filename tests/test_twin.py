@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.errors import EventLogError, ScenarioError
-from closedloop.tools.eventlog import load_event_log
-from closedloop.tools.simulate import AsIs, simulate, simulate_log
-from closedloop.tools.twin import END, SAMPLE_CAP, ProcessTwin, fit_twin, queue_wait_hours
-from closedloop.tools.twin_calendar import WeeklyClock, working_slots
-from closedloop.tools.twin_distributions import DurationSampler, fit_duration
+from closedloop.tools.log.ingest import load_event_log
+from closedloop.tools.twin.calendar import WeeklyClock, working_slots
+from closedloop.tools.twin.distributions import DurationSampler, fit_duration
+from closedloop.tools.twin.fit import END, SAMPLE_CAP, ProcessTwin, fit_twin, queue_wait_hours
+from closedloop.tools.twin.simulate import AsIs, simulate, simulate_log
 
 
 @cache

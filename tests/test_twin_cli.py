@@ -12,8 +12,8 @@ import pytest
 
 from closedloop import cli
 from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.simulate import LOG_COLUMNS
-from closedloop.tools.twin import ProcessTwin
+from closedloop.tools.twin.fit import ProcessTwin
+from closedloop.tools.twin.simulate import LOG_COLUMNS
 from closedloop.twin_cli import add_twin_commands
 
 

@@ -12,9 +12,9 @@ import pytest
 from defusedxml import ElementTree
 
 from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import frame_from_records, load_event_log
-from closedloop.tools.mine import MiningReport, mine
-from closedloop.tools.visual import (
+from closedloop.tools.log.ingest import frame_from_records, load_event_log
+from closedloop.tools.mining.mine import MiningReport, mine
+from closedloop.tools.mining.visual import (
     HOT_FILLS,
     process_map_html,
     render_process_map,

@@ -16,10 +16,10 @@ from closedloop.agents.runtime import AuditTrail, run_agent
 from closedloop.agents.toolkit import make_tool
 from closedloop.store.db import transaction
 from closedloop.store.models import Approval, Execution, Plan, Policy, utcnow
-from closedloop.tools.actions import build_compensation, build_request
+from closedloop.tools.act.catalog import build_compensation, build_request
+from closedloop.tools.act.invoke import ApiRequest, invoke_api
 from closedloop.tools.base import ToolKind
 from closedloop.tools.errors import ApiCallError, NotAllowedError
-from closedloop.tools.invoke_api import ApiRequest, invoke_api
 
 EXECUTABLE_STATUSES = {"approved"}
 

@@ -25,13 +25,13 @@ from closedloop.store.models import (
     Plan,
     Simulation,
 )
-from closedloop.tools import actions as catalog
+from closedloop.tools.act import catalog
+from closedloop.tools.act.collect import fetch_config
 from closedloop.tools.base import ToolKind
-from closedloop.tools.collect import fetch_config
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.optimize import optimize_staffing
-from closedloop.tools.simulate import AddCapacity, AutomateActivity, Combined, simulate
-from closedloop.tools.twin import fit_twin
+from closedloop.tools.optimize.staffing import optimize_staffing
+from closedloop.tools.twin.fit import fit_twin
+from closedloop.tools.twin.simulate import AddCapacity, AutomateActivity, Combined, simulate
 
 QUEUE_OF_RESOURCE = re.compile(r"^([A-Za-z0-9]+)[-_ .]")
 # Planning assumption for a bot's failure rate until the Watchdog has measured one.

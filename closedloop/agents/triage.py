@@ -17,7 +17,7 @@ from closedloop.agents.toolkit import make_tool
 from closedloop.store.db import transaction
 from closedloop.store.models import Insight, MiningRun, Opportunity
 from closedloop.tools.base import ToolKind
-from closedloop.tools.opportunities import fingerprint
+from closedloop.tools.mining.opportunities import fingerprint
 
 MIN_PRIORITY = 0.05
 MAX_SELECTED = 3

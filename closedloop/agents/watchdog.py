@@ -16,10 +16,10 @@ from closedloop.agents.runtime import AuditTrail, run_agent
 from closedloop.agents.toolkit import make_tool
 from closedloop.store.db import transaction
 from closedloop.store.models import Execution, KpiSnapshot, Plan, Verdict
+from closedloop.tools.act.collect import fetch_events
 from closedloop.tools.base import ToolKind
-from closedloop.tools.collect import fetch_events
-from closedloop.tools.eventlog import frame_from_records
-from closedloop.tools.kpi_delta import cycle_times_by_cohort, kpi_delta
+from closedloop.tools.log.ingest import frame_from_records
+from closedloop.tools.measure.kpi import cycle_times_by_cohort, kpi_delta
 
 Decision = Literal["keep", "rollback", "escalate", "wait"]
 # Conservativeness order: a model may make a decision more cautious, never bolder.

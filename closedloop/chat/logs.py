@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from closedloop.tools.errors import EventLogError
-from closedloop.tools.eventlog import SUFFIXES, load_event_log
+from closedloop.tools.log.ingest import SUFFIXES, load_event_log
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 MAX_UPLOAD_MB = 200

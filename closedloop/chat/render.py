@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from closedloop.report import audit_chain
-from closedloop.tools.mine import MiningReport
+from closedloop.tools.mining.mine import MiningReport
 
 WORD_JOINER = "\u2060"  # invisible; breaks GFM autolink literals (http://, www., a@b.c)
 ASCII_PUNCTUATION = frozenset(string.punctuation)  # CommonMark lets all of these be backslash-escaped

@@ -11,10 +11,10 @@ from closedloop.agents.context import LoopContext
 from closedloop.agents.runtime import AuditTrail
 from closedloop.store.db import transaction
 from closedloop.store.models import Dataset, Insight, LoopRun, MiningRun, utcnow
-from closedloop.tools.collect import fetch_events
-from closedloop.tools.eventlog import frame_from_records
-from closedloop.tools.mine import mine
-from closedloop.tools.opportunities import score_insight, segment_profile
+from closedloop.tools.act.collect import fetch_events
+from closedloop.tools.log.ingest import frame_from_records
+from closedloop.tools.mining.mine import mine
+from closedloop.tools.mining.opportunities import score_insight, segment_profile
 
 
 def insights_from_report(report: dict[str, Any], frame) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Shared set-up of the CP-SAT optimisers in :mod:`closedloop.tools.optimize`.
+"""Shared set-up of the CP-SAT optimisers in :mod:`closedloop.tools.optimize.staffing`.
 
 Integer scales and limits, the deterministic solver call (one worker, a seed and
 a deterministic time limit, wall clock capped at 10 s, so the same inputs give
@@ -11,7 +11,7 @@ import math
 
 from ortools.sat.python import cp_model
 
-from closedloop.tools.simulate import _estimate  # noqa: F401 (one t-interval for every replicated KPI)
+from closedloop.tools.twin.simulate import _estimate  # noqa: F401 (one t-interval for every replicated KPI)
 
 SCALE = 1000  # integer cost units per hour of waiting per case (resolution 3.6 s)
 UNSTABLE_HOURS = 100_000.0  # cost of a level whose queue would grow without bound

@@ -17,8 +17,13 @@ from typing import Any
 
 import pandas as pd
 
-from closedloop.tools.discovery import DiscoveredModel, discover_petri_net, petri_net, process_tree
 from closedloop.tools.errors import ToolError
+from closedloop.tools.mining.discovery import (
+    DiscoveredModel,
+    discover_petri_net,
+    petri_net,
+    process_tree,
+)
 
 __all__ = ["bpmn_xml", "graphviz_pipe", "write_bpmn", "write_models", "write_pnml"]
 

@@ -17,7 +17,7 @@
 - **How many**: capacity = median number of distinct resources active in the
   pool per ISO week (min 1).
 - **When**: the pool's working calendar, the hours of the week holding its
-  work (:func:`closedloop.tools.twin_calendar.working_slots`); pools with too
+  work (:func:`closedloop.tools.twin.calendar.working_slots`); pools with too
   little data use the calendar of the whole log, or work any time.
 """
 

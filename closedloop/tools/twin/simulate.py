@@ -1,8 +1,8 @@
 """What-if simulation of a process twin: KPIs with intervals, deltas, simulated logs.
 
 :func:`simulate` runs replications of the as-is process and of a scenario
-(:mod:`closedloop.tools.scenarios`) on the discrete-event engine
-(:mod:`closedloop.tools.sim_engine`): arrivals on the twin's weekly
+(:mod:`closedloop.tools.twin.scenarios`) on the discrete-event engine
+(:mod:`closedloop.tools.twin.engine`): arrivals on the twin's weekly
 calendar, history-aware routing, fitted durations, extraneous delays in
 working hours, pools that start work only on shift. As-is and scenario runs
 of one replication share the same sampled cases (common random numbers), so
@@ -24,7 +24,11 @@ from scipy import stats
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.scenarios import (
+from closedloop.tools.twin.calendar import WeeklyClock, hours_since, week_epoch
+from closedloop.tools.twin.engine import AUTOMATION_RESOURCE, RunOutput, draw_cases, run
+from closedloop.tools.twin.fit import ObservedKpis, ProcessTwin
+from closedloop.tools.twin.model import EngineModel, Settings, compile_twin
+from closedloop.tools.twin.scenarios import (
     AddCapacity,
     AsIs,
     AutoApprove,
@@ -40,10 +44,6 @@ from closedloop.tools.scenarios import (
     compile_scenario,
     resolve_pool,
 )
-from closedloop.tools.sim_engine import AUTOMATION_RESOURCE, RunOutput, draw_cases, run
-from closedloop.tools.sim_model import EngineModel, Settings, compile_twin
-from closedloop.tools.twin import ObservedKpis, ProcessTwin
-from closedloop.tools.twin_calendar import WeeklyClock, hours_since, week_epoch
 
 __all__ = [
     "AddCapacity", "AsIs", "AutoApprove", "AutomateActivity", "BatchActivity", "ChangeCalendar",

@@ -1,4 +1,4 @@
-"""Demand side of shift planning (:mod:`closedloop.tools.optimize_shifts`).
+"""Demand side of shift planning (:mod:`closedloop.tools.optimize.shifts`).
 
 Per pool, from the event log: when work reaches its queue (hour of week, UTC),
 the people active per block of the week, and which blocks are open on the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.twin import ProcessTwin, queue_wait_hours
+from closedloop.tools.twin.fit import ProcessTwin, queue_wait_hours
 
 HOURS_PER_WEEK = 168
 

@@ -33,11 +33,11 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, Field, PrivateAttr
 
-from closedloop.tools import performance as perf
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import ACTIVITY, CASE, START, TIMESTAMP
-from closedloop.tools.performance import ActivityStats, DfgEdge
+from closedloop.tools.log.ingest import ACTIVITY, CASE, START, TIMESTAMP
+from closedloop.tools.mining import performance as perf
+from closedloop.tools.mining.performance import ActivityStats, DfgEdge
 
 __all__ = [
     "DEFAULT_NOISE_THRESHOLD",
@@ -322,7 +322,7 @@ def _closure(entries: dict[str, int], edges: dict[tuple[str, str], int], forward
 
 def _canonical(log: pd.DataFrame) -> pd.DataFrame:
     # imported here: mine may one day discover through this module
-    from closedloop.tools.mine import _as_canonical
+    from closedloop.tools.mining.mine import _as_canonical
 
     return _as_canonical(log)
 
@@ -345,7 +345,7 @@ def _select(frame: pd.DataFrame) -> DiscoveredModel:
     noise the F1 optimum may drop real behaviour for precision (a22: imd fits
     0.905 of the log with F1 0.83, imf all of it with F1 0.78).
     """
-    from closedloop.tools.conformance import replay_conformance
+    from closedloop.tools.mining.conformance import replay_conformance
 
     cases = perf.case_table(frame)
     graph = _dfg(frame)

@@ -15,10 +15,10 @@ from ortools.sat.python import cp_model
 from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
-from closedloop.tools.conditions import compile_condition, identifier
 from closedloop.tools.errors import InfeasibleError, ScenarioError
-from closedloop.tools.optimize_common import solve
-from closedloop.tools.rules import (
+from closedloop.tools.optimize.solver import solve
+from closedloop.tools.rules.conditions import compile_condition, identifier
+from closedloop.tools.rules.learn import (
     BPI2012_DECISION,
     CASE_START,
     DECIDED_AT,
@@ -35,7 +35,8 @@ from closedloop.tools.rules import (
     records,
     split_by_time,
 )
-from closedloop.tools.simulate import (
+from closedloop.tools.twin.fit import ProcessTwin, fit_twin
+from closedloop.tools.twin.simulate import (
     AutoApprove,
     AutomateActivity,
     Estimate,
@@ -44,7 +45,6 @@ from closedloop.tools.simulate import (
     as_twin,
     simulate,
 )
-from closedloop.tools.twin import ProcessTwin, fit_twin
 
 MAX_THRESHOLD_CANDIDATES = 500
 RISK_UNITS = 10_000  # the risk cap is honoured to 0.01 %

@@ -1,7 +1,7 @@
 """Staff per pool per shift block of the week, with OR-Tools CP-SAT, checked by simulation.
 
 ``optimize_shifts`` plans staff per pool per block of the week against the
-hour-of-week demand (:mod:`closedloop.tools.optimize_shift_demand`), under a
+hour-of-week demand (:mod:`closedloop.tools.optimize.shift_demand`), under a
 cost budget and a waiting/utilisation SLA; ``shift_scenario`` turns a roster
 into ``shift_capacity`` changes for the simulator.
 """
@@ -19,8 +19,7 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
-from closedloop.tools.optimize_common import _capped, _estimate, solve
-from closedloop.tools.optimize_shift_demand import (
+from closedloop.tools.optimize.shift_demand import (
     HOURS_PER_WEEK,
     _block_wait,
     _demand,
@@ -29,7 +28,9 @@ from closedloop.tools.optimize_shift_demand import (
     _simulate_rosters,
     _weighted_wait,
 )
-from closedloop.tools.simulate import (
+from closedloop.tools.optimize.solver import _capped, _estimate, solve
+from closedloop.tools.twin.fit import ProcessTwin
+from closedloop.tools.twin.simulate import (
     AsIs,
     Combined,
     Estimate,
@@ -39,7 +40,6 @@ from closedloop.tools.simulate import (
     resolve_pool,
     simulate,
 )
-from closedloop.tools.twin import ProcessTwin
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 SCENARIO_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

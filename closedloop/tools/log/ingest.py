@@ -162,7 +162,7 @@ def load_event_log(
     if path.stat().st_size == 0:
         raise EventLogError(f"{path}: empty file (0 bytes)")
     if name.endswith((".xes", ".xes.gz")):
-        from closedloop.tools.xes import read_xes
+        from closedloop.tools.log.xes import read_xes
 
         raw = read_xes(path)
         return _canonical(raw, mapping, source=str(path), fmt="xes", label=_row_label)

@@ -33,8 +33,8 @@ import pandas as pd
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.export import graphviz_pipe
-from closedloop.tools.mine import MiningReport, mine
+from closedloop.tools.mining.export import graphviz_pipe
+from closedloop.tools.mining.mine import MiningReport, mine
 
 __all__ = ["process_map_html", "render_process_map", "write_process_map"]
 

@@ -21,12 +21,12 @@ servers; one level per pool is chosen, total extra staff <= budget, minimising
 the sum of waiting (ties broken towards fewer staff), then simulated.
 
 This module holds ``optimize_staffing`` and re-exports the other optimisers, so
-``from closedloop.tools.optimize import ...`` reaches all of them:
-:mod:`~closedloop.tools.optimize_shifts` (with
-:mod:`~closedloop.tools.optimize_shift_demand`),
-:mod:`~closedloop.tools.optimize_assignment`,
-:mod:`~closedloop.tools.optimize_threshold`; shared solver set-up in
-:mod:`~closedloop.tools.optimize_common`.
+``from closedloop.tools.optimize.staffing import ...`` reaches all of them:
+:mod:`~closedloop.tools.optimize.shifts` (with
+:mod:`~closedloop.tools.optimize.shift_demand`),
+:mod:`~closedloop.tools.optimize.assignment`,
+:mod:`~closedloop.tools.optimize.threshold`; shared solver set-up in
+:mod:`~closedloop.tools.optimize.solver`.
 """
 
 from __future__ import annotations
@@ -38,23 +38,15 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
-from closedloop.tools.optimize_assignment import (
+from closedloop.tools.optimize.assignment import (
     MAX_CANDIDATES_PER_POOL,
     ActivityMove,
     AssignmentPlan,
     PoolLoad,
     optimize_assignment,
 )
-from closedloop.tools.optimize_common import (
-    DETERMINISTIC_LIMIT,
-    SCALE,
-    TIME_LIMIT_SECONDS,
-    UNSTABLE_HOURS,
-    _capped,
-    solve,
-)
-from closedloop.tools.optimize_shift_demand import HOURS_PER_WEEK
-from closedloop.tools.optimize_shifts import (
+from closedloop.tools.optimize.shift_demand import HOURS_PER_WEEK
+from closedloop.tools.optimize.shifts import (
     DAYS,
     SCENARIO_DAYS,
     WAIT_UNITS,
@@ -64,14 +56,23 @@ from closedloop.tools.optimize_shifts import (
     optimize_shifts,
     shift_scenario,
 )
-from closedloop.tools.optimize_threshold import (
+from closedloop.tools.optimize.solver import (
+    DETERMINISTIC_LIMIT,
+    SCALE,
+    TIME_LIMIT_SECONDS,
+    UNSTABLE_HOURS,
+    _capped,
+    solve,
+)
+from closedloop.tools.optimize.threshold import (
     MAX_THRESHOLD_CANDIDATES,
     RISK_UNITS,
     ThresholdPlan,
     ThresholdScore,
     optimize_threshold,
 )
-from closedloop.tools.simulate import (
+from closedloop.tools.twin.fit import ProcessTwin, queue_wait_hours
+from closedloop.tools.twin.simulate import (
     AddCapacity,
     AsIs,
     Combined,
@@ -81,7 +82,6 @@ from closedloop.tools.simulate import (
     resolve_pool,
     simulate,
 )
-from closedloop.tools.twin import ProcessTwin, queue_wait_hours
 
 __all__ = [
     "DAYS",

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from closedloop.tools.act.invoke import ApiRequest
 from closedloop.tools.errors import NotAllowedError
-from closedloop.tools.invoke_api import ApiRequest
 
 
 class Condition(BaseModel):

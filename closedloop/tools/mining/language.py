@@ -45,7 +45,7 @@ def read_traces(path: str | Path) -> list[tuple[str, ...]]:
     """
     import pm4py
 
-    from closedloop.tools.xes import check_xes
+    from closedloop.tools.log.xes import check_xes
 
     check_xes(Path(path))
     log = pm4py.read_xes(str(path), return_legacy_log_object=True)
@@ -55,7 +55,7 @@ def read_traces(path: str | Path) -> list[tuple[str, ...]]:
 def frame_from_traces(traces: Iterable[Sequence[str]], source: str = "traces") -> pd.DataFrame:
     """A canonical event frame from activity sequences: case ``c00000``, ``c00001``, ...;
     events a minute apart from 2020-01-01 UTC (only their order means anything)."""
-    from closedloop.tools.eventlog import to_canonical
+    from closedloop.tools.log.ingest import to_canonical
 
     base = pd.Timestamp("2020-01-01", tz="UTC")
     rows = [
@@ -267,7 +267,7 @@ def compare_models(
     mostly), their F1, the shares accepted exactly, and example traces only
     one side accepts.
     """
-    from closedloop.tools.conformance import replay_conformance
+    from closedloop.tools.mining.conformance import replay_conformance
 
     if traces < 1:
         raise ToolError(f"traces must be >= 1, got {traces}")

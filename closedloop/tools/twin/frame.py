@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from closedloop.tools.errors import EventLogError, ScenarioError
-from closedloop.tools.twin_routing import END
+from closedloop.tools.twin.routing import END
 
 CASE = "case:concept:name"
 ACTIVITY = "concept:name"

@@ -1,10 +1,10 @@
 """The twin compiled for the engine, and scenario settings in engine terms.
 
-:func:`compile_twin` turns a :class:`~closedloop.tools.twin.ProcessTwin`
+:func:`compile_twin` turns a :class:`~closedloop.tools.twin.fit.ProcessTwin`
 into index-based lists, weekly clocks and duration samplers
-(:class:`EngineModel`); :mod:`closedloop.tools.scenarios` turns a scenario
+(:class:`EngineModel`); :mod:`closedloop.tools.twin.scenarios` turns a scenario
 into :class:`Settings` (capacity per hour of the week, routing, automations,
-skips, priorities, batches) that :mod:`closedloop.tools.sim_engine` runs.
+skips, priorities, batches) that :mod:`closedloop.tools.twin.engine` runs.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.twin import ProcessTwin
-from closedloop.tools.twin_calendar import HOURS_PER_WEEK, WeeklyClock
-from closedloop.tools.twin_distributions import DurationModel, DurationSampler, fit_duration
-from closedloop.tools.twin_routing import START as ROUTE_START
-from closedloop.tools.twin_routing import Router
+from closedloop.tools.twin.calendar import HOURS_PER_WEEK, WeeklyClock
+from closedloop.tools.twin.distributions import DurationModel, DurationSampler, fit_duration
+from closedloop.tools.twin.fit import ProcessTwin
+from closedloop.tools.twin.routing import START as ROUTE_START
+from closedloop.tools.twin.routing import Router
 
 PoolTable = tuple[np.ndarray, np.ndarray]
 

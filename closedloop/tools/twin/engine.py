@@ -1,4 +1,4 @@
-"""The discrete-event engine behind :func:`closedloop.tools.simulate.simulate`.
+"""The discrete-event engine behind :func:`closedloop.tools.twin.simulate.simulate`.
 
 One run simulates ``n`` cases of a compiled twin (:class:`EngineModel`) under
 compiled scenario settings (:class:`Settings`):
@@ -7,7 +7,7 @@ compiled scenario settings (:class:`Settings`):
    *expected arrivals* (so bursts survive) and laid on the weekly
    arrival-rate calendar (a non-homogeneous process), from a given start.
 2. **Paths**: each case walks the history-aware routing
-   (:mod:`closedloop.tools.twin_routing`) with its own uniforms; scenario
+   (:mod:`closedloop.tools.twin.routing`) with its own uniforms; scenario
    routing changes (skips, thresholds, shares, automations) apply here.
 3. **Durations**: processing and extraneous-delay times by inverse CDF of
    the fitted distributions, vectorised per activity (delays per previous
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from closedloop.tools.sim_model import EngineModel, Settings
-from closedloop.tools.twin_calendar import HOURS_PER_WEEK
+from closedloop.tools.twin.calendar import HOURS_PER_WEEK
+from closedloop.tools.twin.model import EngineModel, Settings
 
 BLOCK = 1024  # cases per block of uniforms
 STREAM = 24  # uniforms per case and block; longer paths extend their own stream

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from closedloop.tools.conditions import compile_condition
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.sim_model import Automation, Batch, EngineModel, Settings, Skip
-from closedloop.tools.twin import END, ProcessTwin
-from closedloop.tools.twin_calendar import DAYS, HOURS_PER_WEEK, slots_for
+from closedloop.tools.rules.conditions import compile_condition
+from closedloop.tools.twin.calendar import DAYS, HOURS_PER_WEEK, slots_for
+from closedloop.tools.twin.fit import END, ProcessTwin
+from closedloop.tools.twin.model import Automation, Batch, EngineModel, Settings, Skip
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: list[Day] = ["mon", "tue", "wed", "thu", "fri"]

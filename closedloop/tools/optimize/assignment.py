@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
-from closedloop.tools.optimize_common import SCALE, _estimate, solve
-from closedloop.tools.simulate import AsIs, Estimate, as_twin, simulate
-from closedloop.tools.twin import ProcessTwin, queue_wait_hours
+from closedloop.tools.optimize.solver import SCALE, _estimate, solve
+from closedloop.tools.twin.fit import ProcessTwin, queue_wait_hours
+from closedloop.tools.twin.simulate import AsIs, Estimate, as_twin, simulate
 
 MAX_CANDIDATES_PER_POOL = 6  # 2**6 subsets per pool at most: keeps CP-SAT well inside 10 s
 

@@ -1,24 +1,24 @@
 """Fit a process twin (a discrete-event simulation model) from an event frame.
 
 The twin is plain data (a pydantic model, JSON round-trip safe) that
-:mod:`closedloop.tools.simulate` runs and :mod:`closedloop.tools.optimize`
+:mod:`closedloop.tools.twin.simulate` runs and :mod:`closedloop.tools.optimize.staffing`
 reasons about. What it holds and how each part is estimated:
 
 - **Arrivals**: a weekly calendar of arrival rates (cases per hour for each
-  hour of the week, :func:`~closedloop.tools.twin_calendar.arrival_rates`)
+  hour of the week, :func:`~closedloop.tools.twin.calendar.arrival_rates`)
   and the empirical gaps between case starts measured in *expected
   arrivals* under that calendar, so the engine reproduces both the weekly
   rhythm and the burstiness. Logs shorter than two weeks get a flat rate.
 - **Routing**: start probabilities, a first-order chain (``transitions``)
   and history-aware contexts (previous activity, visit count) with back-off
-  (:mod:`closedloop.tools.twin_routing`), so loops keep their real lengths.
-- **Times per activity** (:mod:`closedloop.tools.twin_frame`): processing
+  (:mod:`closedloop.tools.twin.routing`), so loops keep their real lengths.
+- **Times per activity** (:mod:`closedloop.tools.twin.frame`): processing
   time (complete - start, or estimated from the resource's previous
   completion when the log has no starts) fitted with the best of lognormal,
   gamma, exponential and empirical by cross-validated Wasserstein distance
-  (:mod:`closedloop.tools.twin_distributions`); waiting split into
+  (:mod:`closedloop.tools.twin.distributions`); waiting split into
   resource contention and extraneous delay.
-- **Pools** (:mod:`closedloop.tools.twin_pools`): per activity, per
+- **Pools** (:mod:`closedloop.tools.twin.pools`): per activity, per
   ``org:group``, or shared between activities with similar resource
   profiles (``pooling="profiles"``); each with a capacity (median distinct
   resources per week, raised when the load needs it) and a working calendar
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from closedloop.tools.twin_calendar import (
+from closedloop.tools.twin.calendar import (
     HOURS_PER_WEEK,
     MIN_EVENTS_FOR_POOL_CALENDAR,
     WeeklyClock,
@@ -58,8 +58,8 @@ from closedloop.tools.twin_calendar import (
     week_epoch,
     working_slots,
 )
-from closedloop.tools.twin_distributions import DurationModel, fit_duration
-from closedloop.tools.twin_frame import (
+from closedloop.tools.twin.distributions import DurationModel, fit_duration
+from closedloop.tools.twin.frame import (
     ACTIVITY,
     CASE,
     COMPLETE,
@@ -73,15 +73,15 @@ from closedloop.tools.twin_frame import (
     sample,
     split_times,
 )
-from closedloop.tools.twin_pools import (
+from closedloop.tools.twin.pools import (
     MIN_POOL_SHARE,
     instance_pools,
     resource_names,
     shares,
     weekly_resources,
 )
-from closedloop.tools.twin_routing import END, RoutingContext, discover_routing
-from closedloop.tools.twin_routing import START as ROUTE_START
+from closedloop.tools.twin.routing import END, RoutingContext, discover_routing
+from closedloop.tools.twin.routing import START as ROUTE_START
 
 __all__ = [
     "END", "SAMPLE_CAP", "ActivityModel", "ObservedKpis", "PoolModel", "ProcessTwin",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools.eventlog import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
+from closedloop.tools.log.ingest import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
 
 HOUR = 3600.0
 SEP = "\x1f"  # joins activity names into a variant key (never in real names)

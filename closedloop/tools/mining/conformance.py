@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools import performance as perf
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
+from closedloop.tools.mining import performance as perf
 
 __all__ = [
     "CaseDeviation",
@@ -153,7 +153,7 @@ def check_conformance(
     - exact / method / fitness_ci / precision_ci: exact values, or estimates from
       a seeded random sample of cases with 95% intervals when replay is expensive.
     """
-    from closedloop.tools.mine import _as_canonical
+    from closedloop.tools.mining.mine import _as_canonical
 
     frame = _as_canonical(log)
     if reference_model is not None:
@@ -185,7 +185,7 @@ class DiscoveredNet(NamedTuple):
 
 def discovered_net(frame: pd.DataFrame) -> DiscoveredNet:
     """Discover the default model of a log (``discovery.discover_petri_net``)."""
-    from closedloop.tools.discovery import discover_petri_net, petri_net
+    from closedloop.tools.mining.discovery import discover_petri_net, petri_net
 
     model = discover_petri_net(frame)
     settings = ", ".join(f"{k}={v:g}" for k, v in model.parameters.items())
@@ -216,7 +216,7 @@ def replay_conformance(
     if max_replay_steps < 1 or max_deviations < 0:
         raise ToolError("max_replay_steps must be >= 1 and max_deviations >= 0")
     if cases is None:
-        from closedloop.tools.mine import _as_canonical
+        from closedloop.tools.mining.mine import _as_canonical
 
         cases = perf.case_table(_as_canonical(frame))
     codes, keys = pd.factorize(cases["variant"], sort=False)
@@ -302,7 +302,7 @@ def _confirm_fitting(replay: _PrefixReplay, net: Any, im: Any, fm: Any, variants
     and no remaining tokens. Nets whose silent steps reach too many markings
     keep the token-replay result (for the variants not checked yet).
     """
-    from closedloop.tools.language import CompiledNet
+    from closedloop.tools.mining.language import CompiledNet
 
     stats = replay.stats
     unfit = [int(v) for v in variants if not stats["fit"][v]]

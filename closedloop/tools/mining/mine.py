@@ -1,6 +1,6 @@
 """The ``mine`` tool: frequency, performance, bottlenecks, rework and a discovered model.
 
-Statistics are vectorised pandas (``closedloop.tools.performance``); discovery
+Statistics are vectorised pandas (``closedloop.tools.mining.performance``); discovery
 wraps pm4py's simplified interface: the inductive miner on the directly-follows
 graph (IMd, milliseconds even on BPIC 2012) and token-based replay fitness,
 replayed once per variant and weighted by the variant's frequency.
@@ -17,10 +17,9 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools import performance as perf
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.eventlog import (
+from closedloop.tools.log.ingest import (
     ACTIVITY,
     CASE,
     RESOURCE,
@@ -31,7 +30,8 @@ from closedloop.tools.eventlog import (
     raw_event_count,
     to_canonical,
 )
-from closedloop.tools.performance import (
+from closedloop.tools.mining import performance as perf
+from closedloop.tools.mining.performance import (
     ActivityStats,
     Bottleneck,
     CycleTimeStats,

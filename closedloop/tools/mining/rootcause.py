@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools import performance as perf
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.eventlog import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
+from closedloop.tools.log.ingest import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
+from closedloop.tools.mining import performance as perf
 
 __all__ = ["RootCauseReport", "RootCauseRule", "case_features", "explain_target", "root_causes"]
 
@@ -109,7 +109,7 @@ def root_causes(
     (lift x support), the base rate, the tree's cross-validated accuracy next to the
     majority baseline, and the attributes used.
     """
-    from closedloop.tools.mine import _as_canonical
+    from closedloop.tools.mining.mine import _as_canonical
 
     return explain_target(
         _as_canonical(log),

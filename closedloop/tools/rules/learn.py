@@ -6,7 +6,7 @@ proposed by a scikit-learn decision tree that predicts the decision people took
 in each case (the *target*: which outcome activity the case reached, or a case
 attribute) from the case attributes, fitted on the earlier cases only (time
 split by case start). Every leaf that is pure enough becomes a candidate, its
-path written in the condition language of :mod:`closedloop.tools.conditions`
+path written in the condition language of :mod:`closedloop.tools.rules.conditions`
 (never ``eval``). The numbers that matter -- coverage, precision against what
 people decided, support, the confusion of the cases the rule fires on -- are
 computed by evaluating that condition string on the fit period and, out of
@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.tree import DecisionTreeClassifier
 
 from closedloop.tools.base import read_tool
-from closedloop.tools.conditions import compile_condition, identifier
 from closedloop.tools.errors import EventLogError, ScenarioError
+from closedloop.tools.rules.conditions import compile_condition, identifier
 
 CASE, ACTIVITY, COMPLETE, START = (
     "case:concept:name", "concept:name", "time:timestamp", "start_timestamp"

@@ -19,17 +19,17 @@ import pandas as pd
 from pydantic import Field
 
 from closedloop.tools.base import read_tool
-from closedloop.tools.conformance import (
+from closedloop.tools.errors import EventLogError, ToolError
+from closedloop.tools.log.ingest import ACTIVITY, CASE, ColumnMapping, load_event_log
+from closedloop.tools.mining.conformance import (
     DEFAULT_MAX_REPLAY_STEPS,
     ConformanceReport,
     discovered_net,
     load_reference_model,
     replay_conformance,
 )
-from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.eventlog import ACTIVITY, CASE, ColumnMapping, load_event_log
-from closedloop.tools.mine import MiningReport, ProcessModelSummary, mine_with_tables
-from closedloop.tools.rootcause import RootCauseReport, case_features, explain_target
+from closedloop.tools.mining.mine import MiningReport, ProcessModelSummary, mine_with_tables
+from closedloop.tools.mining.rootcause import RootCauseReport, case_features, explain_target
 
 __all__ = ["DiagnosisReport", "diagnose", "diagnose_file"]
 
