@@ -52,13 +52,15 @@ from closedloop.tools.errors import EventLogError
 
 log = logging.getLogger(__name__)
 
-CASE = "case:concept:name"
-ACTIVITY = "concept:name"
-TIMESTAMP = "time:timestamp"
-START = "start_timestamp"
-RESOURCE = "org:resource"
-LIFECYCLE = "lifecycle:transition"
-TIME_DTYPE = "datetime64[us, UTC]"
+from closedloop.tools.log.columns import (
+    ACTIVITY,
+    CASE,
+    LIFECYCLE,
+    RESOURCE,
+    START,
+    TIME_DTYPE,
+    TIMESTAMP,
+)
 
 # Spellings recognised per role, in priority order (compared lower-cased, punctuation removed).
 CANDIDATES: dict[str, tuple[str, ...]] = {
