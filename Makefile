@@ -1,4 +1,5 @@
-# Two commands for newcomers: `make demo` (set up + run the main job) and `make test`.
+# Two commands for newcomers: `make demo` (set up + run the main job) and `make test`;
+# `make lint` is what CI runs before the tests.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,7 +24,7 @@ test: setup system-deps
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check closedloop tests app.py
+	$(BIN)/ruff check closedloop tests app.py benchmarks scripts
 
 # Each section of docs/benchmarks.md names the command that reproduces it (they need
 # ../shared/data and take minutes to an hour); this target re-assembles the page.

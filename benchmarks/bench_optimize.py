@@ -24,13 +24,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from closedloop.tools.log.ingest import load_event_log
-from closedloop.tools.optimize.staffing import (
+from closedloop.tools.optimize import (
     optimize_assignment,
     optimize_shifts,
     optimize_staffing,
     optimize_threshold,
 )
-from closedloop.tools.twin.fit import fit_twin
+from closedloop.tools.twin import fit_twin
 
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "optimize_rules.md"

@@ -27,7 +27,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from bench_optimize import replace_section
 
 from closedloop.tools.log.ingest import load_event_log
-from closedloop.tools.rules.learn import backtest_rule, generate_rules
+from closedloop.tools.rules import backtest_rule, generate_rules
 
 LOG = ROOT.parent.parent / "shared" / "data" / "logs" / "bpic2012.xes.gz"
 RESULTS = ROOT / "results" / "optimize_rules.md"

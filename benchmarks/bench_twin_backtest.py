@@ -22,8 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from closedloop.tools.log.ingest import load_event_log
-from closedloop.tools.twin.fit import fit_twin
-from closedloop.tools.twin.simulate import simulate_log
+from closedloop.tools.twin import fit_twin, simulate_log
 
 DATA = Path(__file__).resolve().parents[1] / "closedloop" / "data"
 LOGS = ["03_repairExample.xes.gz", "helpdesk.xes.gz"]

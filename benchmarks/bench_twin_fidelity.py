@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 
 from closedloop.tools.log.ingest import ColumnMapping, load_event_log
-from closedloop.tools.twin.fit import ProcessTwin, fit_twin
-from closedloop.tools.twin.simulate import simulate_log
+from closedloop.tools.twin import ProcessTwin, fit_twin, simulate_log
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "simulation"
 MAPPING = ColumnMapping(

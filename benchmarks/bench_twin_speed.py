@@ -31,8 +31,7 @@ import numpy as np
 from bench_twin_fidelity import DATA, MAPPING, read_log
 
 from closedloop.tools.log.ingest import load_event_log
-from closedloop.tools.twin.fit import fit_twin
-from closedloop.tools.twin.simulate import AsIs, simulate, simulate_log
+from closedloop.tools.twin import AsIs, fit_twin, simulate, simulate_log
 
 CASES = 2976
 

@@ -11,6 +11,7 @@ import pytest
 from closedloop.chat import logs, render
 from closedloop.chat.render import WORD_JOINER, Md, md_table, md_text
 from closedloop.chat.session import DecisionRefused, LoopSession, StaleDecision, phase
+from closedloop.contracts import Prediction
 from closedloop.settings import Settings
 from closedloop.tools.errors import EventLogError
 from closedloop.tools.mining.mine import mine
@@ -237,13 +238,15 @@ def loop_state(activity: str = "Triage") -> dict:
              "hypothesis": f"auto-resolve {activity} cuts mean cycle time by 19.4%.",
              "predicted": {"baseline_hours": 12.034, "delta_hours": -2.331, "ci_low_hours": -2.872,
                            "ci_high_hours": -1.791, "delta_pct": -19.37, "ci_low_pct": -23.86,
-                           "ci_high_pct": -14.88},
+                           "ci_high_pct": -14.88, "treated_share": 0.5, "delta_per_treated_case_hours": -4.662,
+                           "ci_low_per_treated_case_hours": -5.744, "ci_high_per_treated_case_hours": -3.582,
+                           "kpi": "cycle_time_hours", "simulation_id": 2},
              "risk_tier": "medium", "rationale": "two candidates",
              "blast_radius": {"share_of_cases": 0.4002, "reversible": True}},
             {"step": "gate", "mode": "assisted", "kill_switch": False, "route": "approval", "approval_id": 1},
             {"step": "approval", "approval_id": 1, "decision": "approved", "by": "ops (chat)"},
             {"step": "execute", "summary": "1 of 1 actions executed, 0 failed.", "executions": []},
-            {"step": "watch", "decision": "keep", "predicted_delta_hours": -2.331,
+            {"step": "watch", "decision": "keep", "predicted_delta_hours": -4.662,
              "measured": {"events": 7520, "treatment_n": 294, "control_n": 351,
                           "treatment": {"mean": 7.83}, "control": {"mean": 12.42}, "delta": -4.593,
                           "ci_low": -6.635, "ci_high": -2.551, "relative_pct": -36.97,
@@ -276,8 +279,9 @@ def test_plan_and_verdict_escape_text_from_the_run() -> None:
 def test_verdict_md_compares_realized_with_predicted() -> None:
     md = render.verdict_md(loop_state())
     assert "Decision: **KEEP**" in md
-    assert "| mean delta | -4.59 h (-37.0%) | -2.33 h (all cases -19.4%) |" in md
-    assert "| 95\\% interval | -6.63 to -2.55 h | -2.87 to -1.79 h |" in md
+    assert "| mean delta | -4.59 h (-37.0%) | -4.66 h (all cases -19.4%) |" in md
+    # The predicted interval shown is the one per treated case stored with the plan.
+    assert "| 95\\% interval | -6.63 to -2.55 h | -5.74 to -3.58 h |" in md
     assert "consistent with the prediction (the intervals overlap)" in md
     assert "**Outcome:** kept; recommends mode supervised" in md
     assert "verdict\\_id\\=1" in md
@@ -289,9 +293,38 @@ def test_verdict_md_compares_realized_with_predicted() -> None:
     (-2.0, -1.0, "consistent with the prediction"),
 ])
 def test_agreement_of_realized_and_predicted_intervals(low: float, high: float, verdict: str) -> None:
-    predicted = {"ci_low_hours": -2.87, "ci_high_hours": -1.79}
+    predicted = prediction(ci_low_per_treated=-2.87, ci_high_per_treated=-1.79)
     assert verdict in render.agreement_md({"ci_low": low, "ci_high": high}, predicted)
-    assert render.agreement_md({"ci_low": low, "ci_high": high}, {}) == ""
+    assert render.agreement_md({"ci_low": low, "ci_high": high}, None) == ""
+
+
+def prediction(ci_low_per_treated: float, ci_high_per_treated: float, treated_share: float = 1.0) -> Prediction:
+    """A stored plan prediction whose interval over all cases is the per-treated one times the share."""
+    low, high = ci_low_per_treated * treated_share, ci_high_per_treated * treated_share
+    return Prediction(baseline_hours=12.0, delta_hours=(low + high) / 2, ci_low_hours=low, ci_high_hours=high,
+                      delta_per_treated_case_hours=(ci_low_per_treated + ci_high_per_treated) / 2,
+                      treated_share=treated_share, delta_pct=-10.0, ci_low_pct=-12.0, ci_high_pct=-8.0,
+                      ci_low_per_treated_case_hours=ci_low_per_treated,
+                      ci_high_per_treated_case_hours=ci_high_per_treated)
+
+
+def test_agreement_compares_the_measured_delta_with_the_per_treated_case_interval() -> None:
+    # A quarter of cases treated: all-cases interval -1.2..-0.8 h, per treated case -4.8..-3.2 h.
+    predicted = prediction(-4.8, -3.2, treated_share=0.25)
+    assert predicted.ci_low_hours == pytest.approx(-1.2)
+    # A measured treatment-vs-control delta of about -1 h overlaps the all-cases interval but
+    # falls far short of the change predicted for each treated case.
+    assert "falls short of the prediction" in render.agreement_md({"ci_low": -1.1, "ci_high": -0.9}, predicted)
+    assert "consistent with" in render.agreement_md({"ci_low": -4.5, "ci_high": -3.9}, predicted)
+
+
+def test_verdict_without_a_stored_prediction_shows_no_interval() -> None:
+    state = loop_state()
+    plan = render.last_step(state, "plan")
+    plan["predicted"] = {"delta_pct": -19.37}  # a plan from before the Prediction contract
+    md = render.verdict_md(state)
+    assert "| 95\\% interval | -6.63 to -2.55 h | - |" in md
+    assert "the intervals" not in md
 
 
 def test_plan_md_when_the_planner_dropped_everything() -> None:

@@ -13,7 +13,7 @@ import pytest
 from closedloop.tools.base import ToolKind
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log.ingest import load_event_log
-from closedloop.tools.optimize.staffing import (
+from closedloop.tools.optimize import (
     SCALE,
     ShiftBlock,
     ShiftPlan,
@@ -23,8 +23,14 @@ from closedloop.tools.optimize.staffing import (
     optimize_staffing,
     shift_scenario,
 )
-from closedloop.tools.twin.fit import ProcessTwin, fit_twin, queue_wait_hours
-from closedloop.tools.twin.simulate import AddCapacity, Combined, SetShiftCapacity
+from closedloop.tools.twin import (
+    AddCapacity,
+    Combined,
+    ProcessTwin,
+    SetShiftCapacity,
+    fit_twin,
+    queue_wait_hours,
+)
 
 
 @cache

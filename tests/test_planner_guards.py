@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from closedloop.agents.planner import boundary_activities, prediction_summary
+from closedloop.tools.act.planning import boundary_activities
+from closedloop.tools.measure.prediction import prediction_summary
 
 
 def _estimate(mean: float, low: float, high: float) -> dict:
@@ -16,16 +17,20 @@ def test_prediction_is_scaled_to_the_treated_cases():
               "delta": {"cycle_time_mean_hours": _estimate(-1.6, -2.0, -1.2)},
               "treated_share": _estimate(0.16, 0.15, 0.17)}
     p = prediction_summary(result)
-    assert p["delta_pct"] == pytest.approx(-11.43, abs=0.01)
-    assert p["delta_per_treated_case_hours"] == pytest.approx(-10.0)
-    assert p["ci_high_pct"] < 0
+    assert p.delta_pct == pytest.approx(-11.43, abs=0.01)
+    assert p.delta_per_treated_case_hours == pytest.approx(-10.0)
+    assert p.ci_high_pct < 0
+    # The interval per treated case is the overall interval over the treated share.
+    assert (p.ci_low_per_treated_case_hours, p.ci_high_per_treated_case_hours) == pytest.approx((-12.5, -7.5))
 
 
 def test_a_change_for_everyone_is_not_rescaled():
     result = {"as_is": {"cycle_time_mean_hours": _estimate(10.0, 9.0, 11.0)},
               "delta": {"cycle_time_mean_hours": _estimate(-1.0, -1.5, -0.5)},
               "treated_share": _estimate(0.0, 0.0, 0.0)}
-    assert prediction_summary(result)["delta_per_treated_case_hours"] == pytest.approx(-1.0)
+    p = prediction_summary(result)
+    assert p.delta_per_treated_case_hours == pytest.approx(-1.0)
+    assert (p.ci_low_per_treated_case_hours, p.ci_high_per_treated_case_hours) == pytest.approx((-1.5, -0.5))
 
 
 def test_cases_cut_off_by_the_log_end_do_not_make_end_activities():

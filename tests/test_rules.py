@@ -14,18 +14,18 @@ import pytest
 from closedloop.tools.base import ToolKind
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log.ingest import frame_from_records, load_event_log
-from closedloop.tools.optimize.staffing import optimize_threshold
-from closedloop.tools.rules.conditions import ConditionError, compile_condition
-from closedloop.tools.rules.learn import (
+from closedloop.tools.optimize import optimize_threshold
+from closedloop.tools.rules import (
     LABEL,
+    ConditionError,
     OutcomeTarget,
     backtest_rule,
     case_table,
+    compile_condition,
     generate_rules,
     split_by_time,
 )
-from closedloop.tools.twin.fit import fit_twin
-from closedloop.tools.twin.simulate import AutoApprove
+from closedloop.tools.twin import AutoApprove, fit_twin
 
 LOAN = {"approve": ["Approve"], "decline": ["Decline"]}
 

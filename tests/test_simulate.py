@@ -13,12 +13,8 @@ import pytest
 from closedloop.tools.base import ToolKind
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log.ingest import load_event_log
-from closedloop.tools.rules.conditions import ConditionError, compile_condition, evaluate_condition
-from closedloop.tools.twin.engine import draw_cases, run
-from closedloop.tools.twin.fit import ProcessTwin, fit_twin
-from closedloop.tools.twin.model import compile_twin
-from closedloop.tools.twin.scenarios import DAYS, compile_scenario
-from closedloop.tools.twin.simulate import (
+from closedloop.tools.rules import ConditionError, compile_condition, evaluate_condition
+from closedloop.tools.twin import (
     AddCapacity,
     AsIs,
     AutoApprove,
@@ -28,11 +24,17 @@ from closedloop.tools.twin.simulate import (
     ChangeRouting,
     Combined,
     Prioritise,
+    ProcessTwin,
     SetShiftCapacity,
     SimulationResult,
+    fit_twin,
     simulate,
     simulate_log,
 )
+from closedloop.tools.twin.engine import run
+from closedloop.tools.twin.model import compile_twin
+from closedloop.tools.twin.scenarios import DAYS, compile_scenario
+from closedloop.tools.twin.steps import draw_cases
 
 HELPDESK = "helpdesk.xes.gz"
 REPAIR = "03_repairExample.xes.gz"

@@ -13,10 +13,20 @@ import pytest
 
 from closedloop.tools.errors import EventLogError, ScenarioError
 from closedloop.tools.log.ingest import load_event_log
-from closedloop.tools.twin.calendar import WeeklyClock, working_slots
-from closedloop.tools.twin.distributions import DurationSampler, fit_duration
-from closedloop.tools.twin.fit import END, SAMPLE_CAP, ProcessTwin, fit_twin, queue_wait_hours
-from closedloop.tools.twin.simulate import AsIs, simulate, simulate_log
+from closedloop.tools.twin import (
+    END,
+    SAMPLE_CAP,
+    AsIs,
+    DurationSampler,
+    ProcessTwin,
+    WeeklyClock,
+    fit_duration,
+    fit_twin,
+    queue_wait_hours,
+    simulate,
+    simulate_log,
+    working_slots,
+)
 
 
 @cache

@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from closedloop import cli
-from closedloop.tools.errors import EventLogError, ToolError
 from closedloop.tools.twin.fit import ProcessTwin
 from closedloop.tools.twin.simulate import LOG_COLUMNS
-from closedloop.twin_cli import add_twin_commands
-
-
-def _registered_in_main() -> bool:
-    parser = cli.build_parser()
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return any("whatif" in a.choices for a in subs)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``closedloop <argv>``.
-
-    Goes through ``closedloop.cli.main`` once the commands are registered
-    there; until then through a parser holding only these commands, with the
-    same error-to-exit-code rule as main.
-    """
-    if _registered_in_main():
-        code = cli.main(argv)
-    else:
-        parser = argparse.ArgumentParser(prog="closedloop")
-        add_twin_commands(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(argv)
-        try:
-            code = args.func(args)
-        except EventLogError as exc:
-            print(f"closedloop: {exc}", file=sys.stderr)
-            code = cli.EXIT_INPUT
-        except ToolError as exc:
-            print(f"closedloop: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            code = cli.EXIT_STATE
+    """Exit code, stdout and stderr of ``closedloop <argv>`` (through ``closedloop.cli.main``)."""
+    code = cli.main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from langchain_core.language_models import BaseChatModel
 
-from closedloop.agents.offline import OfflineRulePolicy
+from closedloop.agents.offline import OfflineRulePolicy, OfflineStep
 from closedloop.settings import Settings
 
 
-def make_chat_model(settings: Settings, agent: str) -> BaseChatModel:
+def make_chat_model(settings: Settings, agent: str, offline_step: OfflineStep) -> BaseChatModel:
     """The model an agent talks to.
 
     With ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` set this is a real
     OpenAI-compatible chat model; otherwise the offline, deterministic,
-    rule-based policy for ``agent``.
+    rule-based policy ``offline_step`` of ``agent``.
     """
     if not settings.uses_llm:
-        return offline_model(agent)
+        return offline_model(agent, offline_step)
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
@@ -29,6 +29,6 @@ def make_chat_model(settings: Settings, agent: str) -> BaseChatModel:
     )
 
 
-def offline_model(agent: str) -> BaseChatModel:
-    """The offline rule-based policy for one agent (also the fallback for invalid LLM output)."""
-    return OfflineRulePolicy(agent=agent)
+def offline_model(agent: str, offline_step: OfflineStep) -> BaseChatModel:
+    """The offline rule-based policy of one agent (also the fallback for invalid LLM output)."""
+    return OfflineRulePolicy(agent=agent, step=offline_step)

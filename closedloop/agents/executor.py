@@ -9,16 +9,15 @@ from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from closedloop.agents.chat_model import make_chat_model, offline_model
 from closedloop.agents.context import LoopContext
 from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
-from closedloop.agents.runtime import AuditTrail, run_agent
+from closedloop.agents.runtime import AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
+from closedloop.contracts import ExecuteStep, ExecutionRecord
 from closedloop.store.db import transaction
 from closedloop.store.models import Approval, Execution, Plan, Policy, utcnow
-from closedloop.tools.act.catalog import build_compensation, build_request
-from closedloop.tools.act.invoke import ApiRequest, invoke_api
-from closedloop.tools.base import ToolKind
+from closedloop.tools.act import ApiRequest, build_compensation, build_request, invoke_api
+from closedloop.tools.base import write_tool
 from closedloop.tools.errors import ApiCallError, NotAllowedError
 
 EXECUTABLE_STATUSES = {"approved"}
@@ -98,6 +97,10 @@ def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
                    "summary": f"{len(executed)} of {n} actions executed, {len(failed)} failed."})
 
 
+EXECUTOR: AgentSpec[ExecutorOutput] = AgentSpec(name="executor", prompt="executor", output=ExecutorOutput,
+                                                 offline_step=offline_step, may_write=True)
+
+
 def execute(ctx: LoopContext, run_id: str, plan_id: int, api_url: str) -> dict[str, Any]:
     """Run the Executor agent over an approved plan."""
     audit = AuditTrail(run_id)
@@ -105,25 +108,25 @@ def execute(ctx: LoopContext, run_id: str, plan_id: int, api_url: str) -> dict[s
         plan = session.get(Plan, plan_id)
         actions = list(plan.actions)
 
+    @write_tool
     def execute_action(index: int) -> dict[str, Any]:
         """Perform action number ``index`` (0-based) of the approved plan through the enterprise API."""
         return execute_plan_action(ctx, run_id, plan_id, api_url, index)
 
-    tool = make_tool(execute_action, ToolKind.WRITE)
-    outcome = run_agent("executor", {"plan_id": plan_id, "actions": actions}, ExecutorOutput, [tool],
-                        make_chat_model(ctx.settings, "executor"), lambda: offline_model("executor"), audit,
-                        max_retries=ctx.settings.model_max_retries, allow_write=True)
+    outcome = EXECUTOR.run(ctx.settings, {"plan_id": plan_id, "actions": actions}, [make_tool(execute_action)],
+                           audit)
     with transaction(ctx.engine) as session:
         rows = session.exec(select(Execution).where(Execution.plan_id == plan_id)).all()
         plan = session.get(Plan, plan_id)
         ok = [r for r in rows if r.status == "succeeded"]
         plan.status = "executed" if len(ok) == len(actions) else "failed"
         audit.save(session)
-    step = {"step": "execute", "agent_model": outcome.model, "fallback": outcome.used_fallback,
-            "executions": [{"id": r.id, "action": r.action, "status": r.status, "attempts": r.attempts,
-                            "idempotency_key": r.idempotency_key, "response": r.response} for r in rows],
-            "summary": outcome.output.summary}
-    update: dict[str, Any] = {"execution_ids": [r.id for r in rows], "steps": [step]}
+    step = ExecuteStep(
+        agent_model=outcome.model, fallback=outcome.used_fallback,
+        executions=[ExecutionRecord(id=r.id, action=r.action, status=r.status, attempts=r.attempts,
+                                    idempotency_key=r.idempotency_key, response=r.response) for r in rows],
+        summary=outcome.output.summary)
+    update: dict[str, Any] = {"execution_ids": [r.id for r in rows], "steps": [step.model_dump()]}
     if plan.status == "failed":
         update["outcome"] = "execution_failed"
     return update

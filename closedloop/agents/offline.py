@@ -1,8 +1,8 @@
 """OfflineRulePolicy: a deterministic, rule-based stand-in for an LLM.
 
 It implements langchain-core's chat-model interface, including tool calls, so
-the agents run unchanged with no network. Each agent module contributes one
-``offline_step(messages) -> AIMessage`` function: it reads the tool results in
+the agents run unchanged with no network. Each agent's ``AgentSpec`` passes in
+its ``offline_step(messages) -> AIMessage`` function: it reads the tool results in
 the conversation so far and either asks for the next tool or answers with the
 agent's JSON output. It never invents numbers: it only copies them from tool
 results.
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -23,21 +23,11 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 OfflineStep = Callable[[Sequence[BaseMessage]], AIMessage]
 
 
-def _policies() -> dict[str, OfflineStep]:
-    from closedloop.agents import executor, planner, triage, watchdog
-
-    return {
-        "triage": triage.offline_step,
-        "planner": planner.offline_step,
-        "executor": executor.offline_step,
-        "watchdog": watchdog.offline_step,
-    }
-
-
 class OfflineRulePolicy(BaseChatModel):
     """Deterministic rule-based policy for one agent, behind the chat-model interface."""
 
     agent: str
+    step: OfflineStep
 
     @property
     def _llm_type(self) -> str:
@@ -50,10 +40,7 @@ class OfflineRulePolicy(BaseChatModel):
     def _generate(
         self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
-        policy = _policies().get(self.agent)
-        if policy is None:
-            raise ValueError(f"no offline policy for agent {self.agent!r}")
-        message = policy(messages)
+        message = self.step(messages)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
@@ -77,8 +64,6 @@ def tool_results(messages: Sequence[BaseMessage]) -> dict[str, list[Any]]:
 
 def first_human_json(messages: Sequence[BaseMessage]) -> dict[str, Any]:
     """The JSON task payload the agent runtime puts in the first human message."""
-    from langchain_core.messages import HumanMessage
-
     for m in messages:
         if isinstance(m, HumanMessage):
             text = m.content if isinstance(m.content, str) else json.dumps(m.content)

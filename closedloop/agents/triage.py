@@ -9,14 +9,14 @@ from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from closedloop.agents.chat_model import make_chat_model, offline_model
 from closedloop.agents.context import LoopContext
 from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
-from closedloop.agents.runtime import AuditTrail, run_agent
+from closedloop.agents.runtime import AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
+from closedloop.contracts import OpportunityRef, TriageStep
 from closedloop.store.db import transaction
 from closedloop.store.models import Insight, MiningRun, Opportunity
-from closedloop.tools.base import ToolKind
+from closedloop.tools.base import read_tool
 from closedloop.tools.mining.opportunities import fingerprint
 
 MIN_PRIORITY = 0.05
@@ -76,6 +76,10 @@ def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
     })
 
 
+TRIAGE: AgentSpec[TriageOutput] = AgentSpec(name="triage", prompt="triage", output=TriageOutput,
+                                             offline_step=offline_step)
+
+
 def triage(ctx: LoopContext, run_id: str, mining_run_id: int, scope: str) -> dict[str, Any]:
     """Run the Triage agent and upsert its opportunities (one transaction)."""
     audit = AuditTrail(run_id)
@@ -84,6 +88,7 @@ def triage(ctx: LoopContext, run_id: str, mining_run_id: int, scope: str) -> dic
         insights = session.exec(select(Insight).where(Insight.mining_run_id == mining_run_id)).all()
     views = [_insight_view(i) for i in insights]
 
+    @read_tool
     def list_insights() -> list[dict[str, Any]]:
         """Every insight of this mining run with impact, feasibility, risk and priority (computed by tools)."""
         return views
@@ -91,11 +96,7 @@ def triage(ctx: LoopContext, run_id: str, mining_run_id: int, scope: str) -> dic
     problems = data_contract_problems(mining.report)
     task = {"scope": scope, "cases": mining.report.get("cases"), "events": mining.report.get("events"),
             "data_contract_problems": problems}
-    outcome = run_agent(
-        "triage", task, TriageOutput, [make_tool(list_insights, ToolKind.READ)],
-        make_chat_model(ctx.settings, "triage"), lambda: offline_model("triage"), audit,
-        max_retries=ctx.settings.model_max_retries,
-    )
+    outcome = TRIAGE.run(ctx.settings, task, [make_tool(list_insights)], audit)
     by_id = {i.id: i for i in insights}
     # Guard: only real insights of this run, ordered by the tool's priority, never the model's.
     chosen = [by_id[s.insight_id] for s in outcome.output.selected if s.insight_id in by_id]
@@ -125,10 +126,11 @@ def triage(ctx: LoopContext, run_id: str, mining_run_id: int, scope: str) -> dic
             session.flush()
             opportunity_ids.append(opp.id)
         audit.save(session)
-    step = {"step": "triage", "agent_model": outcome.model, "fallback": outcome.used_fallback,
-            "opportunities": [{"id": oid, "activity": i.activity, "kind": i.kind,
-                               "priority": i.detail["score"]["priority"]} for oid, i in zip(opportunity_ids, chosen)],
-            "missing_data": outcome.output.missing_data or problems, "summary": outcome.output.summary}
-    return {"opportunity_ids": opportunity_ids, "steps": [step],
+    step = TriageStep(
+        agent_model=outcome.model, fallback=outcome.used_fallback,
+        opportunities=[OpportunityRef(id=oid, activity=i.activity, kind=i.kind, priority=i.detail["score"]["priority"])
+                       for oid, i in zip(opportunity_ids, chosen)],
+        missing_data=outcome.output.missing_data or problems, summary=outcome.output.summary)
+    return {"opportunity_ids": opportunity_ids, "steps": [step.model_dump()],
             **({} if opportunity_ids else {"outcome": "needs_data" if problems else "nothing_to_do"})}
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from closedloop import governance
 from closedloop.api.models import (
     ApprovalView,
     AuditChain,
@@ -27,12 +28,11 @@ from closedloop.api.models import (
     PolicyView,
     RunView,
 )
-from closedloop.graphs.gate import policy_for
 from closedloop.graphs.runner import LoopRunner, NotPaused, RunNotFound
 from closedloop.report import audit_chain
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import Approval, AuditEvent, LoopRun, Plan, Policy, utcnow
+from closedloop.store.models import Approval, AuditEvent, LoopRun, Plan, Policy
 from closedloop.tools.errors import ToolError
 
 RunnerFactory = Callable[[Settings], LoopRunner]
@@ -191,24 +191,21 @@ class Service:
     # -- policies ------------------------------------------------------------------------
 
     def policy(self, scope: str, mode: str | None = None, kill_switch: bool | None = None,
-               by: str = "api") -> PolicyView:
-        """The scope's policy, changed when ``mode`` or ``kill_switch`` is given."""
+               by: str = "api", channel: str = "api") -> PolicyView:
+        """The scope's policy, changed (and audited) when ``mode`` or ``kill_switch`` is given."""
         with transaction(self.engine) as session:
-            policy = policy_for(session, scope, self.settings.default_mode)
-            if mode is not None:
-                policy.mode = mode
-            if kill_switch is not None:
-                policy.kill_switch = kill_switch
-            if mode is not None or kill_switch is not None:
-                policy.updated_at, policy.updated_by = utcnow(), by
-                session.add(AuditEvent(run_id=f"policy:{scope}", actor=by, kind="decision",
-                                       payload={"policy": scope, "mode": policy.mode,
-                                                "kill_switch": policy.kill_switch, "channel": "api"}))
+            if mode is None and kill_switch is None:
+                policy = governance.policy_for(session, scope, self.settings.default_mode)
+            else:
+                policy = governance.set_policy(session, scope, mode=mode, kill_switch=kill_switch,
+                                               by=by, channel=channel,
+                                               default_mode=self.settings.default_mode)
             return policy_view(policy)
 
     def find_policy(self, scope: str) -> PolicyView:
+        """The scope's policy; RunNotFound (404) when it was never used."""
         with transaction(self.engine) as session:
-            policy = session.exec(select(Policy).where(Policy.scope == scope)).first()
+            policy = governance.find_policy(session, scope)
             if policy is None:
                 raise RunNotFound(f"no policy for scope {scope!r} yet")
             return policy_view(policy)

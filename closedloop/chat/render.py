@@ -16,6 +16,9 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
+from closedloop.contracts import Prediction
 from closedloop.report import audit_chain
 from closedloop.tools.mining.mine import MiningReport
 
@@ -235,11 +238,23 @@ def params_md(params: dict[str, Any]) -> Md:
     return Md("; ".join(parts) if parts else "no parameters")
 
 
-def agreement_md(measured: dict[str, Any], predicted: dict[str, Any]) -> Md:
-    """How the realized delta compares with the predicted interval (both in hours)."""
-    if "ci_low_hours" not in predicted:
+def plan_prediction(plan: dict[str, Any] | None) -> Prediction | None:
+    """The ``Prediction`` stored with a plan step, or None (no plan, or a plan from before the contract)."""
+    try:
+        return Prediction.model_validate((plan or {}).get("predicted"))
+    except ValidationError:
+        return None
+
+
+def agreement_md(measured: dict[str, Any], predicted: Prediction | None) -> Md:
+    """How the measured treatment-vs-control delta compares with the predicted change per treated case.
+
+    Both are hours per treated case: the measurement compares treated with
+    control cases, so it is set against the per-treated-case interval.
+    """
+    if predicted is None:
         return Md("")
-    low, high = predicted["ci_low_hours"], predicted["ci_high_hours"]
+    low, high = predicted.ci_low_per_treated_case_hours, predicted.ci_high_per_treated_case_hours
     if measured["ci_high"] < low:
         return Md("The realized reduction is larger than predicted (the intervals do not overlap).")
     if measured["ci_low"] > high:
@@ -291,23 +306,19 @@ def verdict_md(state: dict[str, Any]) -> Md:
         measured = watch["measured"]
         lines.append(f"- Decision: **{md_text(str(watch['decision']).upper(), 20)}**")
         if "delta" in measured:
-            plan = last_step(state, "plan") or {}
-            pred = plan.get("predicted", {})
-            # Predictions are stored for the mean of all cases; a partial rollout is compared per treated case.
-            scale = 1 / pred["treated_share"] if pred.get("treated_share") else 1.0
-            if "ci_low_hours" in pred:
-                pred = {**pred, "ci_low_hours": pred["ci_low_hours"] * scale,
-                        "ci_high_hours": pred["ci_high_hours"] * scale}
-            pred_ci = (f"{pred['ci_low_hours']:+.2f} to {pred['ci_high_hours']:+.2f} h"
-                       if "ci_low_hours" in pred else "")
-            pred_pct = f" (all cases {pred['delta_pct']:+.1f}%)" if "delta_pct" in pred else ""
+            # A partial rollout is compared per treated case: the contract carries that interval.
+            pred = plan_prediction(last_step(state, "plan"))
+            pred_ci = (f"{pred.ci_low_per_treated_case_hours:+.2f} to {pred.ci_high_per_treated_case_hours:+.2f} h"
+                       if pred else "")
+            pred_pct = f" (all cases {pred.delta_pct:+.1f}%)" if pred else ""
             lines += [
                 "",
                 md_table(
-                    ["Cycle time change per case", "Realized (measured)", "Predicted (simulation)"],
+                    ["Cycle time change per treated case", "Realized (measured)", "Predicted (simulation)"],
                     [
                         ("mean delta", Md(f"{measured['delta']:+.2f} h ({measured['relative_pct']:+.1f}%)"),
-                         Md(f"{watch['predicted_delta_hours']:+.2f} h{pred_pct}")),
+                         Md(f"{pred.delta_per_treated_case_hours if pred else watch['predicted_delta_hours']:+.2f} h"
+                            f"{pred_pct}")),
                         ("95% interval", Md(f"{measured['ci_low']:+.2f} to {measured['ci_high']:+.2f} h"),
                          Md(pred_ci or "-")),
                         ("treatment vs control",

@@ -1,50 +1,37 @@
-"""The gate: the scope's policy decides shadow, approval or supervised action."""
+"""The gate node: the scope's policy decides shadow, approval or supervised action.
+
+The decision itself is :func:`closedloop.governance.route_plan`; this node
+loads the plan and policy, records the route, and opens the approval.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
-
 from closedloop.agents.context import LoopContext
+from closedloop.governance import policy_for, route_plan
 from closedloop.store.db import transaction
-from closedloop.store.models import Approval, AuditEvent, LoopRun, Plan, Policy, utcnow
-
-DEFAULT_CAPS = {"max_share_of_cases": 0.25, "max_risk_tier": "low"}
-
-
-def policy_for(session, scope: str, default_mode: str) -> Policy:
-    """The scope's policy, created with the configured default mode on first use."""
-    policy = session.exec(select(Policy).where(Policy.scope == scope)).first()
-    if policy is None:
-        policy = Policy(scope=scope, mode=default_mode, caps=dict(DEFAULT_CAPS))
-        session.add(policy)
-        session.flush()
-    return policy
+from closedloop.store.models import Approval, AuditEvent, LoopRun, Plan, utcnow
 
 
 def gate(ctx: LoopContext, run_id: str, plan_id: int) -> dict[str, Any]:
-    """Route a plan: blocked (kill switch), shadow (record only), approval, or execute (supervised, within caps)."""
+    """Route a plan: blocked (kill switch), shadow (record only), approval, or execute
+    (supervised, within caps)."""
     with transaction(ctx.engine) as session:
         plan = session.get(Plan, plan_id)
         policy = policy_for(session, plan.scope, ctx.settings.default_mode)
-        within_caps = (plan.risk_tier == "low"
-                       and plan.blast_radius.get("share_of_cases", 1.0) <= policy.caps.get("max_share_of_cases", 0))
+        decision = route_plan(policy.mode, policy.kill_switch, plan.risk_tier,
+                              plan.blast_radius.get("share_of_cases", 1.0), policy.caps)
+        route, plan.status = decision.route, decision.plan_status
         approval_id = None
-        if policy.kill_switch:
-            route, plan.status = "blocked", "blocked"
-        elif policy.mode == "shadow":
-            route, plan.status = "shadow", "shadowed"
-        elif policy.mode == "supervised" and within_caps:
-            route, plan.status = "execute", "approved"
+        if route == "execute":
             approval = Approval(plan_id=plan_id, run_id=run_id, status="approved", channel="policy",
                                 decided_by=f"policy:{policy.scope}:supervised", decided_at=utcnow(),
                                 comment="within supervised caps")
             session.add(approval)
             session.flush()
             approval_id = approval.id
-        else:
-            route, plan.status = "approval", "awaiting_approval"
+        elif route == "approval":
             approval = Approval(plan_id=plan_id, run_id=run_id)
             session.add(approval)
             session.flush()
@@ -52,8 +39,9 @@ def gate(ctx: LoopContext, run_id: str, plan_id: int) -> dict[str, Any]:
             run = session.get(LoopRun, run_id)
             run.status, run.updated_at = "paused", utcnow()
         session.add(AuditEvent(run_id=run_id, actor="gate", kind="gate",
-                               payload={"plan_id": plan_id, "mode": policy.mode, "kill_switch": policy.kill_switch,
-                                        "within_caps": within_caps, "route": route}))
+                               payload={"plan_id": plan_id, "mode": policy.mode,
+                                        "kill_switch": policy.kill_switch,
+                                        "within_caps": decision.within_caps, "route": route}))
     step = {"step": "gate", "mode": policy.mode, "kill_switch": policy.kill_switch, "route": route,
             "risk_tier": plan.risk_tier, "approval_id": approval_id}
     update: dict[str, Any] = {"gate": route, "approval_id": approval_id, "steps": [step]}
@@ -63,7 +51,8 @@ def gate(ctx: LoopContext, run_id: str, plan_id: int) -> dict[str, Any]:
 
 
 def record_decision(ctx: LoopContext, run_id: str, approval_id: int, resume: Any) -> dict[str, Any]:
-    """Apply an approver's answer (after the interrupt). Only approve/reject count; text is kept as a comment."""
+    """Apply an approver's answer (after the interrupt). Only approve/reject count; text is kept
+    as a comment."""
     decision = resume.get("decision") if isinstance(resume, dict) else resume
     if decision not in ("approve", "reject"):
         raise ValueError(f"an approval answer must be 'approve' or 'reject', got {decision!r}")
@@ -86,7 +75,8 @@ def record_decision(ctx: LoopContext, run_id: str, approval_id: int, resume: Any
         run = session.get(LoopRun, run_id)
         run.status, run.updated_at = "running", utcnow()
         session.add(AuditEvent(run_id=run_id, actor="approver", kind="decision",
-                               payload={"approval_id": approval_id, "decision": approval.status, "by": by}))
+                               payload={"approval_id": approval_id, "decision": approval.status,
+                                        "by": by}))
         final = plan.status
     step = {"step": "approval", "approval_id": approval_id, "decision": approval.status, "by": by}
     update: dict[str, Any] = {"decision": final, "steps": [step]}

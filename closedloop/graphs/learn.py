@@ -1,4 +1,4 @@
-"""Learn: close the run and adjust the scope's autonomy from the verdict."""
+"""Learn: close the run and let governance adjust the scope's autonomy from the verdict."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ from typing import Any
 from sqlmodel import select
 
 from closedloop.agents.context import LoopContext
+from closedloop.governance import apply_verdict
 from closedloop.store.db import transaction
-from closedloop.store.models import AuditEvent, LoopRun, Plan, Policy, Verdict, utcnow
+from closedloop.store.models import AuditEvent, LoopRun, Plan, Verdict, utcnow
 
-DEMOTION = {"supervised": "assisted", "assisted": "assisted", "shadow": "shadow"}
+OUTCOMES = {"keep": "kept", "rollback": "rolled_back", "escalate": "escalated"}
 
 
-def learn(ctx: LoopContext, run_id: str, plan_id: int | None, outcome: str | None, decision: str | None) -> dict[str, Any]:
+def learn(ctx: LoopContext, run_id: str, plan_id: int | None, outcome: str | None,
+          decision: str | None) -> dict[str, Any]:
     """Finish the run. A rollback demotes the scope (supervised -> assisted) at once;
-    a kept change only recommends promotion, which a human must confirm."""
+    a kept change only recommends promotion, which a human must confirm
+    (:func:`closedloop.governance.autonomy_change`)."""
     policy_change = None
     with transaction(ctx.engine) as session:
         verdict = None
@@ -23,16 +26,12 @@ def learn(ctx: LoopContext, run_id: str, plan_id: int | None, outcome: str | Non
             verdict = session.exec(select(Verdict).where(Verdict.plan_id == plan_id)).first()
         final = outcome or (verdict.decision if verdict else "completed")
         if verdict is not None:
-            final = {"keep": "kept", "rollback": "rolled_back", "escalate": "escalated"}[verdict.decision]
+            final = OUTCOMES[verdict.decision]
             plan = session.get(Plan, plan_id)
-            policy = session.exec(select(Policy).where(Policy.scope == plan.scope)).first()
-            if verdict.decision == "rollback" and policy is not None and policy.mode != DEMOTION[policy.mode]:
-                policy_change = {"scope": policy.scope, "from": policy.mode, "to": DEMOTION[policy.mode]}
-                policy.mode, policy.updated_by, policy.updated_at = DEMOTION[policy.mode], "watchdog", utcnow()
-            elif verdict.decision == "keep" and policy is not None and policy.mode == "assisted":
-                policy_change = {"scope": policy.scope, "recommend": "supervised", "needs_human_confirmation": True}
+            policy_change = apply_verdict(session, plan.scope, verdict.decision, run_id=run_id)
         run = session.get(LoopRun, run_id)
         run.status, run.updated_at = final, utcnow()
         session.add(AuditEvent(run_id=run_id, actor="learn", kind="decision",
                                payload={"outcome": final, "policy_change": policy_change}))
-    return {"outcome": final, "steps": [{"step": "learn", "outcome": final, "policy_change": policy_change}]}
+    return {"outcome": final, "steps": [{"step": "learn", "outcome": final,
+                                         "policy_change": policy_change}]}

@@ -17,6 +17,7 @@ from langgraph.types import interrupt
 
 from closedloop.agents import executor, planner, triage, watchdog
 from closedloop.agents.context import LoopContext
+from closedloop.contracts import RollbackStep, parse_approval
 from closedloop.graphs.gate import gate, record_decision
 from closedloop.graphs.learn import learn
 from closedloop.graphs.observe import observe
@@ -46,7 +47,8 @@ def approval_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     # Nothing before interrupt(): on resume this node runs again from the top.
     answer = interrupt({"kind": "approval", "run_id": state["run_id"], "plan_id": state["plan_id"],
                         "approval_id": state["approval_id"]})
-    return record_decision(runtime.context, state["run_id"], state["approval_id"], answer)
+    approval = parse_approval(answer)  # InvalidApproval leaves the run paused
+    return record_decision(runtime.context, state["run_id"], state["approval_id"], approval.model_dump())
 
 
 def execute_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def watch_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any
 
 def rollback_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     done = executor.compensate(runtime.context, state["run_id"], state["plan_id"], state["api_url"])
-    return {"steps": [{"step": "rollback", "compensations": done}]}
+    return {"steps": [RollbackStep(compensations=done).model_dump()]}
 
 
 def learn_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:

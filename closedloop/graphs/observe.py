@@ -9,38 +9,13 @@ from typing import Any
 
 from closedloop.agents.context import LoopContext
 from closedloop.agents.runtime import AuditTrail
+from closedloop.contracts import Bottleneck, ObserveStep
 from closedloop.store.db import transaction
 from closedloop.store.models import Dataset, Insight, LoopRun, MiningRun, utcnow
-from closedloop.tools.act.collect import fetch_events
-from closedloop.tools.log.ingest import frame_from_records
+from closedloop.tools.act import fetch_events
+from closedloop.tools.log import frame_from_records
+from closedloop.tools.mining.insights import insights_from_report
 from closedloop.tools.mining.mine import mine
-from closedloop.tools.mining.opportunities import score_insight, segment_profile
-
-
-def insights_from_report(report: dict[str, Any], frame) -> list[dict[str, Any]]:
-    """Scored insights (bottlenecks, rework loops) from a mining report."""
-    cycle = report["cycle_time_hours"]["mean"]
-    total_case_hours = cycle * report["cases"]
-    waiting = {a["name"]: a for a in report["activities"]}
-    out = []
-    for b in report["bottlenecks"]:
-        act = waiting.get(b["activity"], {})
-        wait, proc = act.get("mean_waiting_hours", 0.0), act.get("mean_processing_hours", 0.0)
-        share = wait / (wait + proc) if wait + proc > 0 else 1.0
-        score = score_insight("bottleneck", b["activity"], b["total_delay_hours"], total_case_hours, share)
-        out.append({"kind": "bottleneck", "activity": b["activity"], "metric": "total_delay_hours",
-                    "value": b["total_delay_hours"],
-                    "detail": {"score": score.model_dump(), "waiting_hours": b["waiting_hours"],
-                               "cases_affected": b["cases_affected"],
-                               "segments": [s.model_dump() for s in segment_profile(frame, b["activity"])]}})
-    for r in report["rework"]:
-        hours = r["extra_executions"] * (waiting.get(r["activity"], {}).get("mean_processing_hours", 0.0)
-                                         + waiting.get(r["activity"], {}).get("mean_waiting_hours", 0.0))
-        score = score_insight("rework", r["activity"], hours, total_case_hours)
-        out.append({"kind": "rework", "activity": r["activity"], "metric": "extra_executions",
-                    "value": r["extra_executions"],
-                    "detail": {"score": score.model_dump(), "cases_affected": r["cases_with_rework"]}})
-    return out
 
 
 def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str) -> dict[str, Any]:
@@ -75,17 +50,18 @@ def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str) -> dict[str
         session.add(mining)
         session.flush()
         for item in insights:
-            session.add(Insight(mining_run_id=mining.id, **item))
+            session.add(Insight(mining_run_id=mining.id, **item.model_dump()))
         run = session.get(LoopRun, run_id)
         run.dataset_id, run.updated_at = dataset.id, utcnow()
         audit.save(session)
         last_seq = max((r["seq"] for r in records), default=0)
     top = sorted(report_json["bottlenecks"], key=lambda b: -b["total_delay_hours"])[:3]
-    step = {"step": "observe", "events": len(records), "cases": report.cases,
-            "activities": len(report_json["activities"]), "variants": len(report_json["variants"]),
-            "mean_cycle_time_hours": round(report_json["cycle_time_hours"]["mean"], 2),
-            "top_bottlenecks": [{"activity": b["activity"], "waiting_hours": round(b["waiting_hours"], 2),
-                                 "total_delay_hours": round(b["total_delay_hours"], 1)} for b in top],
-            "dataset_id": dataset.id, "mining_run_id": mining.id}
-    return {"dataset_id": dataset.id, "mining_run_id": mining.id, "observed_until_seq": last_seq, "steps": [step]}
+    step = ObserveStep(
+        events=len(records), cases=report.cases, activities=len(report_json["activities"]),
+        variants=len(report_json["variants"]), mean_cycle_time_hours=round(report_json["cycle_time_hours"]["mean"], 2),
+        top_bottlenecks=[Bottleneck(activity=b["activity"], waiting_hours=round(b["waiting_hours"], 2),
+                                    total_delay_hours=round(b["total_delay_hours"], 1)) for b in top],
+        dataset_id=dataset.id, mining_run_id=mining.id)
+    return {"dataset_id": dataset.id, "mining_run_id": mining.id, "observed_until_seq": last_seq,
+            "steps": [step.model_dump()]}
 

@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from langgraph.types import Command
+from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
 from closedloop.agents.context import LoopContext
+from closedloop.contracts import ApprovalAnswer, RunStatus
 from closedloop.graphs.loop import build_graph
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
@@ -87,17 +89,25 @@ class LoopRunner:
             raise
 
     def _mark_failed(self, run_id: str) -> None:
+        failed: RunStatus = "failed"
         with transaction(self.engine) as session:
             run = session.get(LoopRun, run_id)
             if run is not None:
-                run.status, run.updated_at = "failed", utcnow()
+                run.status, run.updated_at = failed, utcnow()
 
-    def resume(self, run_id: str, value: Any, expect: str) -> dict[str, Any]:
-        """Resume a run paused at an interrupt of kind ``expect`` ('approval' or 'evidence')."""
+    def resume(self, run_id: str, value: ApprovalAnswer | dict[str, Any] | None, expect: str) -> dict[str, Any]:
+        """Resume a run paused at an interrupt of kind ``expect`` ('approval' or 'evidence').
+
+        For an approval ``value`` is the approver's answer (an ``ApprovalAnswer``
+        or its dict); an invalid answer raises ``InvalidApproval`` (a ValueError)
+        and leaves the run paused.
+        """
         pending = self.pending(run_id)
         if pending is None or pending.get("kind") != expect:
             found = pending.get("kind") if pending else "nothing"
             raise NotPaused(f"run {run_id} is not waiting for {expect} (it waits for {found})")
+        if isinstance(value, BaseModel):
+            value = value.model_dump()  # checkpoints hold plain JSON
         # LangGraph treats a falsy resume value as "no resume": always send something.
         try:
             return self._invoke(Command(resume=value or {"resumed": True}), run_id)

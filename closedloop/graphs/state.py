@@ -1,9 +1,18 @@
-"""State of the closed-loop graph (ids into the store; the store holds the rest)."""
+"""State of the closed-loop graph (ids into the store; the store holds the rest).
+
+``steps`` holds the step records of ``closedloop.contracts`` as their
+``model_dump()`` (plain JSON in the checkpoints); ``parse_steps`` types them again.
+"""
 
 from __future__ import annotations
 
 import operator
 from typing import Annotated, Any, TypedDict
+
+from closedloop.contracts import RunStatus
+
+StepRecord = dict[str, Any]
+"""One dumped step model (``ObserveStep``, ``PlanStep``... of ``closedloop.contracts``)."""
 
 
 class LoopState(TypedDict, total=False):
@@ -23,5 +32,5 @@ class LoopState(TypedDict, total=False):
     execution_ids: list[int]
     evidence_checks: int
     verdict_id: int | None
-    outcome: str
-    steps: Annotated[list[dict[str, Any]], operator.add]
+    outcome: RunStatus
+    steps: Annotated[list[StepRecord], operator.add]

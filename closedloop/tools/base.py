@@ -1,6 +1,9 @@
-"""READ / WRITE tagging of tools.
+"""READ / WRITE tagging of tools, declared once at the tool function.
 
-Only WRITE tools change the outside world, and only the Executor may call them.
+Only WRITE tools change the outside world, and only an agent declared to
+write (the Executor) may be given one: ``closedloop.agents.toolkit.make_tool``
+reads ``fn.tool_kind`` (and refuses an untagged function), the agent runtime
+enforces it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,59 @@
+"""The ``log`` room: event logs in, the canonical event frame out.
+
+Public API (import from here): readers (``load_event_log``, ``frame_from_records``,
+``to_canonical``, ``as_canonical``), the column names of the canonical frame,
+``ColumnMapping``, ``EventLogSummary`` and the safe XES reader.
+"""
+
+from __future__ import annotations
+
+from closedloop.tools.log.canonical import (
+    ColumnMapping,
+    as_canonical,
+    raw_event_count,
+    to_canonical,
+)
+from closedloop.tools.log.columns import (
+    ACTIVITY,
+    CASE,
+    CASE_PREFIX,
+    COMPLETE,
+    GROUP,
+    LIFECYCLE,
+    RESOURCE,
+    STANDARD_COLUMNS,
+    START,
+    TIME_DTYPE,
+    TIMESTAMP,
+)
+from closedloop.tools.log.ingest import (
+    SUFFIXES,
+    EventLogSummary,
+    frame_from_records,
+    load_event_log,
+)
+from closedloop.tools.log.xes import check_xes, read_xes
+
+__all__ = [
+    "ACTIVITY",
+    "CASE",
+    "CASE_PREFIX",
+    "COMPLETE",
+    "GROUP",
+    "LIFECYCLE",
+    "RESOURCE",
+    "STANDARD_COLUMNS",
+    "START",
+    "SUFFIXES",
+    "TIMESTAMP",
+    "TIME_DTYPE",
+    "ColumnMapping",
+    "EventLogSummary",
+    "as_canonical",
+    "check_xes",
+    "frame_from_records",
+    "load_event_log",
+    "raw_event_count",
+    "read_xes",
+    "to_canonical",
+]

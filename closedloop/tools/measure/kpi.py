@@ -1,4 +1,7 @@
-"""KPI deltas of a treatment cohort against a control cohort, with an interval."""
+"""KPI deltas of a treatment cohort against a control cohort, with an interval.
+
+``CohortStats`` lives in ``closedloop.contracts`` (it is part of a stored measurement).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +12,9 @@ import pandas as pd
 from pydantic import BaseModel
 from scipy import stats
 
+from closedloop.contracts import CohortStats
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-
-
-class CohortStats(BaseModel):
-    n: int
-    mean: float
-    ci_low: float
-    ci_high: float
 
 
 class KpiDelta(BaseModel):

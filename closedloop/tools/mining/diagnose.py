@@ -1,8 +1,8 @@
 """One full diagnosis of an event log: mining, conformance and root causes in one report.
 
 ``diagnose`` = ``mine`` (frequencies, waiting, bottlenecks, rework, variants,
-hand-offs, workload, SLA) + a discovered model and its fitness/precision
-(``discovery.discover_petri_net`` defaults, replayed by ``conformance``) + the
+hand-offs, workload, SLA, and the discovered model with its fitness, precision
+and F1: one pipeline, the model is not discovered again here) + the
 conformance of a reference model when one is given + decision-tree root causes
 of slow, reworked and SLA-breaching cases. Every stage's seconds are reported in
 ``timings_s``, so slow parts are visible in the report itself.
@@ -20,15 +20,14 @@ from pydantic import Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.log.ingest import ACTIVITY, CASE, ColumnMapping, load_event_log
-from closedloop.tools.mining.conformance import (
+from closedloop.tools.log import ACTIVITY, CASE, ColumnMapping, load_event_log
+from closedloop.tools.mining.conformance import load_reference_model
+from closedloop.tools.mining.mine import MiningReport, mine_with_tables
+from closedloop.tools.mining.replay import (
     DEFAULT_MAX_REPLAY_STEPS,
     ConformanceReport,
-    discovered_net,
-    load_reference_model,
     replay_conformance,
 )
-from closedloop.tools.mining.mine import MiningReport, ProcessModelSummary, mine_with_tables
 from closedloop.tools.mining.rootcause import RootCauseReport, case_features, explain_target
 
 __all__ = ["DiagnosisReport", "diagnose", "diagnose_file"]
@@ -57,7 +56,7 @@ def diagnose(
     reference_model: str | Path | None = None,
     sla_hours: float | None = None,
     seed: int = 0,
-    bottleneck_threshold_hours: float = 2.0,
+    bottleneck_threshold_hours: float | None = None,
     top_variants: int = 20,
     slow_percentile: float = 75.0,
     min_support: float = 0.05,
@@ -71,14 +70,16 @@ def diagnose(
     Returns a DiagnosisReport with everything ``mine`` returns (activities,
     bottlenecks, rework, variants, directly-follows graph, cycle times, hand-offs,
     resource workload, SLA breaches when sla_hours is given) and:
-    - model: the Petri net discovered with ``discover_petri_net``'s defaults and
-      its token-replay fitness;
+    - model: the Petri net ``mine`` discovered (``discover_petri_net``'s defaults)
+      with its token-replay fitness, precision and F1;
     - conformance: fitness, precision and F1 (0..1, with 95% intervals when
       estimated from a sample) of reference_model (a .bpmn or .pnml file) when
       given, else of the discovered model, and the most frequent deviating cases;
     - root_causes: decision-tree rules (support, confidence, lift) for slow cases
       (cycle time above slow_percentile), reworked cases and SLA-breaching cases;
     - timings_s: seconds per stage.
+    bottleneck_threshold_hours None means the configured default
+    (CLOSEDLOOP_BOTTLENECK_HOURS).
     All randomness (sampling, trees) follows seed.
     """
     started = time.perf_counter()
@@ -96,34 +97,31 @@ def diagnose(
     if max_replay_steps < 1 or max_deviations < 0:
         raise ToolError("max_replay_steps must be >= 1 and max_deviations >= 0")
     reference = load_reference_model(reference_model) if reference_model is not None else None
-    t = time.perf_counter()
     mined = mine_with_tables(
         frame,
         bottleneck_threshold_hours=bottleneck_threshold_hours,
         top_variants=top_variants,
-        compute_fitness=False,
         sla_hours=sla_hours,
+        seed=seed,
+        max_replay_steps=max_replay_steps,
+        max_deviations=max_deviations,
     )
-    t = lap("mine", t)
-    net, im, fm, summary, name = _discover(mined.frame)
-    t = lap("discover", t)
-    replay = {
-        "seed": seed,
-        "max_replay_steps": max_replay_steps,
-        "max_deviations": max_deviations,
-        "cases": mined.cases,
-    }
-    own = replay_conformance(mined.frame, net, im, fm, name, **replay)
-    t = lap("conformance_discovered", t)
+    timings.update(mined.timings_s)
+    own = mined.conformance
+    assert own is not None  # compute_fitness is on
+    t = time.perf_counter()
     checked = own
     if reference is not None:
+        replay = {
+            "seed": seed,
+            "max_replay_steps": max_replay_steps,
+            "max_deviations": max_deviations,
+            "cases": mined.cases,
+        }
         checked = replay_conformance(
             mined.frame, *reference, f"reference model {Path(reference_model).name}", **replay
         )
         t = lap("conformance_reference", t)
-    summary.fitness = own.fitness
-    summary.fitting_cases_share = own.fitting_cases_share
-    summary.fitness_case_coverage = own.sample_cases_share
 
     features = case_features(mined.frame)
     rules = {
@@ -142,10 +140,9 @@ def diagnose(
         causes.append(explain_target(mined.frame, "sla", sla_hours=sla_hours, **rules))
     lap("root_causes", t)
     timings["total"] = round(time.perf_counter() - started, 3)
-    base = mined.report.model_dump(exclude={"model", "duration_s"})
+    base = mined.report.model_dump(exclude={"duration_s"})
     return DiagnosisReport(
         **base,
-        model=summary,
         duration_s=timings["total"],
         reworked_cases=reworked,
         reworked_cases_share=round(reworked / mined.report.cases, 4),
@@ -197,18 +194,3 @@ def _load(
     except (OSError, ValueError, TypeError) as exc:
         raise ToolError(f"{cached}: cannot write the Parquet cache: {exc}") from None
     return frame, False
-
-
-def _discover(frame: pd.DataFrame) -> tuple[Any, Any, Any, ProcessModelSummary, str]:
-    """The default discovered net and its summary for the report's ``model`` field."""
-    found = discovered_net(frame)
-    model = found.model
-    summary = ProcessModelSummary(
-        algorithm=found.name.removeprefix("discovered model: "),
-        places=model.places,
-        transitions=model.transitions,
-        silent_transitions=model.silent_transitions,
-        arcs=model.arcs,
-        process_tree=model.process_tree or "",
-    )
-    return found.net, found.initial, found.final, summary, found.name

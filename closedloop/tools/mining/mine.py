@@ -1,15 +1,18 @@
 """The ``mine`` tool: frequency, performance, bottlenecks, rework and a discovered model.
 
-Statistics are vectorised pandas (``closedloop.tools.mining.performance``); discovery
-wraps pm4py's simplified interface: the inductive miner on the directly-follows
-graph (IMd, milliseconds even on BPIC 2012) and token-based replay fitness,
-replayed once per variant and weighted by the variant's frequency.
+Statistics are vectorised pandas (``closedloop.tools.mining.performance``). The
+model is the one every surface reports: ``discovery.discover_from_frame`` with
+``discover_petri_net``'s defaults (automatic selection on logs within the IMf
+budget, IMd at noise 0.2 above), measured by ``replay.replay_conformance``
+(token-replay fitness, escaping-edges precision, F1) with a bounded replay
+budget (``max_replay_steps``: beyond it a seeded random sample of cases is
+replayed). ``diagnose`` builds on this and never discovers again.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,32 +20,49 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from closedloop.settings import get_settings
 from closedloop.tools.base import read_tool
-from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.log.ingest import (
+from closedloop.tools.errors import ToolError
+from closedloop.tools.log import (
     ACTIVITY,
     CASE,
+    CASE_PREFIX,
     RESOURCE,
     START,
     TIMESTAMP,
     ColumnMapping,
+    as_canonical,
     load_event_log,
     raw_event_count,
-    to_canonical,
 )
 from closedloop.tools.mining import performance as perf
+from closedloop.tools.mining import workload as work
+from closedloop.tools.mining.conformance import model_name
+from closedloop.tools.mining.discovery import (
+    TREE_CHARS,
+    DiscoveredModel,
+    discover_from_frame,
+    petri_net,
+)
 from closedloop.tools.mining.performance import (
     ActivityStats,
     Bottleneck,
     CycleTimeStats,
     DfgEdge,
+    ReworkStats,
+    VariantStats,
+)
+from closedloop.tools.mining.replay import (
+    DEFAULT_MAX_REPLAY_STEPS,
+    ConformanceReport,
+    replay_conformance,
+)
+from closedloop.tools.mining.workload import (
     Handoff,
     HandoffStats,
     ResourceWorkload,
-    ReworkStats,
     SlaActivityWait,
     SlaStats,
-    VariantStats,
 )
 
 __all__ = [
@@ -64,21 +84,31 @@ __all__ = [
     "mine",
     "mine_file",
     "mine_with_tables",
+    "resolve_threshold",
 ]
-
-TREE_CHARS = 2000
 
 
 class ProcessModelSummary(BaseModel):
-    """Size and quality of the discovered Petri net."""
+    """The discovered Petri net: size, settings and how well it describes the log."""
 
-    algorithm: str = "inductive miner on the directly-follows graph (IMd)"
+    algorithm: str = Field(
+        description="miner and settings, e.g. 'inductive miner (imf, noise_threshold=0.2)'"
+    )
+    variant: str = Field(default="", description="imd, imf or heuristics")
+    parameters: dict[str, float] = Field(default_factory=dict, description="miner thresholds")
     places: int
     transitions: int
     silent_transitions: int
     arcs: int
     fitness: float | None = Field(
         default=None, description="token-based replay log fitness 0..1 (None when not computed)"
+    )
+    precision: float | None = Field(
+        default=None, description="escaping-edges precision 0..1 (None when not computed)"
+    )
+    f1: float | None = Field(default=None, description="harmonic mean of fitness and precision")
+    exact: bool | None = Field(
+        default=None, description="False: fitness/precision estimated on a sample of cases"
     )
     fitting_cases_share: float | None = Field(
         default=None, description="share of the replayed cases that fit perfectly, 0..1"
@@ -88,8 +118,34 @@ class ProcessModelSummary(BaseModel):
     )
     process_tree: str = Field(description=f"process tree, cut at {TREE_CHARS} characters")
 
+    @classmethod
+    def of(
+        cls, model: DiscoveredModel, conformance: ConformanceReport | None
+    ) -> ProcessModelSummary:
+        """The summary of a discovered model and (when measured) its conformance on the log."""
+        summary = cls(
+            algorithm=model_name(model).removeprefix("discovered model: "),
+            variant=model.variant,
+            parameters=model.parameters,
+            places=model.places,
+            transitions=model.transitions,
+            silent_transitions=model.silent_transitions,
+            arcs=model.arcs,
+            process_tree=model.process_tree or "",
+        )
+        if conformance is not None:
+            summary.fitness = conformance.fitness
+            summary.precision = conformance.precision
+            summary.f1 = conformance.f1
+            summary.exact = conformance.exact
+            summary.fitting_cases_share = conformance.fitting_cases_share
+            summary.fitness_case_coverage = conformance.sample_cases_share
+        return summary
+
 
 class TimeRange(BaseModel):
+    """First start and last completion of the log."""
+
     first: datetime | None = Field(description="earliest start (UTC)")
     last: datetime | None = Field(description="latest completion (UTC)")
 
@@ -134,11 +190,12 @@ class MiningReport(BaseModel):
 @read_tool
 def mine(
     log: pd.DataFrame,
-    bottleneck_threshold_hours: float = 2.0,
+    bottleneck_threshold_hours: float | None = None,
     top_variants: int = 20,
     compute_fitness: bool = True,
-    fitness_budget_events: int = 5_000,
+    max_replay_steps: int = DEFAULT_MAX_REPLAY_STEPS,
     sla_hours: float | None = None,
+    seed: int = 0,
 ) -> MiningReport:
     """Mine an event log: how work flows, where it waits, what is repeated.
 
@@ -149,16 +206,19 @@ def mine(
       waiting hours (from the previous activity's completion in the same case to
       this one's start) and mean/median processing hours (start to completion);
     - bottlenecks: activities whose mean waiting is at least
-      bottleneck_threshold_hours, largest total_delay_hours (summed waiting) first,
-      with cases_affected (cases that waited at least the threshold there);
+      bottleneck_threshold_hours (None: the configured default,
+      CLOSEDLOOP_BOTTLENECK_HOURS), largest total_delay_hours (summed waiting)
+      first, with cases_affected (cases that waited at least the threshold there);
     - rework: activities repeated inside a case (cases_with_rework, extra_executions);
     - variants: the top_variants most frequent activity sequences with count,
       share of cases (0..1) and mean cycle time hours;
     - dfg: directly-follows edges with count and mean hours between them;
       start_activities / end_activities with case counts;
     - cycle_time_hours: mean, median, p90, max of case durations;
-    - model: size of the Petri net discovered by the inductive miner and its
-      token-replay fitness (0..1);
+    - model: the Petri net ``discover_petri_net`` finds with its defaults, its
+      size and (compute_fitness) its token-replay fitness, precision and F1
+      (0..1; estimated on a seeded sample of cases when replay would take more
+      than max_replay_steps steps);
     - case_attributes / event_attributes: the other columns you can segment by;
     - handoffs: how often work passes between resources and the waiting it causes,
       with the most frequent resource pairs; resource_workload: per resource the
@@ -173,38 +233,56 @@ def mine(
         bottleneck_threshold_hours=bottleneck_threshold_hours,
         top_variants=top_variants,
         compute_fitness=compute_fitness,
-        fitness_budget_events=fitness_budget_events,
+        max_replay_steps=max_replay_steps,
         sla_hours=sla_hours,
+        seed=seed,
     ).report
 
 
 @dataclass
 class MinedLog:
-    """A MiningReport with the tables it was computed from (for tools that go further)."""
+    """A MiningReport with what it was computed from (for tools that go further)."""
 
     report: MiningReport
     frame: pd.DataFrame  # canonical, sorted by case then completion
     times: pd.DataFrame  # performance.instance_times(frame)
     cases: pd.DataFrame  # performance.case_table(frame)
+    discovered: DiscoveredModel  # the model behind report.model (pm4py objects attached)
+    conformance: ConformanceReport | None  # its conformance (None: compute_fitness=False)
+    timings_s: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def resolve_threshold(bottleneck_threshold_hours: float | None) -> float:
+    """The bottleneck threshold to use: the given hours, or the configured default
+    (``Settings.bottleneck_threshold_hours``, env CLOSEDLOOP_BOTTLENECK_HOURS) for None."""
+    if bottleneck_threshold_hours is None:
+        return float(get_settings().bottleneck_threshold_hours)
+    return float(bottleneck_threshold_hours)
 
 
 def mine_with_tables(
     log: pd.DataFrame,
-    bottleneck_threshold_hours: float = 2.0,
+    bottleneck_threshold_hours: float | None = None,
     top_variants: int = 20,
     compute_fitness: bool = True,
-    fitness_budget_events: int = 5_000,
+    max_replay_steps: int = DEFAULT_MAX_REPLAY_STEPS,
     sla_hours: float | None = None,
+    seed: int = 0,
+    max_deviations: int = 20,
 ) -> MinedLog:
-    """``mine`` that also returns the canonical frame and its per-row and per-case tables."""
+    """``mine`` that also returns the canonical frame, its tables, the model and its conformance.
+
+    ``max_deviations`` caps the deviating sequences kept in ``MinedLog.conformance``.
+    """
     started = time.perf_counter()
-    if bottleneck_threshold_hours < 0 or top_variants < 0 or fitness_budget_events < 0:
-        raise ToolError(
-            "bottleneck_threshold_hours, top_variants and fitness_budget_events must be >= 0"
-        )
+    threshold = resolve_threshold(bottleneck_threshold_hours)
+    if threshold < 0 or top_variants < 0:
+        raise ToolError("bottleneck_threshold_hours and top_variants must be >= 0")
+    if max_replay_steps < 1 or max_deviations < 0:
+        raise ToolError("max_replay_steps must be >= 1 and max_deviations >= 0")
     if sla_hours is not None and not sla_hours > 0:
         raise ToolError(f"sla_hours must be > 0 hours, got {sla_hours}")
-    frame = _as_canonical(log)
+    frame = as_canonical(log, "mine")
     warnings = list(frame.attrs.get("warnings", []))
     has_start = bool((frame[START] != frame[TIMESTAMP]).any())
     if not has_start:
@@ -214,12 +292,28 @@ def mine_with_tables(
     cases = perf.case_table(frame)
     edges, start_acts, end_acts = perf.dfg(times)
     top, variant_counts = perf.variants(cases, top_variants)
-    model = _discover(
-        edges, start_acts, end_acts, variant_counts, compute_fitness, fitness_budget_events
-    )
-    handoffs = perf.handoffs(frame, times)
-    workload = perf.resource_workload(frame, times)
-    sla = None if sla_hours is None else perf.sla(times, cases, sla_hours)
+    handoffs = work.handoffs(frame, times)
+    workload = work.resource_workload(frame, times)
+    sla = None if sla_hours is None else work.sla(times, cases, sla_hours)
+    timings = {"mine": round(time.perf_counter() - started, 3)}
+
+    t = time.perf_counter()
+    discovered = discover_from_frame(frame, cases)
+    timings["discover"] = round(time.perf_counter() - t, 3)
+    conformance = None
+    if compute_fitness:
+        t = time.perf_counter()
+        conformance = replay_conformance(
+            frame,
+            *petri_net(discovered),
+            model_name(discovered),
+            seed=seed,
+            max_replay_steps=max_replay_steps,
+            max_deviations=max_deviations,
+            cases=cases,
+        )
+        timings["conformance_discovered"] = round(time.perf_counter() - t, 3)
+
     known = {CASE, ACTIVITY, TIMESTAMP, START, RESOURCE}
     others = [c for c in frame.columns if c not in known]
     report = MiningReport(
@@ -231,16 +325,16 @@ def mine_with_tables(
         activities=perf.activity_stats(times),
         variant_count=len(variant_counts),
         variants=top,
-        bottleneck_threshold_hours=bottleneck_threshold_hours,
-        bottlenecks=perf.bottlenecks(times, bottleneck_threshold_hours),
+        bottleneck_threshold_hours=threshold,
+        bottlenecks=perf.bottlenecks(times, threshold),
         rework=perf.rework(frame),
         dfg=edges,
         start_activities=start_acts,
         end_activities=end_acts,
         cycle_time_hours=perf.cycle_time(cases),
-        model=model,
-        case_attributes=[c for c in others if c.startswith("case:")],
-        event_attributes=[c for c in others if not c.startswith("case:")],
+        model=ProcessModelSummary.of(discovered, conformance),
+        case_attributes=[c for c in others if c.startswith(CASE_PREFIX)],
+        event_attributes=[c for c in others if not c.startswith(CASE_PREFIX)],
         time_range=TimeRange(first=frame[START].min(), last=frame[TIMESTAMP].max()),
         warnings=warnings,
         duration_s=round(time.perf_counter() - started, 3),
@@ -248,104 +342,17 @@ def mine_with_tables(
         resource_workload=workload,
         sla=sla,
     )
-    return MinedLog(report=report, frame=frame, times=times, cases=cases)
+    return MinedLog(
+        report=report,
+        frame=frame,
+        times=times,
+        cases=cases,
+        discovered=discovered,
+        conformance=conformance,
+        timings_s=timings,
+    )
 
 
 def mine_file(path: str | Path, mapping: ColumnMapping | None = None, **kw: Any) -> MiningReport:
     """Load an event log file (see ``load_event_log``) and ``mine`` it."""
     return mine(load_event_log(path, mapping), **kw)
-
-
-def _as_canonical(log: pd.DataFrame) -> pd.DataFrame:
-    """The canonical frame, sorted; raw frames go through ``to_canonical`` first."""
-    if not isinstance(log, pd.DataFrame):
-        raise EventLogError(
-            f"mine expects an event frame (pandas DataFrame), got {type(log).__name__}"
-        )
-    if log.empty:
-        raise EventLogError(f"{log.attrs.get('source', 'event log')}: no events to mine")
-    canonical = {CASE, ACTIVITY, TIMESTAMP, START} <= set(log.columns) and all(
-        pd.api.types.is_datetime64_any_dtype(log[c]) for c in (TIMESTAMP, START)
-    )
-    if not canonical:
-        return to_canonical(log, source=str(log.attrs.get("source", "dataframe")))
-    frame = log.sort_values([CASE, TIMESTAMP], kind="stable").reset_index(drop=True)
-    frame.attrs = dict(log.attrs)
-    return frame
-
-
-def _discover(
-    edges: list[DfgEdge],
-    starts: dict[str, int],
-    ends: dict[str, int],
-    variant_counts: pd.Series,
-    compute_fitness: bool,
-    budget_events: int,
-) -> ProcessModelSummary:
-    import pm4py
-    from pm4py.objects.dfg.obj import DFG
-
-    graph = {(e.source, e.target): e.count for e in edges}
-    tree = pm4py.discover_process_tree_inductive(DFG(graph, starts, ends), multi_processing=False)
-    net, im, fm = pm4py.convert_to_petri_net(tree)
-    text = str(tree)
-    summary = ProcessModelSummary(
-        places=len(net.places),
-        transitions=len(net.transitions),
-        silent_transitions=sum(t.label is None for t in net.transitions),
-        arcs=len(net.arcs),
-        process_tree=text if len(text) <= TREE_CHARS else text[: TREE_CHARS - 3] + "...",
-    )
-    if compute_fitness:
-        _fitness(summary, net, im, fm, variant_counts, budget_events)
-    return summary
-
-
-def _fitness(
-    summary: ProcessModelSummary,
-    net: Any,
-    im: Any,
-    fm: Any,
-    variant_counts: pd.Series,
-    budget_events: int,
-) -> None:
-    """Token-based replay once per variant, weighted by its cases.
-
-    Replays the most frequent variants until their events would exceed
-    ``budget_events`` (deterministic cost cap; replay of looping models is slow),
-    and records which share of the cases they cover.
-    """
-    from pm4py.algo.conformance.tokenreplay.variants import token_replay
-
-    ranked = variant_counts.sort_values(ascending=False, kind="stable")
-    variants: list[tuple[str, ...]] = []
-    counts: list[int] = []
-    spent = 0
-    for key, n in ranked.items():
-        acts = tuple(str(key).split(perf.SEP))
-        if variants and spent + len(acts) > budget_events:
-            break
-        variants.append(acts)
-        counts.append(int(n))
-        spent += len(acts)
-    results = token_replay.apply_variants_list(
-        list(zip(variants, counts, strict=True)),
-        net,
-        im,
-        fm,
-        parameters={"show_progress_bar": False},
-    )
-    tot = {
-        k: sum(w * r[k] for w, r in zip(counts, results, strict=True))
-        for k in ("missing_tokens", "consumed_tokens", "remaining_tokens", "produced_tokens")
-    }
-    if tot["consumed_tokens"] and tot["produced_tokens"]:
-        summary.fitness = round(
-            0.5 * (1 - tot["missing_tokens"] / tot["consumed_tokens"])
-            + 0.5 * (1 - tot["remaining_tokens"] / tot["produced_tokens"]),
-            4,
-        )
-    covered = sum(counts)
-    fit = sum(w for w, r in zip(counts, results, strict=True) if r["trace_is_fit"])
-    summary.fitting_cases_share = round(fit / covered, 4) if covered else None
-    summary.fitness_case_coverage = round(covered / int(variant_counts.sum()), 4)

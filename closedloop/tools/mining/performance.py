@@ -7,6 +7,8 @@ Definitions (all durations in hours):
   Without start events this is the whole gap between two completions.
 - processing time: completion minus start (0 when the log has no start events).
 - cycle time of a case: last completion minus first start.
+
+Resources (hand-offs, workload) and SLA breaches are in ``workload``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools.log.ingest import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
+from closedloop.tools.log import ACTIVITY, CASE, START, TIMESTAMP
 
 HOUR = 3600.0
 SEP = "\x1f"  # joins activity names into a variant key (never in real names)
@@ -85,7 +87,8 @@ def _hours(delta: pd.Series) -> pd.Series:
     return delta.dt.total_seconds() / HOUR
 
 
-def _r(x: float) -> float:
+def rounded(x: float) -> float:
+    """``x`` rounded to 4 decimals for reports; 0.0 for a missing value."""
     return 0.0 if pd.isna(x) else round(float(x), 4)
 
 
@@ -128,11 +131,11 @@ def activity_stats(times: pd.DataFrame) -> list[ActivityStats]:
             name=str(name),
             count=int(r["count"]),
             cases=int(r["cases"]),
-            mean_waiting_hours=_r(r["w_mean"]),
-            median_waiting_hours=_r(r["w_median"]),
-            total_waiting_hours=_r(r["w_sum"]),
-            mean_processing_hours=_r(r["p_mean"]),
-            median_processing_hours=_r(r["p_median"]),
+            mean_waiting_hours=rounded(r["w_mean"]),
+            median_waiting_hours=rounded(r["w_median"]),
+            total_waiting_hours=rounded(r["w_sum"]),
+            mean_processing_hours=rounded(r["p_mean"]),
+            median_processing_hours=rounded(r["p_median"]),
         )
         for name, r in table.iterrows()
     ]
@@ -150,10 +153,10 @@ def bottlenecks(times: pd.DataFrame, threshold_hours: float) -> list[Bottleneck]
     return [
         Bottleneck(
             activity=str(name),
-            waiting_hours=_r(r["mean"]),
-            median_waiting_hours=_r(r["median"]),
-            total_delay_hours=_r(r["total"]),
-            share_of_waiting=_r(r["total"] / all_waiting if all_waiting else 0.0),
+            waiting_hours=rounded(r["mean"]),
+            median_waiting_hours=rounded(r["median"]),
+            total_delay_hours=rounded(r["total"]),
+            share_of_waiting=rounded(r["total"] / all_waiting if all_waiting else 0.0),
             cases_affected=int(affected.get(name, 0)),
         )
         for name, r in table.iterrows()
@@ -174,7 +177,7 @@ def rework(frame: pd.DataFrame) -> list[ReworkStats]:
         ReworkStats(
             activity=str(name),
             cases_with_rework=int(r["cases"]),
-            share_of_cases=_r(r["cases"] / n_cases),
+            share_of_cases=rounded(r["cases"] / n_cases),
             extra_executions=int(r["extra"]),
         )
         for name, r in table.iterrows()
@@ -188,7 +191,7 @@ def dfg(times: pd.DataFrame) -> tuple[list[DfgEdge], dict[str, int], dict[str, i
     table = pd.DataFrame({"count": g.size(), "mean": g.mean()})
     table = table.sort_values("count", ascending=False, kind="stable")
     edges = [
-        DfgEdge(source=str(s), target=str(t), count=int(r["count"]), mean_hours=_r(r["mean"]))
+        DfgEdge(source=str(s), target=str(t), count=int(r["count"]), mean_hours=rounded(r["mean"]))
         for (s, t), r in table.iterrows()
     ]
     case = times["case"]
@@ -219,7 +222,10 @@ def case_table(frame: pd.DataFrame) -> pd.DataFrame:
 def cycle_time(cases: pd.DataFrame) -> CycleTimeStats:
     c = cases["cycle"]
     return CycleTimeStats(
-        mean=_r(c.mean()), median=_r(c.median()), p90=_r(c.quantile(0.9)), max=_r(c.max())
+        mean=rounded(c.mean()),
+        median=rounded(c.median()),
+        p90=rounded(c.quantile(0.9)),
+        max=rounded(c.max()),
     )
 
 
@@ -233,8 +239,8 @@ def variants(cases: pd.DataFrame, top: int) -> tuple[list[VariantStats], pd.Seri
         VariantStats(
             activities=key.split(SEP),
             count=int(r["count"]),
-            share=_r(r["count"] / n),
-            mean_cycle_time_hours=_r(r["cycle"]),
+            share=rounded(r["count"] / n),
+            mean_cycle_time_hours=rounded(r["cycle"]),
         )
         for key, r in table.head(max(top, 0)).iterrows()
     ]
@@ -242,191 +248,3 @@ def variants(cases: pd.DataFrame, top: int) -> tuple[list[VariantStats], pd.Seri
 
 
 # --------------------------------------------------------------------------- resources and SLA
-class Handoff(BaseModel):
-    """Work passed from one resource to another between consecutive activities of a case."""
-
-    source_resource: str
-    target_resource: str
-    count: int
-    mean_wait_hours: float = Field(description="mean waiting before the receiving activity starts")
-    total_wait_hours: float
-
-
-class HandoffStats(BaseModel):
-    """Hand-offs: consecutive activity instances of a case done by different resources."""
-
-    handoffs: int = Field(description="consecutive pairs with two different known resources")
-    share_of_transitions: float = Field(
-        description="hand-offs / consecutive pairs where both resources are known, 0..1"
-    )
-    mean_wait_hours: float = Field(description="mean waiting at a hand-off")
-    same_resource_mean_wait_hours: float = Field(
-        description="mean waiting when the same resource continues (for comparison)"
-    )
-    top_pairs: list[Handoff] = Field(description="most frequent resource pairs first")
-
-
-class ResourceWorkload(BaseModel):
-    """How much work one resource did."""
-
-    resource: str
-    activity_instances: int
-    share_of_instances: float = Field(description="its share of all activity instances, 0..1")
-    busy_hours: float = Field(description="summed processing hours (0 without start times)")
-    cases: int = Field(description="distinct cases it worked on")
-
-
-class SlaActivityWait(BaseModel):
-    """Where cases that breach the SLA wait, compared with cases that meet it."""
-
-    activity: str
-    total_waiting_hours_breached: float = Field(description="summed over breaching cases")
-    mean_waiting_hours_breached: float
-    mean_waiting_hours_met: float | None = Field(
-        description="same activity in cases within the SLA (None: it never occurs there)"
-    )
-    share_of_breach_waiting: float = Field(
-        description="its share of all waiting hours in breaching cases, 0..1"
-    )
-
-
-class SlaStats(BaseModel):
-    """Share of cases whose cycle time exceeds the SLA, and where those cases wait."""
-
-    sla_hours: float
-    cases: int
-    breached_cases: int
-    breach_rate: float = Field(description="breached_cases / cases, 0..1")
-    longest_waits: list[SlaActivityWait] = Field(
-        description="activities breaching cases wait longest at, largest total first"
-    )
-
-
-def handoffs(frame: pd.DataFrame, times: pd.DataFrame, top: int = 20) -> HandoffStats | None:
-    """Hand-offs between resources (None when the log records no resources).
-
-    ``times`` is ``instance_times(frame)``; pairs where either resource is empty are skipped.
-    """
-    codes, names = _resource_codes(frame)
-    if codes is None:
-        return None
-    first = _case_starts(frame)
-    prev = np.r_[-1, codes[:-1]]
-    known = ~first & (codes >= 0) & (prev >= 0)
-    moved = known & (codes != prev)
-    stay = known & ~moved
-    waiting = times["waiting"].to_numpy(dtype=float)
-    k = len(names)
-    pair = prev[moved].astype(np.int64) * k + codes[moved]
-    keys, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
-    totals = np.bincount(inverse, weights=np.nan_to_num(waiting[moved]), minlength=len(keys))
-    ranked = np.lexsort((-totals, -counts))[: max(top, 0)]  # most frequent, then most waiting
-    n_known = int(known.sum())
-    return HandoffStats(
-        handoffs=int(moved.sum()),
-        share_of_transitions=_r(moved.sum() / n_known if n_known else 0.0),
-        mean_wait_hours=_r(np.nanmean(waiting[moved]) if moved.any() else 0.0),
-        same_resource_mean_wait_hours=_r(np.nanmean(waiting[stay]) if stay.any() else 0.0),
-        top_pairs=[
-            Handoff(
-                source_resource=str(names[keys[i] // k]),
-                target_resource=str(names[keys[i] % k]),
-                count=int(counts[i]),
-                mean_wait_hours=_r(totals[i] / counts[i]),
-                total_wait_hours=_r(totals[i]),
-            )
-            for i in ranked
-        ],
-    )
-
-
-def resource_workload(
-    frame: pd.DataFrame, times: pd.DataFrame, top: int = 50
-) -> list[ResourceWorkload] | None:
-    """Per resource: activity instances, busy (processing) hours, distinct cases; busiest first.
-
-    None when the log records no resources; rows without a resource are left out.
-    """
-    codes, names = _resource_codes(frame)
-    if codes is None:
-        return None
-    known = codes >= 0
-    k = len(names)
-    case_no = np.cumsum(_case_starts(frame)) - 1
-    instances = np.bincount(codes[known], minlength=k)
-    busy = np.bincount(
-        codes[known], weights=times["processing"].to_numpy(dtype=float)[known], minlength=k
-    )
-    worked = np.unique(case_no[known].astype(np.int64) * k + codes[known]) % k
-    cases = np.bincount(worked, minlength=k)
-    ranked = np.lexsort((-busy, -instances))[: max(top, 0)]
-    return [
-        ResourceWorkload(
-            resource=str(names[i]),
-            activity_instances=int(instances[i]),
-            share_of_instances=_r(instances[i] / len(frame)),
-            busy_hours=_r(busy[i]),
-            cases=int(cases[i]),
-        )
-        for i in ranked
-        if instances[i]
-    ]
-
-
-def sla(times: pd.DataFrame, cases: pd.DataFrame, sla_hours: float, top: int = 10) -> SlaStats:
-    """Share of cases over ``sla_hours`` of cycle time and the activities they wait longest at.
-
-    ``cases`` is ``case_table(frame)`` and ``times`` is ``instance_times(frame)`` of the
-    same canonical frame (both list cases in the frame's order).
-    """
-    breached = cases["cycle"].to_numpy() > sla_hours
-    case = times["case"].to_numpy()
-    case_no = np.cumsum(np.r_[True, case[1:] != case[:-1]]) - 1
-    row_breached = breached[case_no]
-    act, names = pd.factorize(times["activity"])
-    waiting = times["waiting"].to_numpy(dtype=float)
-    has_wait = ~np.isnan(waiting)
-
-    def per_activity(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = rows & has_wait
-        total = np.bincount(act[rows], weights=waiting[rows], minlength=len(names))
-        return total, np.bincount(act[rows], minlength=len(names))
-
-    total_b, n_b = per_activity(row_breached)
-    total_m, n_m = per_activity(~row_breached)
-    all_breach_waiting = float(total_b.sum())
-    order = np.argsort(-total_b, kind="stable")
-    out = [
-        SlaActivityWait(
-            activity=str(names[i]),
-            total_waiting_hours_breached=_r(total_b[i]),
-            mean_waiting_hours_breached=_r(total_b[i] / n_b[i]),
-            mean_waiting_hours_met=_r(total_m[i] / n_m[i]) if n_m[i] else None,
-            share_of_breach_waiting=_r(total_b[i] / all_breach_waiting),
-        )
-        for i in order[: max(top, 0)]
-        if total_b[i] > 0
-    ]
-    n = len(cases)
-    return SlaStats(
-        sla_hours=sla_hours,
-        cases=n,
-        breached_cases=int(breached.sum()),
-        breach_rate=_r(breached.sum() / n if n else 0.0),
-        longest_waits=out,
-    )
-
-
-def _case_starts(frame: pd.DataFrame) -> np.ndarray:
-    """True on the first row of each case (rows grouped by case, as in the canonical frame)."""
-    case = frame[CASE].to_numpy()
-    return np.r_[True, case[1:] != case[:-1]]
-
-
-def _resource_codes(frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray]:
-    """Resource number per row (-1: none recorded) and the names; (None, []) without resources."""
-    resource = frame[RESOURCE]
-    codes, names = pd.factorize(resource.mask(resource.astype("str") == ""))
-    if not len(names):
-        return None, np.array([], dtype=object)
-    return codes, np.asarray(names, dtype=object)

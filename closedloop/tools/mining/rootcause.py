@@ -13,7 +13,7 @@ target is at least ``min_lift`` times as common as in the whole log becomes a
 rule with support (share of cases in the segment), confidence (share of them
 with the target) and lift (confidence / base rate), ranked by lift x support.
 The tree's accuracy is 5-fold cross-validated (on a seeded sample of 20,000
-cases in larger logs).
+cases in larger logs). The per-case table is built in ``casefeatures``.
 """
 
 from __future__ import annotations
@@ -29,16 +29,19 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.log.ingest import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
+from closedloop.tools.log import (
+    ACTIVITY,
+    CASE,
+    as_canonical,
+)
 from closedloop.tools.mining import performance as perf
+from closedloop.tools.mining.casefeatures import EVENT_COUNT, case_features
 
 __all__ = ["RootCauseReport", "RootCauseRule", "case_features", "explain_target", "root_causes"]
 
 Target = Literal["slow", "rework", "sla"]
 MAX_LEVELS = 15  # indicator columns per text attribute
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WORDS = {"slow": "slow", "rework": "reworked", "sla": "breach the SLA"}
-EVENT_COUNT = "activity instances"
 CV_MAX_CASES = 20_000
 
 
@@ -109,10 +112,8 @@ def root_causes(
     (lift x support), the base rate, the tree's cross-validated accuracy next to the
     majority baseline, and the attributes used.
     """
-    from closedloop.tools.mining.mine import _as_canonical
-
     return explain_target(
-        _as_canonical(log),
+        as_canonical(log, "root_causes"),
         target,
         slow_percentile=slow_percentile,
         sla_hours=sla_hours,
@@ -154,47 +155,6 @@ def explain_target(
         features = features.drop(columns=[EVENT_COUNT], errors="ignore")
     y, label = _target(frame, features.index, target, slow_percentile, sla_hours, cases)
     return _explain(features, y, label, target, max_depth, min_support, min_lift, max_rules, seed)
-
-
-def case_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per case (index: case id, canonical order): the attributes the tree may use."""
-    case = frame[CASE].to_numpy()
-    first = np.r_[True, case[1:] != case[:-1]]
-    heads = frame.loc[first]
-    out: dict[str, pd.Series | np.ndarray] = {}
-    canonical = {CASE, ACTIVITY, TIMESTAMP, START, RESOURCE}
-    usable = [c for c in frame.columns if c not in canonical and _usable(frame[c])]
-    varying = [c for c in usable if not c.startswith("case:")]
-    firsts = None
-    if varying:
-        constant = frame.groupby(CASE, sort=False)[varying].nunique().max() <= 1
-        kept = [c for c in varying if constant[c]]
-        firsts = frame.groupby(CASE, sort=False)[kept].first() if kept else None
-    for col in usable:
-        if col.startswith("case:"):
-            out[col.removeprefix("case:")] = heads[col].to_numpy()
-    if firsts is not None:
-        for col in firsts.columns:
-            out.setdefault(col, firsts[col].to_numpy())
-    start = heads[START].dt
-    out["start weekday"] = np.array(WEEKDAYS, dtype=object)[start.day_of_week.to_numpy()]
-    out["start hour"] = start.hour.to_numpy()
-    resources = heads[RESOURCE].astype("str").to_numpy(dtype=object)
-    if (resources != "").any():
-        out["first resource"] = np.where(resources == "", None, resources)
-    out[EVENT_COUNT] = np.diff(np.r_[np.flatnonzero(first), len(frame)])
-    return pd.DataFrame(out, index=pd.Index(case[first], name=CASE))
-
-
-def _usable(values: pd.Series) -> bool:
-    """Plain values only: dates are covered by the start weekday and hour; nested XES
-    attributes (lists, dicts) cannot be compared."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return False
-    if values.dtype == object:
-        sample = values.dropna().head(1000)
-        return not sample.map(lambda v: isinstance(v, (dict, list, set))).any()
-    return True
 
 
 def _target(

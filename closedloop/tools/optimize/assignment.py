@@ -17,14 +17,28 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
-from closedloop.tools.optimize.solver import SCALE, _estimate, solve
-from closedloop.tools.twin.fit import ProcessTwin, queue_wait_hours
-from closedloop.tools.twin.simulate import AsIs, Estimate, as_twin, simulate
+from closedloop.tools.log.columns import ACTIVITY, RESOURCE
+from closedloop.tools.optimize.solver import SCALE, solve
+from closedloop.tools.twin import (
+    AsIs,
+    Estimate,
+    ProcessTwin,
+    as_twin,
+    estimate,
+    queue_wait_hours,
+    simulate,
+)
+
+__all__ = [
+    "MAX_CANDIDATES_PER_POOL", "ActivityMove", "AssignmentPlan", "PoolLoad", "optimize_assignment",
+]  # fmt: skip
 
 MAX_CANDIDATES_PER_POOL = 6  # 2**6 subsets per pool at most: keeps CP-SAT well inside 10 s
 
 
 class ActivityMove(BaseModel):
+    """An activity moving from one pool to another."""
+
     activity: str
     from_pool: str
     to_pool: str
@@ -32,6 +46,8 @@ class ActivityMove(BaseModel):
 
 
 class PoolLoad(BaseModel):
+    """One pool before and after the reassignment."""
+
     pool: str
     capacity: int
     activities_before: list[str]
@@ -43,6 +59,8 @@ class PoolLoad(BaseModel):
 
 
 class AssignmentPlan(BaseModel):
+    """Which pool performs which activity, predicted and (optionally) simulated."""
+
     status: Literal["optimal", "feasible", "infeasible"]
     message: str
     objective: Literal["waiting", "staff"]
@@ -106,11 +124,11 @@ def _pool_queue(works: list[_Work], servers: int, case_rate: float) -> tuple[flo
 
 def _skills(frame: pd.DataFrame, twin: ProcessTwin) -> tuple[dict[str, set], dict[str, set]]:
     """People seen per activity and per pool (the union over the pool's activities)."""
-    if "org:resource" not in frame:
+    if RESOURCE not in frame:
         return {}, {}
-    named = frame[frame["org:resource"].notna()]
-    named = named[named["org:resource"].astype(str) != ""]
-    by_activity = {str(a): set(r.astype(str)) for a, r in named.groupby("concept:name")["org:resource"]}
+    named = frame[frame[RESOURCE].notna()]
+    named = named[named[RESOURCE].astype(str) != ""]
+    by_activity = {str(a): set(r.astype(str)) for a, r in named.groupby(ACTIVITY)[RESOURCE]}
     by_pool = {p: set().union(*[by_activity.get(a, set()) for a in m.activities])
                for p, m in twin.pools.items()}  # fmt: skip
     return by_activity, by_pool
@@ -341,4 +359,4 @@ def _paired_simulation(
         b = before.cycle_time_mean_hours.mean
         cycles.append(after.cycle_time_mean_hours.mean - b)
         pcts.append(100.0 * cycles[-1] / b if b > 0 else 0.0)
-    return _estimate(waits), _estimate(cycles), _estimate(pcts)
+    return estimate(waits), estimate(cycles), estimate(pcts)

@@ -16,13 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.twin.fit import ProcessTwin, queue_wait_hours
+from closedloop.tools.log.columns import ACTIVITY, COMPLETE, RESOURCE, START
+from closedloop.tools.twin import HOURS_PER_WEEK, ProcessTwin, queue_wait_hours
 
-HOURS_PER_WEEK = 168
+__all__ = [
+    "PoolDemand", "block_wait", "min_staff_for_sla", "pool_demand", "simulate_rosters",
+    "weighted_wait",
+]  # fmt: skip
 
 
 @dataclass
-class _PoolDemand:
+class PoolDemand:
     """Hour-of-week demand and observed roster of one pool."""
 
     per_hour: np.ndarray  # items reaching the queue per week, by hour of week (168)
@@ -36,18 +40,18 @@ class _PoolDemand:
     scv: float
 
 
-def _demand(
+def pool_demand(
     twin: ProcessTwin, frame: pd.DataFrame, pools: list[str], block_hours: int
-) -> tuple[dict[str, _PoolDemand], float]:
+) -> tuple[dict[str, PoolDemand], float]:
     """Per pool: when work reaches the queue (hour of week) and who was active, from the log."""
-    acts = frame["concept:name"].astype(str)
+    acts = frame[ACTIVITY].astype(str)
     known = acts.isin(twin.activities)
     df = frame.loc[known]
     acts = acts[known]
     pool = acts.map({a: m.pool for a, m in twin.activities.items()})
-    complete = pd.to_datetime(df["time:timestamp"], utc=True)
-    if twin.has_start_times and "start_timestamp" in df:
-        reach = pd.to_datetime(df["start_timestamp"], utc=True)
+    complete = pd.to_datetime(df[COMPLETE], utc=True)
+    if twin.has_start_times and START in df:
+        reach = pd.to_datetime(df[START], utc=True)
     else:  # no start times: the work began about one mean processing time before completion
         proc = acts.map({a: m.mean_processing_hours for a, m in twin.activities.items()})
         reach = complete - pd.to_timedelta(proc, unit="h")
@@ -57,11 +61,11 @@ def _demand(
     week = ((local - monday) // pd.Timedelta(days=7)).to_numpy()
     weeks = max(1.0, float((local.max() - local.min()) / pd.Timedelta(days=7)))
     resource = (
-        df["org:resource"].fillna("").astype(str).to_numpy() if "org:resource" in df
+        df[RESOURCE].fillna("").astype(str).to_numpy() if RESOURCE in df
         else np.full(len(df), "")
     )  # fmt: skip
     nb = HOURS_PER_WEEK // block_hours
-    out: dict[str, _PoolDemand] = {}
+    out: dict[str, PoolDemand] = {}
     pool_values = pool.to_numpy()
     for p in pools:
         sel = pool_values == p
@@ -92,12 +96,13 @@ def _demand(
         # each activity's sample weighs in proportion to how often the activity occurs
         share = np.concatenate([np.full(len(s), w / len(s)) for s, w in zip(samples, weights)])
         mp = twin.pools[p]
-        out[p] = _PoolDemand(per_hour, roster, is_open, mapped, per_block, np.concatenate(samples),
+        out[p] = PoolDemand(per_hour, roster, is_open, mapped, per_block, np.concatenate(samples),
                              share / share.sum(), mp.mean_processing_hours, mp.processing_scv)  # fmt: skip
     return out, weeks
 
 
-def _block_wait(rate: float, d: _PoolDemand, servers: int) -> float:
+def block_wait(rate: float, d: PoolDemand, servers: int) -> float:
+    """Analytic (M/G/c) queue wait per item in a block with ``servers`` staff."""
     if rate <= 0:
         return 0.0
     return queue_wait_hours(rate, d.mean_service, d.scv, servers)
@@ -142,8 +147,8 @@ def _queue_waits(
     return waits
 
 
-def _simulate_rosters(
-    demand: dict[str, _PoolDemand], rosters: list[dict[str, np.ndarray]], block_hours: int,
+def simulate_rosters(
+    demand: dict[str, PoolDemand], rosters: list[dict[str, np.ndarray]], block_hours: int,
     weeks: int, replications: int, seed: int,
 ) -> list[dict[str, list[dict[int, float]]]]:  # fmt: skip
     """Mean wait per (pool, block) per replication, for each roster, same random work (CRN)."""
@@ -172,8 +177,8 @@ def _simulate_rosters(
     return results
 
 
-def _weighted_wait(
-    per_rep: dict[str, list[dict[int, float]]], demand: dict[str, _PoolDemand]
+def weighted_wait(
+    per_rep: dict[str, list[dict[int, float]]], demand: dict[str, PoolDemand]
 ) -> list[float]:
     """Arrival-weighted mean wait per item across pools, one value per replication."""
     reps = len(next(iter(per_rep.values())))
@@ -188,8 +193,8 @@ def _weighted_wait(
     return out
 
 
-def _min_staff_for_sla(
-    rate: float, d: _PoolDemand, floor: int, cap: int, max_utilisation: float,
+def min_staff_for_sla(
+    rate: float, d: PoolDemand, floor: int, cap: int, max_utilisation: float,
     max_wait_hours: float | None,
 ) -> int | None:  # fmt: skip
     """Fewest staff in [floor, cap] whose analytic utilisation and wait meet the SLA."""
@@ -199,6 +204,6 @@ def _min_staff_for_sla(
             return c
         if load / c > max_utilisation:
             continue
-        if max_wait_hours is None or _block_wait(rate, d, c) <= max_wait_hours:
+        if max_wait_hours is None or block_wait(rate, d, c) <= max_wait_hours:
             return c
     return None

@@ -3,200 +3,48 @@
 ``optimize_shifts`` plans staff per pool per block of the week against the
 hour-of-week demand (:mod:`closedloop.tools.optimize.shift_demand`), under a
 cost budget and a waiting/utilisation SLA; ``shift_scenario`` turns a roster
-into ``shift_capacity`` changes for the simulator.
+into ``shift_capacity`` changes for the simulator. The CP-SAT problem is in
+:mod:`closedloop.tools.optimize.roster`, the plan models and the roster as a
+scenario in :mod:`closedloop.tools.optimize.shift_plan`; this module checks the
+parameters, repairs blocks the simulation finds over the SLA, and checks the
+roster in the twin.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from ortools.sat.python import cp_model
-from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
-from closedloop.tools.errors import InfeasibleError, ScenarioError
+from closedloop.tools.errors import ScenarioError
+from closedloop.tools.optimize.roster import Roster
 from closedloop.tools.optimize.shift_demand import (
-    HOURS_PER_WEEK,
-    _block_wait,
-    _demand,
-    _min_staff_for_sla,
-    _PoolDemand,
-    _simulate_rosters,
-    _weighted_wait,
+    PoolDemand,
+    min_staff_for_sla,
+    pool_demand,
+    simulate_rosters,
+    weighted_wait,
 )
-from closedloop.tools.optimize.solver import _capped, _estimate, solve
-from closedloop.tools.twin.fit import ProcessTwin
-from closedloop.tools.twin.simulate import (
-    AsIs,
-    Combined,
+from closedloop.tools.optimize.shift_plan import (
+    ShiftPlan,
+    block_label,
+    build_shift_plan,
+    shift_scenario,
+)
+from closedloop.tools.twin import (
+    HOURS_PER_WEEK,
     Estimate,
-    SetShiftCapacity,
-    SimulationResult,
+    ProcessTwin,
     as_twin,
+    estimate,
     resolve_pool,
     simulate,
 )
 
-DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-SCENARIO_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-WAIT_UNITS = 100  # integer units per hour of waiting (resolution 36 s)
-
-
-class ShiftBlock(BaseModel):
-    pool: str
-    block: str = Field(description="block of the week, e.g. 'Mon 08-12' (UTC)")
-    open: bool = Field(description="the pool works in this block on the twin's calendar")
-    arrivals_per_week: float = Field(description="work items to serve in the block per week")
-    offered_load: float = Field(description="mean busy staff the block's work needs")
-    staff_as_is: int = Field(description="distinct people active in the block, weekly mean")
-    staff: int
-    utilisation: float | None
-    predicted_wait_as_is_hours: float | None = Field(description="analytic queue wait per item")
-    predicted_wait_hours: float | None
-    simulated_wait_as_is_hours: Estimate | None = None
-    simulated_wait_hours: Estimate | None = None
-
-
-class ShiftPlan(BaseModel):
-    status: Literal["optimal", "feasible", "infeasible"]
-    message: str
-    block_hours: int
-    shift_hours: int
-    cost_per_staff_hour: float
-    budget_per_week: float | None
-    max_utilisation: float
-    max_wait_hours: float | None
-    weeks_observed: float
-    pools: list[str]
-    max_staff: dict[str, int]
-    shift_starts: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description="pool -> block -> people starting a shift there"
-    )
-    staff_per_shift: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description="pool -> block -> people on duty (blocks with staff)"
-    )
-    blocks: list[ShiftBlock] = Field(default_factory=list)
-    staff_hours_as_is_per_week: float
-    staff_hours_per_week: float | None = None
-    cost_as_is_per_week: float
-    cost_per_week: float | None = None
-    cost_delta_pct: float | None = None
-    predicted_wait_as_is_hours: float = Field(description="analytic, mean per item")
-    predicted_wait_hours: float | None = None
-    simulated_wait_as_is_hours: Estimate | None = Field(
-        None, description="per-block queue check, observed roster: mean wait per item"
-    )
-    simulated_wait_hours: Estimate | None = Field(None, description="same, planned roster")
-    simulated_wait_delta_hours: Estimate | None = None
-    scenario: Combined | AsIs | None = Field(
-        None, description="the roster as shift_capacity changes"
-    )
-    simulation: SimulationResult | None = Field(None, description="twin as fitted vs the roster")
-    simulated_cycle_time_delta_pct: Estimate | None = None
-    simulated_waiting_per_case_delta_hours: Estimate | None = None
-    simulated_pool_wait_hours: dict[str, Estimate] = Field(
-        default_factory=dict, description="twin simulation: queue wait per visit, by pool"
-    )
-    sla_violations: list[str] = Field(default_factory=list)
-    confirmed: bool | None = Field(
-        None, description="both simulations (per block, whole process) meet the SLA"
-    )
-    notes: list[str] = Field(default_factory=list)
-
-
-def block_label(block: int, block_hours: int) -> str:
-    hour = block * block_hours
-    day, start = divmod(hour, 24)
-    return f"{DAYS[day]} {start:02d}-{start + block_hours:02d}"
-
-
-def _finite(hours: float | None) -> float | None:
-    return None if hours is None or not math.isfinite(hours) else hours
-
-
-@dataclass
-class _Roster:
-    """The shift problem of some pools: demand, limits, SLA floors; solves with CP-SAT."""
-
-    demand: dict[str, _PoolDemand]
-    caps: dict[str, int]
-    floors: dict[str, list[int]]
-    block_hours: int
-    shift_hours: int
-    seed: int
-
-    @property
-    def pools(self) -> list[str]:
-        return sorted(self.demand)
-
-    @property
-    def blocks(self) -> int:
-        return HOURS_PER_WEEK // self.block_hours
-
-    def rate(self, p: str, b: int) -> float:
-        return float(self.demand[p].per_block[b]) / self.block_hours
-
-    def wait(self, p: str, b: int, staff: int) -> float | None:
-        """Analytic queue wait per item in an open block (inf when unstaffed with work)."""
-        if not self.demand[p].open[b]:
-            return None
-        if staff <= 0:
-            return 0.0 if self.rate(p, b) <= 0 else math.inf
-        return _block_wait(self.rate(p, b), self.demand[p], staff)
-
-    def mean_wait(self, staffing: dict[str, np.ndarray]) -> float:
-        total = weight = 0.0
-        for p in self.pools:
-            for b in range(self.blocks):
-                w, n = self.wait(p, b, int(staffing[p][b])), self.demand[p].per_block[b]
-                if w is not None and n > 0:
-                    total, weight = total + float(n) * _capped(w), weight + float(n)
-        return total / weight if weight else 0.0
-
-    def solve(
-        self, max_hours: int | None, objective: Literal["cost", "waiting"]
-    ) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray], int] | None:
-        """(status, staff on duty, shift starts, staff hours) or None when infeasible."""
-        model = cp_model.CpModel()
-        nb, span = self.blocks, self.shift_hours // self.block_hours
-        starts = {p: [model.new_int_var(0, self.caps[p], f"start[{p},{b}]") for b in range(nb)]
-                  for p in self.pools}  # fmt: skip
-        duty = {p: [sum(starts[p][(b - k) % nb] for k in range(span)) for b in range(nb)]
-                for p in self.pools}  # fmt: skip
-        wait_terms, worst = [], 1
-        for p in self.pools:
-            for b in range(nb):
-                model.add(duty[p][b] <= self.caps[p])
-                if not self.demand[p].open[b]:
-                    continue
-                levels = range(self.floors[p][b], self.caps[p] + 1)
-                pick = [model.new_bool_var(f"level[{p},{b},{c}]") for c in levels]
-                model.add_exactly_one(pick)
-                model.add(duty[p][b] == sum(c * x for c, x in zip(levels, pick, strict=True)))
-                units = [round(self.demand[p].per_block[b] * _capped(self.wait(p, b, c)) * WAIT_UNITS)
-                         for c in levels]  # fmt: skip
-                wait_terms += [u * x for u, x in zip(units, pick, strict=True)]
-                worst += max(units, default=0)
-        hours = sum(sum(s) for s in starts.values()) * self.shift_hours
-        if max_hours is not None:
-            model.add(hours <= max_hours)
-        waiting = sum(wait_terms)
-        if objective == "cost":  # fewest staff hours first, then the least waiting
-            model.minimize(hours * worst + waiting)
-        else:
-            model.minimize(waiting * (sum(self.caps.values()) * nb * self.shift_hours + 1) + hours)
-        solver, status = solve(model, self.seed)
-        if status == cp_model.INFEASIBLE:
-            return None
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            raise InfeasibleError(f"CP-SAT found no shift plan (status {solver.status_name(status)})")
-        staff = {p: np.array([int(solver.value(duty[p][b])) for b in range(nb)]) for p in self.pools}
-        begin = {p: np.array([int(solver.value(starts[p][b])) for b in range(nb)]) for p in self.pools}
-        return status, staff, begin, int(solver.value(hours))
+__all__ = ["optimize_shifts"]
 
 
 @read_tool
@@ -263,11 +111,11 @@ def optimize_shifts(
                   if twin.pools[p].offered_load > 0 and twin.pools[p].resources > 0]  # fmt: skip
     else:
         chosen = sorted({resolve_pool(twin, name) for name in pools})
-    demand, weeks_observed = _demand(twin, frame, chosen, block_hours)
+    demand, weeks_observed = pool_demand(twin, frame, chosen, block_hours)
     if not demand:
         raise ScenarioError("no pool with recorded people and work to plan shifts for")
     caps = {p: _staff_cap(p, max_staff, twin, demand[p], min_staff) for p in sorted(demand)}
-    problem = _Roster(demand, caps, {}, block_hours, shift_hours, seed)
+    problem = Roster(demand, caps, {}, block_hours, shift_hours, seed)
     nb = problem.blocks
     as_is = {p: np.where(d.open, np.maximum(1, np.floor(d.roster + 0.5)), 0).astype(int)
              for p, d in demand.items()}  # fmt: skip
@@ -284,7 +132,7 @@ def optimize_shifts(
     for p, d in demand.items():
         problem.floors[p] = []
         for b in range(nb):
-            need = 0 if not d.open[b] else _min_staff_for_sla(
+            need = 0 if not d.open[b] else min_staff_for_sla(
                 problem.rate(p, b), d, min_staff, caps[p], max_utilisation, max_wait_hours)
             if need is None:
                 load = problem.rate(p, b) * d.mean_service
@@ -309,7 +157,7 @@ def optimize_shifts(
                 + (f" after {round_} repair round(s) for simulated SLA breaches" if round_ else "")
             )})  # fmt: skip
         status, staff, begin, hours = solved
-        plan = _shift_plan(base, problem, status, staff, begin, hours, as_is)
+        plan = build_shift_plan(base, problem, status, staff, begin, hours, as_is)
         if not validate:
             return plan.model_copy(update={"scenario": shift_scenario(staff, block_hours)})
         plan, breaches = _validate_shifts(plan, problem, as_is, staff, weeks, replications)
@@ -350,7 +198,7 @@ def _check_shift_params(
 
 
 def _staff_cap(
-    pool: str, max_staff: int | dict[str, int] | None, twin: ProcessTwin, d: _PoolDemand,
+    pool: str, max_staff: int | dict[str, int] | None, twin: ProcessTwin, d: PoolDemand,
     min_staff: int,
 ) -> int:  # fmt: skip
     if isinstance(max_staff, dict):
@@ -366,51 +214,13 @@ def _staff_cap(
     return int(cap)
 
 
-def _shift_plan(
-    base: ShiftPlan, problem: _Roster, status: int, staff: dict[str, np.ndarray],
-    begin: dict[str, np.ndarray], hours: int, as_is: dict[str, np.ndarray],
-) -> ShiftPlan:  # fmt: skip
-    bh, nb = problem.block_hours, problem.blocks
-    blocks: list[ShiftBlock] = []
-    for p in problem.pools:
-        d = problem.demand[p]
-        for b in range(nb):
-            if not d.open[b] and staff[p][b] == 0:
-                continue
-            load = problem.rate(p, b) * d.mean_service
-            blocks.append(ShiftBlock(
-                pool=p, block=block_label(b, bh), open=bool(d.open[b]),
-                arrivals_per_week=float(d.per_block[b]), offered_load=float(load),
-                staff_as_is=int(as_is[p][b]), staff=int(staff[p][b]),
-                utilisation=float(load / staff[p][b]) if staff[p][b] else None,
-                predicted_wait_as_is_hours=_finite(problem.wait(p, b, int(as_is[p][b]))),
-                predicted_wait_hours=_finite(problem.wait(p, b, int(staff[p][b]))),
-            ))  # fmt: skip
-    label = "optimal" if status == cp_model.OPTIMAL else "feasible"
-    as_is_hours = base.staff_hours_as_is_per_week
-    delta_pct = 100.0 * (hours - as_is_hours) / as_is_hours if as_is_hours else 0.0
-    cost = hours * base.cost_per_staff_hour
-    return base.model_copy(update={
-        "status": label,
-        "message": (f"{label}: {hours:g} staff hours per week (cost {cost:g}) vs {as_is_hours:g} "
-                    f"as observed ({delta_pct:+.1f}%); every open block meets the SLA analytically"),
-        "shift_starts": {p: {block_label(b, bh): int(begin[p][b]) for b in range(nb) if begin[p][b]}
-                         for p in problem.pools},
-        "staff_per_shift": {p: {block_label(b, bh): int(staff[p][b]) for b in range(nb)
-                                if staff[p][b]} for p in problem.pools},
-        "blocks": blocks, "staff_hours_per_week": float(hours), "cost_per_week": cost,
-        "cost_delta_pct": delta_pct, "predicted_wait_hours": problem.mean_wait(staff),
-        "notes": list(base.notes),
-    })  # fmt: skip
-
-
 def _validate_shifts(
-    plan: ShiftPlan, problem: _Roster, as_is: dict[str, np.ndarray],
+    plan: ShiftPlan, problem: Roster, as_is: dict[str, np.ndarray],
     staff: dict[str, np.ndarray], weeks: int, replications: int,
 ) -> tuple[ShiftPlan, list[tuple[str, int]]]:  # fmt: skip
     """Simulate the observed and the planned roster; flag blocks over the SLA."""
     bh = problem.block_hours
-    sim_as_is, sim_plan = _simulate_rosters(problem.demand, [as_is, staff], bh, weeks,
+    sim_as_is, sim_plan = simulate_rosters(problem.demand, [as_is, staff], bh, weeks,
                                             replications, problem.seed)  # fmt: skip
     by_key = {(b.pool, b.block): b for b in plan.blocks}
     limit = plan.max_wait_hours
@@ -423,8 +233,8 @@ def _validate_shifts(
                 continue
             before = [rep[b] for rep in sim_as_is[p] if b in rep]
             after = [rep[b] for rep in sim_plan[p] if b in rep]
-            est_before = _estimate(before) if before else None
-            est_after = _estimate(after) if after else None
+            est_before = estimate(before) if before else None
+            est_after = estimate(after) if after else None
             blocks.append(by_key[key].model_copy(update={
                 "simulated_wait_as_is_hours": est_before, "simulated_wait_hours": est_after}))
             if limit is None:
@@ -437,49 +247,21 @@ def _validate_shifts(
                     f"pool {p!r} {key[1]}: simulated wait {est_after.mean:.2f} h "
                     f"[{est_after.ci_low:.2f}, {est_after.ci_high:.2f}] > SLA {limit:g} h"
                 )
-    w_before = _weighted_wait(sim_as_is, problem.demand)
-    w_after = _weighted_wait(sim_plan, problem.demand)
+    w_before = weighted_wait(sim_as_is, problem.demand)
+    w_after = weighted_wait(sim_plan, problem.demand)
     notes = list(plan.notes)
     if violations_as_is:
         notes.append(f"the observed roster itself breaks the SLA in simulation in "
                      f"{len(violations_as_is)} block(s): {', '.join(violations_as_is[:5])}")
     return plan.model_copy(update={
         "blocks": blocks,
-        "simulated_wait_as_is_hours": _estimate(w_before),
-        "simulated_wait_hours": _estimate(w_after),
-        "simulated_wait_delta_hours": _estimate([a - b for a, b in zip(w_after, w_before)]),
+        "simulated_wait_as_is_hours": estimate(w_before),
+        "simulated_wait_hours": estimate(w_after),
+        "simulated_wait_delta_hours": estimate([a - b for a, b in zip(w_after, w_before)]),
         "sla_violations": violations,
         "confirmed": not violations,
         "notes": notes,
     }), breaches  # fmt: skip
-
-
-def shift_scenario(staff: dict[str, np.ndarray], block_hours: int) -> Combined | AsIs:
-    """A roster (pool -> staff per block of the week, UTC) as ``shift_capacity`` changes.
-
-    Consecutive blocks of one day with the same staff become one change. Staffed
-    blocks come first: the simulator rejects a change that leaves a pool with no
-    hour of work at that point. Pools with no staff at all keep their hours.
-    """
-    staffed: list[SetShiftCapacity] = []
-    closed: list[SetShiftCapacity] = []
-    per_day = 24 // block_hours
-    for p in sorted(staff):
-        if not np.any(staff[p]):
-            continue
-        for day in range(7):
-            row = [int(c) for c in staff[p][day * per_day : (day + 1) * per_day]]
-            b = 0
-            while b < per_day:
-                end = b
-                while end + 1 < per_day and row[end + 1] == row[b]:
-                    end += 1
-                (staffed if row[b] else closed).append(SetShiftCapacity(
-                    activity_or_pool=p, days=[SCENARIO_DAYS[day]], from_hour=b * block_hours,
-                    to_hour=(end + 1) * block_hours, capacity=row[b]))  # fmt: skip
-                b = end + 1
-    changes = staffed + closed
-    return Combined(changes=changes) if changes else AsIs()
 
 
 def _check_shifts_in_twin(

@@ -1,8 +1,8 @@
-"""Shared set-up of the CP-SAT optimisers in :mod:`closedloop.tools.optimize.staffing`.
+"""Shared set-up of the CP-SAT optimisers of :mod:`closedloop.tools.optimize`.
 
 Integer scales and limits, the deterministic solver call (one worker, a seed and
 a deterministic time limit, wall clock capped at 10 s, so the same inputs give
-the same plan), the cap on unstable queues, and 95 % estimates of replications.
+the same plan) and the cap on unstable queues.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import math
 
 from ortools.sat.python import cp_model
 
-from closedloop.tools.twin.simulate import _estimate  # noqa: F401 (one t-interval for every replicated KPI)
+__all__ = [
+    "DETERMINISTIC_LIMIT", "SCALE", "TIME_LIMIT_SECONDS", "UNSTABLE_HOURS", "capped_wait", "solve",
+]  # fmt: skip
 
 SCALE = 1000  # integer cost units per hour of waiting per case (resolution 3.6 s)
 UNSTABLE_HOURS = 100_000.0  # cost of a level whose queue would grow without bound
@@ -29,5 +31,6 @@ def solve(model: cp_model.CpModel, seed: int) -> tuple[cp_model.CpSolver, int]:
     return solver, solver.solve(model)
 
 
-def _capped(hours: float) -> float:
+def capped_wait(hours: float) -> float:
+    """A queue wait the solver can price: infinite (unstable) waits cost UNSTABLE_HOURS."""
     return hours if math.isfinite(hours) else UNSTABLE_HOURS

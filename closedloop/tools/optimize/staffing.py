@@ -20,13 +20,12 @@ per case is precomputed for ``capacity + 0 .. capacity + max_per_pool``
 servers; one level per pool is chosen, total extra staff <= budget, minimising
 the sum of waiting (ties broken towards fewer staff), then simulated.
 
-This module holds ``optimize_staffing`` and re-exports the other optimisers, so
-``from closedloop.tools.optimize.staffing import ...`` reaches all of them:
-:mod:`~closedloop.tools.optimize.shifts` (with
-:mod:`~closedloop.tools.optimize.shift_demand`),
-:mod:`~closedloop.tools.optimize.assignment`,
+This module holds ``optimize_staffing``; the other optimisers live in
+:mod:`~closedloop.tools.optimize.shifts` (with ``shift_demand``, ``roster``,
+``shift_plan``), :mod:`~closedloop.tools.optimize.assignment` and
 :mod:`~closedloop.tools.optimize.threshold`; shared solver set-up in
-:mod:`~closedloop.tools.optimize.solver`.
+:mod:`~closedloop.tools.optimize.solver`. Import them from
+:mod:`closedloop.tools.optimize`.
 """
 
 from __future__ import annotations
@@ -38,83 +37,33 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
-from closedloop.tools.optimize.assignment import (
-    MAX_CANDIDATES_PER_POOL,
-    ActivityMove,
-    AssignmentPlan,
-    PoolLoad,
-    optimize_assignment,
-)
-from closedloop.tools.optimize.shift_demand import HOURS_PER_WEEK
-from closedloop.tools.optimize.shifts import (
-    DAYS,
-    SCENARIO_DAYS,
-    WAIT_UNITS,
-    ShiftBlock,
-    ShiftPlan,
-    block_label,
-    optimize_shifts,
-    shift_scenario,
-)
-from closedloop.tools.optimize.solver import (
-    DETERMINISTIC_LIMIT,
-    SCALE,
-    TIME_LIMIT_SECONDS,
-    UNSTABLE_HOURS,
-    _capped,
-    solve,
-)
-from closedloop.tools.optimize.threshold import (
-    MAX_THRESHOLD_CANDIDATES,
-    RISK_UNITS,
-    ThresholdPlan,
-    ThresholdScore,
-    optimize_threshold,
-)
-from closedloop.tools.twin.fit import ProcessTwin, queue_wait_hours
-from closedloop.tools.twin.simulate import (
+from closedloop.tools.optimize.assignment import optimize_assignment
+from closedloop.tools.optimize.shifts import optimize_shifts
+from closedloop.tools.optimize.solver import SCALE, capped_wait, solve
+from closedloop.tools.optimize.threshold import optimize_threshold
+from closedloop.tools.twin import (
     AddCapacity,
     AsIs,
     Combined,
     Estimate,
+    ProcessTwin,
     SimulationResult,
     as_twin,
+    queue_wait_hours,
     resolve_pool,
     simulate,
 )
 
-__all__ = [
-    "DAYS",
-    "DETERMINISTIC_LIMIT",
-    "HOURS_PER_WEEK",
-    "MAX_CANDIDATES_PER_POOL",
-    "MAX_THRESHOLD_CANDIDATES",
-    "RISK_UNITS",
-    "SCALE",
-    "SCENARIO_DAYS",
-    "TIME_LIMIT_SECONDS",
-    "UNSTABLE_HOURS",
-    "WAIT_UNITS",
-    "ActivityMove",
-    "AssignmentPlan",
-    "PoolAllocation",
-    "PoolLoad",
-    "ShiftBlock",
-    "ShiftPlan",
-    "StaffingPlan",
-    "ThresholdPlan",
-    "ThresholdScore",
-    "block_label",
-    "optimize_assignment",
-    "optimize_shifts",
-    "optimize_staffing",
-    "optimize_threshold",
-    "shift_scenario",
-    "solve",
-]
+__all__ = ["PoolAllocation", "StaffingPlan", "optimize_staffing"]
+
+# Kept importable from here for callers written before the facade (twin_cli imports
+# this module as a namespace of every optimiser); new code imports closedloop.tools.optimize.
+__all__ += ["optimize_assignment", "optimize_shifts", "optimize_threshold"]
 
 
 class PoolAllocation(BaseModel):
+    """Extra staff of one pool and its predicted effect."""
+
     pool: str
     current_capacity: int
     extra: int
@@ -126,6 +75,8 @@ class PoolAllocation(BaseModel):
 
 
 class StaffingPlan(BaseModel):
+    """Extra staff per pool within a budget, predicted and (optionally) simulated."""
+
     status: Literal["optimal", "feasible", "infeasible"]
     message: str
     budget_extra_staff: int
@@ -205,7 +156,7 @@ def optimize_staffing(
     tie_break = len(chosen) * max_per_pool + 1
     model.minimize(
         sum(
-            round(_capped(tables[p][x]) * SCALE) * tie_break * pick[p][x]
+            round(capped_wait(tables[p][x]) * SCALE) * tie_break * pick[p][x]
             for p in chosen
             for x in levels
         )
@@ -213,7 +164,7 @@ def optimize_staffing(
     )
     solver, status = solve(model, seed)
 
-    before_total = sum(_capped(tables[p][0]) for p in chosen)
+    before_total = sum(capped_wait(tables[p][0]) for p in chosen)
     if status == cp_model.INFEASIBLE:
         return StaffingPlan(
             status="infeasible",
@@ -247,8 +198,8 @@ def optimize_staffing(
                 new_capacity=pm.capacity + x,
                 utilisation_before=pm.offered_load / pm.capacity,
                 utilisation_after=pm.offered_load / (pm.capacity + x),
-                waiting_per_case_before_hours=_capped(tables[p][0]),
-                waiting_per_case_after_hours=_capped(tables[p][x]),
+                waiting_per_case_before_hours=capped_wait(tables[p][0]),
+                waiting_per_case_after_hours=capped_wait(tables[p][x]),
             )
         )
     extra_staff = {a.pool: a.extra for a in allocations if a.extra > 0}

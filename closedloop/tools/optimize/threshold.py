@@ -17,8 +17,7 @@ from pydantic import BaseModel, Field
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
 from closedloop.tools.optimize.solver import solve
-from closedloop.tools.rules.conditions import compile_condition, identifier
-from closedloop.tools.rules.learn import (
+from closedloop.tools.rules import (
     BPI2012_DECISION,
     CASE_START,
     DECIDED_AT,
@@ -28,29 +27,39 @@ from closedloop.tools.rules.learn import (
     Target,
     as_target,
     case_table,
+    compile_condition,
     feature_columns,
+    identifier,
     nice_cut,
     number_literal,
     predicted_label,
     records,
     split_by_time,
 )
-from closedloop.tools.twin.fit import ProcessTwin, fit_twin
-from closedloop.tools.twin.simulate import (
+from closedloop.tools.twin import (
     AutoApprove,
     AutomateActivity,
     Estimate,
+    ProcessTwin,
     Scenario,
     SimulationResult,
     as_twin,
+    fit_twin,
     simulate,
 )
+
+__all__ = [
+    "MAX_THRESHOLD_CANDIDATES", "RISK_UNITS", "ThresholdPlan", "ThresholdScore",
+    "optimize_threshold",
+]  # fmt: skip
 
 MAX_THRESHOLD_CANDIDATES = 500
 RISK_UNITS = 10_000  # the risk cap is honoured to 0.01 %
 
 
 class ThresholdScore(BaseModel):
+    """How a threshold does on the cases of one period (fit or score)."""
+
     period: Literal["fit", "score"]
     cases: int = Field(description="decided cases that started in the period")
     automated: int = Field(description="cases the threshold would decide automatically")
@@ -63,6 +72,8 @@ class ThresholdScore(BaseModel):
 
 
 class ThresholdPlan(BaseModel):
+    """An auto-decision threshold, its risk in and out of sample and its simulated effect."""
+
     status: Literal["optimal", "feasible", "infeasible"]
     message: str
     attribute: str

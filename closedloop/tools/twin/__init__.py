@@ -1,0 +1,99 @@
+"""The ``twin`` room: fit a process twin from an event log and simulate what-if scenarios.
+
+Public API (import from here; the modules behind it may move):
+
+- fitting: :func:`fit_twin` (``fit``) returns a :class:`ProcessTwin`
+  (``process_twin``: with :class:`ActivityModel`, :class:`PoolModel`,
+  :class:`ObservedKpis`; :func:`as_twin` validates a JSON-like dict);
+- simulation: :func:`simulate` (``simulate``) -> :class:`SimulationResult` of
+  :class:`KpiEstimates` / :class:`Estimate` (``kpis``; :func:`estimate` is the
+  95 % t-interval over replications); :func:`simulate_log` writes a simulated
+  event log with :data:`LOG_COLUMNS`;
+- scenarios (``scenarios``): :class:`AsIs`, :class:`AddCapacity`,
+  :class:`SetShiftCapacity`, :class:`ChangeCalendar`, :class:`AutomateActivity`,
+  :class:`ChangeRouting`, :class:`AutoApprove`, :class:`Prioritise`,
+  :class:`BatchActivity`, :class:`Combined`, the union :data:`Scenario`,
+  :func:`as_scenario`, :func:`resolve_pool`;
+- building blocks callers need: :func:`queue_wait_hours` (``queueing``, M/G/c),
+  :class:`WeeklyClock`, :func:`working_slots`, :data:`HOURS_PER_WEEK`, :data:`DAYS`
+  (``calendar``), :class:`DurationModel`, :class:`DurationSampler`,
+  :func:`fit_duration` (``distributions``), :data:`END` (``routing``).
+
+Engine internals (``model``, ``steps``, ``engine``, ``frame``, ``pools``) are
+imported from their modules by tests only.
+"""
+
+from closedloop.tools.twin.calendar import DAYS, HOURS_PER_WEEK, WeeklyClock, working_slots
+from closedloop.tools.twin.distributions import (
+    SAMPLE_CAP,
+    DurationModel,
+    DurationSampler,
+    fit_duration,
+)
+from closedloop.tools.twin.fit import Pooling, fit_twin
+from closedloop.tools.twin.kpis import Estimate, KpiEstimates, estimate
+from closedloop.tools.twin.process_twin import (
+    ActivityModel,
+    ObservedKpis,
+    PoolModel,
+    ProcessTwin,
+    as_twin,
+)
+from closedloop.tools.twin.queueing import queue_wait_hours
+from closedloop.tools.twin.routing import END
+from closedloop.tools.twin.scenarios import (
+    AddCapacity,
+    AsIs,
+    AutoApprove,
+    AutomateActivity,
+    BatchActivity,
+    ChangeCalendar,
+    ChangeRouting,
+    Combined,
+    Prioritise,
+    Scenario,
+    SetShiftCapacity,
+    as_scenario,
+    resolve_pool,
+)
+from closedloop.tools.twin.simulate import LOG_COLUMNS, SimulationResult, simulate, simulate_log
+
+__all__ = [
+    "DAYS",
+    "END",
+    "HOURS_PER_WEEK",
+    "LOG_COLUMNS",
+    "SAMPLE_CAP",
+    "ActivityModel",
+    "AddCapacity",
+    "AsIs",
+    "AutoApprove",
+    "AutomateActivity",
+    "BatchActivity",
+    "ChangeCalendar",
+    "ChangeRouting",
+    "Combined",
+    "DurationModel",
+    "DurationSampler",
+    "Estimate",
+    "KpiEstimates",
+    "ObservedKpis",
+    "PoolModel",
+    "Pooling",
+    "Prioritise",
+    "ProcessTwin",
+    "Scenario",
+    "SetShiftCapacity",
+    "SimulationResult",
+    "WeeklyClock",
+    "as_scenario",
+    "as_twin",
+    "estimate",
+    "fit_duration",
+    "fit_twin",
+    "queue_wait_hours",
+    "resolve_pool",
+    "simulate",
+    "simulate_log",
+    "working_slots",
+]

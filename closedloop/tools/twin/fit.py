@@ -1,6 +1,7 @@
 """Fit a process twin (a discrete-event simulation model) from an event frame.
 
-The twin is plain data (a pydantic model, JSON round-trip safe) that
+The twin is plain data (:class:`~closedloop.tools.twin.process_twin.ProcessTwin`,
+a pydantic model, JSON round-trip safe) that
 :mod:`closedloop.tools.twin.simulate` runs and :mod:`closedloop.tools.optimize.staffing`
 reasons about. What it holds and how each part is estimated:
 
@@ -42,13 +43,12 @@ reasons about. What it holds and how each part is estimated:
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE, RESOURCE, START
 from closedloop.tools.twin.calendar import (
     HOURS_PER_WEEK,
     MIN_EVENTS_FOR_POOL_CALENDAR,
@@ -58,15 +58,9 @@ from closedloop.tools.twin.calendar import (
     week_epoch,
     working_slots,
 )
-from closedloop.tools.twin.distributions import DurationModel, fit_duration
+from closedloop.tools.twin.distributions import fit_duration
 from closedloop.tools.twin.frame import (
-    ACTIVITY,
-    CASE,
-    COMPLETE,
     HOUR,
-    RESOURCE,
-    SAMPLE_CAP,
-    START,
     case_attributes,
     contention_hours,
     prepare,
@@ -80,154 +74,20 @@ from closedloop.tools.twin.pools import (
     shares,
     weekly_resources,
 )
-from closedloop.tools.twin.routing import END, RoutingContext, discover_routing
+from closedloop.tools.twin.process_twin import ActivityModel, ObservedKpis, PoolModel, ProcessTwin
+from closedloop.tools.twin.queueing import MAX_UTILISATION, queue_wait_hours, stable_capacity
 from closedloop.tools.twin.routing import START as ROUTE_START
+from closedloop.tools.twin.routing import discover_routing
 
-__all__ = [
-    "END", "SAMPLE_CAP", "ActivityModel", "ObservedKpis", "PoolModel", "ProcessTwin",
-    "fit_twin", "queue_wait_hours",
-]  # fmt: skip
+__all__ = ["Pooling", "fit_twin"]
+# Also importable from here for callers written before the facade (tests/test_twin_cli.py);
+# new code imports it from closedloop.tools.twin.
+__all__ += ["ProcessTwin"]
 
-MAX_UTILISATION = 0.85
 MIN_DELAY_CONTEXT = 30  # instances needed to keep a delay distribution per previous activity
 PARALLEL_SHARE = 0.5  # a pair of activities overlapping this often runs in parallel
 MIN_PARALLEL = 10
 Pooling = Literal["auto", "activity", "profiles"]
-
-
-class ObservedKpis(BaseModel):
-    """KPIs measured directly on the event log (per case)."""
-
-    cases: int
-    mean_cycle_time_hours: float
-    p90_cycle_time_hours: float
-    mean_waiting_hours: float = Field(description="total non-processing time per case")
-    mean_processing_hours: float
-    throughput_per_day: float
-    p50_cycle_time_hours: float | None = None
-
-
-class ActivityModel(BaseModel):
-    name: str
-    pool: str
-    count: int
-    visits_per_case: float
-    mean_processing_hours: float
-    mean_waiting_hours: float = Field(description="observed waiting before the activity")
-    mean_delay_hours: float = Field(description="part of the waiting modelled as extraneous")
-    processing_hours: list[float] = Field(description="empirical sample, <= 2000 values")
-    delay_hours: list[float] = Field(
-        description="empirical sample of extraneous delays in the pool's working hours, <= 2000"
-    )
-    processing: DurationModel | None = Field(None, description="fitted processing time")
-    delay: DurationModel | None = Field(None, description="fitted extraneous delay (working h)")
-    delay_after: dict[str, DurationModel] = Field(
-        default_factory=dict,
-        description=f"delay given the previous activity ('{ROUTE_START}' = first of the case)",
-    )
-    pool_shares: dict[str, float] = Field(
-        default_factory=dict,
-        description="pools sharing this activity -> share of its instances (empty: only `pool`)",
-    )
-    pool_after: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="pool shares given the previous activity"
-    )
-    processing_by_pool: dict[str, DurationModel] = Field(
-        default_factory=dict, description="processing time when done by that pool"
-    )
-
-
-class PoolModel(BaseModel):
-    model_config = ConfigDict(ser_json_inf_nan="constants")  # an unstable queue waits inf
-
-    name: str
-    activities: list[str]
-    capacity: int = Field(description="servers while the pool is on shift")
-    estimated_capacity: int | None = Field(
-        None, description="median distinct resources per week before the stability raise"
-    )
-    resources: int = Field(description="distinct resources seen on the pool's activities")
-    arrivals_per_hour: float = Field(description="visits per on-shift hour")
-    mean_processing_hours: float
-    processing_scv: float = Field(description="squared coefficient of variation")
-    offered_load: float = Field(description="mean busy servers on shift = arrivals x processing")
-    utilisation: float
-    queue_wait_hours: float = Field(
-        description="analytic mean queue wait per visit (inf: the load exceeds the capacity)"
-    )
-    working_hours: list[int] = Field(
-        default_factory=lambda: list(range(HOURS_PER_WEEK)),
-        description="hours of the week (Mon 0h UTC = 0) the pool works",
-    )
-    calendar: str = Field("always", description="the working hours in words (UTC)")
-    contention_hours: float | None = Field(
-        None,
-        description="observed waiting per visit while the resource that did it was busy "
-        "with other work (needs start times)",
-    )
-    resource_names: list[str] = Field(default_factory=list, description="busiest first")
-    cost_per_hour: float = Field(1.0, description="cost of one resource hour (default 1)")
-
-
-class ProcessTwin(BaseModel):
-    """A fitted simulation model of one process (see module docstring)."""
-
-    n_cases: int
-    n_events: int
-    span_hours: float
-    has_start_times: bool
-    mean_interarrival_hours: float
-    interarrival_hours: list[float]
-    arrival_profile: list[float] = Field(
-        description="share of arrivals per hour of week, Mon 0h UTC first"
-    )
-    start_probabilities: dict[str, float]
-    transitions: dict[str, dict[str, float]] = Field(
-        description=f"next-activity probabilities; '{END}' ends"
-    )
-    activities: dict[str, ActivityModel]
-    pools: dict[str, PoolModel]
-    max_case_length: int
-    case_attributes: list[str]
-    case_attribute_samples: list[dict[str, Any]]
-    observed: ObservedKpis
-    warnings: list[str] = Field(default_factory=list)
-    pooling: str = Field("activity", description="how pools were formed: activity or profiles")
-    first_case_start: datetime | None = None
-    arrival_rates: list[float] | None = Field(
-        None, description="cases per hour for each hour of the week; None = even"
-    )
-    arrival_gap_units: list[float] = Field(
-        default_factory=list, description="gaps between case starts in expected arrivals"
-    )
-    routing_contexts: list[RoutingContext] = Field(default_factory=list)
-    parallel_pairs: list[tuple[str, str]] = Field(
-        default_factory=list,
-        description="(activity, next activity) that mostly overlap in time: run in parallel",
-    )
-
-    def pool_of(self, activity: str) -> str:
-        return self.activities[activity].pool
-
-
-def queue_wait_hours(
-    arrivals_per_hour: float, mean_service_hours: float, scv: float, servers: int
-) -> float:
-    """Mean queue wait (hours) of an M/G/c queue, Allen-Cunneen: Wq(M/M/c) * (1 + scv) / 2.
-
-    Returns ``inf`` when the queue is unstable (offered load >= servers).
-    """
-    load = arrivals_per_hour * mean_service_hours
-    if load <= 0 or mean_service_hours <= 0:
-        return 0.0
-    if servers < 1 or load >= servers:
-        return math.inf
-    erlang_b = 1.0
-    for k in range(1, servers + 1):
-        erlang_b = load * erlang_b / (k + load * erlang_b)
-    rho = load / servers
-    erlang_c = erlang_b / (1 - rho * (1 - erlang_b))
-    return erlang_c * mean_service_hours / (servers - load) * (1 + scv) / 2
 
 
 def _parallel_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
@@ -240,23 +100,6 @@ def _parallel_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
     share = pairs.groupby(["prev", "act"], sort=True)["overlap"].agg(["mean", "size"])
     keep = share[(share["mean"] >= PARALLEL_SHARE) & (share["size"] >= MIN_PARALLEL)]
     return [(str(a), str(b)) for a, b in keep.index if a != ROUTE_START]
-
-
-def _stable_capacity(
-    rate: float, mean_s: float, scv: float, estimated: int | None, observed_wait: float
-) -> tuple[int, float]:
-    """Capacity for pools whose busy periods the log does not show (no starts, no resources).
-
-    At least the resources seen, enough to keep utilisation <= MAX_UTILISATION,
-    and enough that the analytic queue wait stays within the waiting observed.
-    """
-    load = rate * mean_s
-    capacity = max(1, estimated or 1, math.ceil(load / MAX_UTILISATION))
-    wq = queue_wait_hours(rate, mean_s, scv, capacity)
-    while wq > max(observed_wait, 0.1 * mean_s) and capacity < 10 * (estimated or 1) + 10:
-        capacity += 1
-        wq = queue_wait_hours(rate, mean_s, scv, capacity)
-    return capacity, wq
 
 
 def _arrivals(
@@ -424,7 +267,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
                     f"({load / capacity:.0%}): simulated queues build up as in the log"
                 )
         else:
-            capacity, wq = _stable_capacity(rate, mean_s, scv, estimated, observed_wait)
+            capacity, wq = stable_capacity(rate, mean_s, scv, estimated, observed_wait)
         if estimated is None:
             unstaffed.append(pool)
         elif capacity > estimated:

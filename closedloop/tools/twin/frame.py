@@ -19,15 +19,18 @@ import numpy as np
 import pandas as pd
 
 from closedloop.tools.errors import EventLogError, ScenarioError
+from closedloop.tools.log.columns import (
+    ACTIVITY,
+    CASE,
+    CASE_PREFIX,
+    COMPLETE,
+    RESOURCE,
+    STANDARD_COLUMNS,
+    START,
+)
+from closedloop.tools.twin.distributions import SAMPLE_CAP
 from closedloop.tools.twin.routing import END
 
-CASE = "case:concept:name"
-ACTIVITY = "concept:name"
-COMPLETE = "time:timestamp"
-START = "start_timestamp"
-RESOURCE = "org:resource"
-GROUP = "org:group"
-SAMPLE_CAP = 2000
 HOUR = pd.Timedelta(hours=1)
 
 
@@ -143,16 +146,16 @@ def case_attributes(
 
     Event attributes that never vary within a case count as case attributes.
     """
-    cols = [c for c in df.columns if c.startswith("case:") and c != CASE]
-    standard = {CASE, ACTIVITY, COMPLETE, START, RESOURCE, GROUP, "lifecycle:transition"}
+    cols = [c for c in df.columns if c.startswith(CASE_PREFIX) and c != CASE]
     others = [
         c for c in df.columns
-        if not c.startswith(("case:", "_")) and c not in standard and f"case:{c}" not in cols
+        if not c.startswith((CASE_PREFIX, "_")) and c not in STANDARD_COLUMNS
+        and f"{CASE_PREFIX}{c}" not in cols
     ]  # fmt: skip
     if others:
         varying = df.groupby(CASE, sort=False)[others].nunique(dropna=True).max()
-        cols += [f"case:{c}" for c in others if varying[c] <= 1]
-        df = df.rename(columns={c: f"case:{c}" for c in others if varying[c] <= 1})
+        cols += [f"{CASE_PREFIX}{c}" for c in others if varying[c] <= 1]
+        df = df.rename(columns={c: f"{CASE_PREFIX}{c}" for c in others if varying[c] <= 1})
     if not cols:
         return [], []
     per_case = df.groupby(CASE, sort=True)[cols].first()
@@ -163,7 +166,7 @@ def case_attributes(
                 per_case[c] = numeric
     if len(per_case) > SAMPLE_CAP:
         per_case = per_case.iloc[np.sort(rng.choice(len(per_case), SAMPLE_CAP, replace=False))]
-    names = [c.removeprefix("case:") for c in cols]
+    names = [c.removeprefix(CASE_PREFIX) for c in cols]
     rows = [
         {name: plain(v) for name, v in zip(names, values, strict=True)}
         for values in per_case.itertuples(index=False, name=None)

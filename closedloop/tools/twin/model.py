@@ -1,6 +1,6 @@
 """The twin compiled for the engine, and scenario settings in engine terms.
 
-:func:`compile_twin` turns a :class:`~closedloop.tools.twin.fit.ProcessTwin`
+:func:`compile_twin` turns a :class:`~closedloop.tools.twin.process_twin.ProcessTwin`
 into index-based lists, weekly clocks and duration samplers
 (:class:`EngineModel`); :mod:`closedloop.tools.twin.scenarios` turns a scenario
 into :class:`Settings` (capacity per hour of the week, routing, automations,
@@ -16,7 +16,7 @@ import numpy as np
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.twin.calendar import HOURS_PER_WEEK, WeeklyClock
 from closedloop.tools.twin.distributions import DurationModel, DurationSampler, fit_duration
-from closedloop.tools.twin.fit import ProcessTwin
+from closedloop.tools.twin.process_twin import ProcessTwin
 from closedloop.tools.twin.routing import START as ROUTE_START
 from closedloop.tools.twin.routing import Router
 

@@ -26,9 +26,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ACTIVITY = "concept:name"
-RESOURCE = "org:resource"
-GROUP = "org:group"
+from closedloop.tools.log.columns import ACTIVITY, GROUP, RESOURCE
+
 PROFILE_SIMILARITY = 0.7
 MIN_POOL_SHARE = 0.05  # a pool doing less of an activity than this does not take it in simulation
 MAX_POOL_NAME = 3  # activities spelled out in a shared pool's name

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.rules.conditions import compile_condition
 from closedloop.tools.twin.calendar import DAYS, HOURS_PER_WEEK, slots_for
-from closedloop.tools.twin.fit import END, ProcessTwin
 from closedloop.tools.twin.model import Automation, Batch, EngineModel, Settings, Skip
+from closedloop.tools.twin.process_twin import ProcessTwin
+from closedloop.tools.twin.routing import END
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: list[Day] = ["mon", "tue", "wed", "thu", "fri"]

@@ -13,44 +13,42 @@ simulated event log itself.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, ValidationError
-from scipy import stats
+from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.twin.calendar import WeeklyClock, hours_since, week_epoch
-from closedloop.tools.twin.engine import AUTOMATION_RESOURCE, RunOutput, draw_cases, run
-from closedloop.tools.twin.fit import ObservedKpis, ProcessTwin
-from closedloop.tools.twin.model import EngineModel, Settings, compile_twin
+from closedloop.tools.twin.calendar import hours_since, week_epoch
+from closedloop.tools.twin.engine import AUTOMATION_RESOURCE, run
+from closedloop.tools.twin.kpis import (
+    Estimate,
+    KpiEstimates,
+    aggregate_kpis,
+    estimate,
+    kpi_difference,
+    run_kpis,
+    staffed_clocks,
+)
+from closedloop.tools.twin.model import Settings, compile_twin
+from closedloop.tools.twin.process_twin import ObservedKpis, ProcessTwin, as_twin
 from closedloop.tools.twin.scenarios import (
     AddCapacity,
     AsIs,
-    AutoApprove,
     AutomateActivity,
-    BatchActivity,
-    ChangeCalendar,
-    ChangeRouting,
     Combined,
-    Prioritise,
     Scenario,
-    SetShiftCapacity,
     as_scenario,
     compile_scenario,
-    resolve_pool,
 )
+from closedloop.tools.twin.steps import draw_cases
 
-__all__ = [
-    "AddCapacity", "AsIs", "AutoApprove", "AutomateActivity", "BatchActivity", "ChangeCalendar",
-    "ChangeRouting", "Combined", "Estimate", "KpiEstimates", "Prioritise", "Scenario",
-    "SetShiftCapacity", "SimulationResult", "as_scenario", "as_twin", "resolve_pool", "simulate",
-    "simulate_log",
-]  # fmt: skip
+__all__ = ["LOG_COLUMNS", "SimulationResult", "simulate", "simulate_log"]
+# Also importable from here for callers written before the facade (agents.planner,
+# twin_cli); new code imports them from closedloop.tools.twin.
+__all__ += ["AddCapacity", "AutomateActivity", "Combined", "as_scenario", "as_twin"]
 
 WARMUP_SHARE = 0.10
 MAX_CASES = 200_000
@@ -58,40 +56,9 @@ MAX_REPLICATIONS = 200
 LOG_COLUMNS = ["case_id", "activity", "start_time", "end_time", "resource"]
 
 
-class Estimate(BaseModel):
-    """Mean over replications with a 95 % t-interval."""
-
-    mean: float
-    ci_low: float
-    ci_high: float
-
-
-class KpiEstimates(BaseModel):
-    cycle_time_mean_hours: Estimate
-    cycle_time_p90_hours: Estimate
-    waiting_mean_hours: Estimate = Field(description="queueing for resources, per case")
-    delay_mean_hours: Estimate = Field(description="extraneous delay, per case")
-    throughput_per_day: Estimate = Field(
-        description="completions per day between the 10th and 90th percentile completion"
-    )
-    utilisation: dict[str, Estimate] = Field(
-        description="busy share of each pool's staffed hours (capacity x working hours)"
-    )
-    waiting_by_pool_hours: dict[str, Estimate] = Field(description="queueing per case, by pool")
-    cycle_time_p50_hours: Estimate | None = None
-    sla_attainment: Estimate | None = Field(
-        None, description="share of cases done within sla_hours (when given)"
-    )
-    rework_rate: Estimate | None = Field(None, description="share of cases repeating an activity")
-    cost_per_case: Estimate | None = Field(
-        None, description="resource hours worked per case x cost per hour of the pool"
-    )
-    staff_cost_per_week: Estimate | None = Field(
-        None, description="staffed resource hours per week x cost per hour, all pools"
-    )
-
-
 class SimulationResult(BaseModel):
+    """As-is, what-if and delta KPIs of a scenario over replications (see simulate)."""
+
     scenario: Scenario
     cases: int
     replications: int
@@ -110,90 +77,11 @@ class SimulationResult(BaseModel):
     cost_per_hour: dict[str, float] = Field(default_factory=dict)
 
 
-def as_twin(twin: Any) -> ProcessTwin:
-    """A ProcessTwin from a twin or its JSON-like dict; ScenarioError when invalid."""
-    if isinstance(twin, ProcessTwin):
-        return twin
-    try:
-        return ProcessTwin.model_validate(twin)
-    except ValidationError as exc:
-        brief = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise ScenarioError(f"invalid process twin: {brief}") from None
-
-
 def _origin(twin: ProcessTwin, start: datetime | None) -> tuple[datetime, float]:
     """The engine's epoch (a Monday 00:00 UTC) and the start, in hours after it."""
     moment = start or twin.first_case_start or datetime(2024, 1, 1)
     epoch = week_epoch(moment)
     return epoch, hours_since(epoch, moment)
-
-
-def _kpis_of_run(
-    m: EngineModel, s: Settings, out: RunOutput, staffed: list[WeeklyClock], sla: float | None
-) -> dict[str, Any]:
-    n, warm = len(out.arrivals), out.warm
-    measured = n - warm
-    cycle = out.end[warm:] - out.arrivals[warm:]
-    t0, t1 = out.window
-    done = np.sort(out.end)
-    lo, hi = int(0.1 * n), max(int(0.9 * n) - 1, 0)
-    steady = done[hi] - done[lo]
-    week_cost = sum(
-        rate * sum(profile) for rate, profile in zip(m.cost_per_hour, s.capacity, strict=True)
-    )
-    kpis: dict[str, Any] = {
-        "cycle_time_mean_hours": float(cycle.mean()),
-        "cycle_time_p90_hours": float(np.percentile(cycle, 90)),
-        "cycle_time_p50_hours": float(np.percentile(cycle, 50)),
-        "waiting_mean_hours": float(out.wait[warm:].mean()),
-        "delay_mean_hours": float(out.delay[warm:].mean()),
-        "throughput_per_day": 24.0 * (hi - lo) / steady if steady > 0 else 0.0,
-        "utilisation": {},
-        "waiting_by_pool_hours": {},
-        "rework_rate": float(out.rework[warm:].mean()),
-        "cost_per_case": float(out.cost[warm:].mean()),
-        "staff_cost_per_week": float(week_cost),
-        "treated_share": float(out.treated[warm:].mean()),
-    }
-    if sla is not None:
-        kpis["sla_attainment"] = float((cycle <= sla).mean())
-    for p, pool in enumerate(m.pools):
-        available = float(staffed[p].forward(t1) - staffed[p].forward(t0)) if t1 > t0 else 0.0
-        kpis["utilisation"][pool] = min(out.busy_time[p] / available, 1.0) if available > 0 else 0.0
-        kpis["waiting_by_pool_hours"][pool] = out.pool_wait[p] / measured
-    return kpis
-
-
-def _estimate(values: list[float]) -> Estimate:
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    if sd == 0 or not math.isfinite(sd):
-        return Estimate(mean=mean, ci_low=mean, ci_high=mean)
-    half = float(stats.t.ppf(0.975, len(x) - 1)) * sd / math.sqrt(len(x))
-    return Estimate(mean=mean, ci_low=mean - half, ci_high=mean + half)
-
-
-def _kpis(runs: list[dict[str, Any]]) -> KpiEstimates:
-    fields = {}
-    for key, value in runs[0].items():
-        if key == "treated_share":
-            continue
-        if isinstance(value, dict):
-            fields[key] = {p: _estimate([r[key][p] for r in runs]) for p in value}
-        else:
-            fields[key] = _estimate([r[key] for r in runs])
-    return KpiEstimates(**fields)
-
-
-def _minus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_minus(v, b[k]) if isinstance(v, dict) else v - b[k]) for k, v in a.items()}
-
-
-def _staffed_clocks(s: Settings) -> list[WeeklyClock]:
-    return [WeeklyClock([float(c) for c in profile]) for profile in s.capacity]
 
 
 def _check_sizes(cases: int, replications: int, seed: int) -> None:
@@ -256,22 +144,22 @@ def simulate(
     m = compile_twin(twin, cost_per_hour)
     base_settings = Settings(capacity=m.capacity, router=m.router)
     what_settings = compile_scenario(twin, m, scenario)
-    base_clocks, what_clocks = _staffed_clocks(base_settings), _staffed_clocks(what_settings)
+    base_clocks, what_clocks = staffed_clocks(base_settings), staffed_clocks(what_settings)
     _, offset = _origin(twin, None)
     warm = int(cases * WARMUP_SHARE)
     base_runs, what_runs, deltas, pcts = [], [], [], []
     for r in range(replications):
         drawn = draw_cases(m, cases, offset, (seed, r))
-        base = _kpis_of_run(m, base_settings, run(m, base_settings, drawn, warm), base_clocks,
+        base = run_kpis(m, base_settings, run(m, base_settings, drawn, warm), base_clocks,
                             sla_hours)  # fmt: skip
         if isinstance(scenario, AsIs):
             what = base
         else:
             out = run(m, what_settings, drawn, warm)
-            what = _kpis_of_run(m, what_settings, out, what_clocks, sla_hours)
+            what = run_kpis(m, what_settings, out, what_clocks, sla_hours)
         base_runs.append(base)
         what_runs.append(what)
-        deltas.append(_minus(what, base))
+        deltas.append(kpi_difference(what, base))
         b = base["cycle_time_mean_hours"]
         pcts.append(100.0 * (what["cycle_time_mean_hours"] - b) / b if b > 0 else 0.0)
     notes = list(twin.warnings) + m.notes
@@ -285,11 +173,11 @@ def simulate(
         warmup_cases=warm,
         capacity_as_is={p: max(c) for p, c in zip(m.pools, base_settings.capacity, strict=True)},
         capacity_what_if={p: max(c) for p, c in zip(m.pools, what_settings.capacity, strict=True)},
-        as_is=_kpis(base_runs),
-        what_if=_kpis(what_runs),
-        delta=_kpis(deltas),
-        predicted_delta_pct=_estimate(pcts),
-        treated_share=_estimate([w["treated_share"] for w in what_runs]),
+        as_is=aggregate_kpis(base_runs),
+        what_if=aggregate_kpis(what_runs),
+        delta=aggregate_kpis(deltas),
+        predicted_delta_pct=estimate(pcts),
+        treated_share=estimate([w["treated_share"] for w in what_runs]),
         observed=twin.observed,
         notes=notes,
         sla_hours=sla_hours,

@@ -1,0 +1,266 @@
+"""Typed seams between the loop's layers: predictions, measurements, step records, approvals.
+
+A leaf module (imports nothing of closedloop): tools return these models,
+agents and graph nodes build them, surfaces (CLI, API, chat) read their JSON.
+
+Step records keep the JSON shape the loop has always written: an optional
+field that was never given is left out of ``model_dump()`` (as a key that was
+never put in the dict), while a field explicitly set to ``None`` stays.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
+
+RunStatus = Literal[
+    "running", "paused", "failed", "completed", "kept", "rolled_back", "escalated", "rejected", "blocked",
+    "shadowed", "no_plan", "needs_data", "nothing_to_do", "execution_failed",
+]
+"""Every status a loop run can have (``LoopRun.status``, the final ``outcome`` of a run)."""
+
+
+class Record(BaseModel):
+    """A model whose dump omits optional fields that were never set (see the module docstring)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        kept = {k: v for k, v in data.items() if v is not None or k in self.model_fields_set}
+        return {"step": kept.pop("step"), **kept} if "step" in kept else kept
+
+
+# --------------------------------------------------------------------------- prediction
+class Prediction(BaseModel):
+    """The simulated change of mean cycle time of a plan, with its 95% interval.
+
+    ``delta_hours`` and its interval are over all cases; a partial rollout
+    changes only the treated cases, so ``*_per_treated_case_hours`` (the
+    overall numbers over ``treated_share``) are what a treatment-vs-control
+    measurement is compared with.
+    """
+
+    baseline_hours: float
+    delta_hours: float
+    delta_per_treated_case_hours: float
+    treated_share: float = Field(ge=0, le=1)
+    ci_low_hours: float
+    ci_high_hours: float
+    delta_pct: float
+    ci_low_pct: float
+    ci_high_pct: float
+    ci_low_per_treated_case_hours: float
+    ci_high_per_treated_case_hours: float
+
+
+# --------------------------------------------------------------------------- measurement
+class CohortStats(BaseModel):
+    """Mean of a KPI over one cohort with its confidence interval."""
+
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+
+
+class Guardrails(BaseModel):
+    """The limits a live change is watched against (stored with the plan)."""
+
+    max_relative_worsening: float = Field(ge=0)
+    min_cases_per_cohort: int = Field(ge=2)
+    max_writes: int = Field(ge=0)
+    end_activities: list[str]
+    start_activities: list[str]
+
+
+class KpiMeasurement(Record):
+    """Treatment vs control cycle time measured from the system's own events since a change.
+
+    Without enough completed cases the cohort statistics and the delta are absent.
+    """
+
+    kpi: str = "cycle_time_hours"
+    source: str
+    events: int
+    min_cases_per_cohort: int
+    enough_cases: bool
+    treatment_n: int
+    control_n: int
+    treatment: CohortStats | None = None
+    control: CohortStats | None = None
+    delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    relative_pct: float | None = None
+    guardrail_breached: bool | None = None
+    guardrail: str | None = None
+
+
+# --------------------------------------------------------------------------- approvals
+class InvalidApproval(ValueError):
+    """An approval answer that is neither 'approve' nor 'reject' (the run stays paused)."""
+
+
+class ApprovalAnswer(BaseModel):
+    """A human's answer to a plan waiting for approval (the value given to ``Command(resume=...)``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    decision: Literal["approve", "reject"]
+    by: str = "unknown"
+    comment: str = ""
+    channel: str = "cli"
+
+
+def parse_approval(value: Any) -> ApprovalAnswer:
+    """The approval answer in ``value`` (a dict, an ``ApprovalAnswer`` or a bare 'approve'/'reject')."""
+    if isinstance(value, ApprovalAnswer):
+        return value
+    if isinstance(value, str):
+        value = {"decision": value}
+    try:
+        return ApprovalAnswer.model_validate(value)
+    except ValidationError as exc:
+        got = value.get("decision") if isinstance(value, dict) else value
+        raise InvalidApproval(f"an approval answer must be 'approve' or 'reject', got {got!r}") from exc
+
+
+# --------------------------------------------------------------------------- step records
+class Bottleneck(BaseModel):
+    activity: str
+    waiting_hours: float
+    total_delay_hours: float
+
+
+class ObserveStep(Record):
+    step: Literal["observe"] = "observe"
+    events: int
+    cases: int
+    activities: int
+    variants: int
+    mean_cycle_time_hours: float
+    top_bottlenecks: list[Bottleneck]
+    dataset_id: int
+    mining_run_id: int
+
+
+class AgentStep(Record):
+    """A step made by an agent: which model answered and whether the offline policy stood in."""
+
+    agent_model: str
+    fallback: bool
+
+
+class OpportunityRef(BaseModel):
+    id: int
+    activity: str
+    kind: str
+    priority: float
+
+
+class TriageStep(AgentStep):
+    step: Literal["triage"] = "triage"
+    opportunities: list[OpportunityRef]
+    missing_data: list[str]
+    summary: str
+
+
+class PlanStep(AgentStep):
+    """A plan the Planner made (or, with ``dropped``, the reason it made none)."""
+
+    step: Literal["plan"] = "plan"
+    opportunity_id: int
+    rationale: str
+    dropped: str | None = None
+    plan_id: int | None = None
+    action: str | None = None
+    params: dict[str, Any] | None = None
+    hypothesis: str | None = None
+    predicted: Prediction | None = None
+    risk_tier: str | None = None
+    blast_radius: dict[str, Any] | None = None
+    simulation_id: int | None = None
+
+
+class GateStep(Record):
+    step: Literal["gate"] = "gate"
+    mode: str
+    kill_switch: bool
+    route: str
+    risk_tier: str
+    approval_id: int | None
+
+
+class ApprovalStep(Record):
+    step: Literal["approval"] = "approval"
+    approval_id: int
+    decision: str
+    by: str
+
+
+class ExecutionRecord(BaseModel):
+    id: int
+    action: str
+    status: str
+    attempts: int
+    idempotency_key: str
+    response: Any
+
+
+class ExecuteStep(AgentStep):
+    step: Literal["execute"] = "execute"
+    executions: list[ExecutionRecord]
+    summary: str
+
+
+class WatchStep(AgentStep):
+    step: Literal["watch"] = "watch"
+    decision: Literal["keep", "rollback", "escalate", "wait"]
+    measured: KpiMeasurement
+    predicted_delta_hours: float | None
+    rationale: str
+    verdict_id: int | None
+
+
+class RollbackStep(Record):
+    step: Literal["rollback"] = "rollback"
+    compensations: list[dict[str, Any]]
+
+
+class LearnStep(Record):
+    step: Literal["learn"] = "learn"
+    outcome: str
+    policy_change: dict[str, Any] | None
+
+
+def _step_kind(value: Any) -> str | None:
+    return value.get("step") if isinstance(value, dict) else getattr(value, "step", None)
+
+
+Step = Annotated[
+    Annotated[ObserveStep, Tag("observe")] | Annotated[TriageStep, Tag("triage")]
+    | Annotated[PlanStep, Tag("plan")] | Annotated[GateStep, Tag("gate")]
+    | Annotated[ApprovalStep, Tag("approval")] | Annotated[ExecuteStep, Tag("execute")]
+    | Annotated[WatchStep, Tag("watch")] | Annotated[RollbackStep, Tag("rollback")]
+    | Annotated[LearnStep, Tag("learn")],
+    Discriminator(_step_kind),
+]
+"""One record of what a graph node did, told apart by its ``step`` field."""
+
+STEPS: TypeAdapter[list[Step]] = TypeAdapter(list[Step])
+
+
+def parse_steps(raw: list[dict[str, Any]]) -> list[Step]:
+    """The typed step records of a run's state (``state["steps"]``)."""
+    return STEPS.validate_python(raw)

@@ -1,0 +1,97 @@
+"""Connectors: an OpenAPI 3 document plus ``x-closedloop-*`` annotations, no code.
+
+A connector is a vendor's OpenAPI spec, left untouched, plus annotations
+written inline or in an OpenAPI Overlay 1.0 document. From it comes the action
+catalog: the only writes the loop may make, how to read events and state, and
+how to undo and verify each change. See ``docs/connectors.md``.
+
+Modules: ``spec`` (safe loading, local ``$ref``), ``overlay`` (Overlay 1.0),
+``annotations`` (the models), ``params`` (typed parameters), ``templates``
+(value sources), ``auth`` (bearer, basic, API key, OAuth2 client credentials),
+``catalog`` (:func:`build_catalog`), ``request`` (requests built, not sent),
+``readback`` (event pages, read-back checks), ``schema`` (shipped JSON Schema).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from closedloop.tools.connect.annotations import ActionAnnotation, ConnectorAnnotation
+from closedloop.tools.connect.auth import (
+    ApiKeyHeaderAuth,
+    BasicCredentialsAuth,
+    BearerTokenAuth,
+    OAuth2ClientCredentialsAuth,
+    make_auth,
+)
+from closedloop.tools.connect.catalog import Catalog, CatalogAction, OperationRef, build_catalog
+from closedloop.tools.connect.errors import (
+    AnnotationError,
+    AuthError,
+    ConnectorError,
+    NotInCatalogError,
+    OverlayError,
+    RequestBuildError,
+    SpecError,
+)
+from closedloop.tools.connect.overlay import (
+    Overlay,
+    apply_overlay,
+    load_overlay,
+    load_overlay_text,
+)
+from closedloop.tools.connect.readback import map_events_page, verify_readback
+from closedloop.tools.connect.request import (
+    build_action_request,
+    build_compensation_request,
+    build_events_request,
+    build_read_request,
+)
+from closedloop.tools.connect.schema import annotations_json_schema
+from closedloop.tools.connect.spec import fetch_spec, load_spec, load_spec_text
+
+CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
+
+
+def load_connector(spec: dict[str, Any], overlay: Overlay | None = None) -> Catalog:
+    """The catalog of ``spec`` with ``overlay`` applied (if any); the spec is not modified."""
+    return build_catalog(apply_overlay(spec, overlay) if overlay is not None else spec)
+
+
+__all__ = [
+    "CONNECTORS_DIR",
+    "ActionAnnotation",
+    "AnnotationError",
+    "ApiKeyHeaderAuth",
+    "AuthError",
+    "BasicCredentialsAuth",
+    "BearerTokenAuth",
+    "Catalog",
+    "CatalogAction",
+    "ConnectorAnnotation",
+    "ConnectorError",
+    "NotInCatalogError",
+    "OAuth2ClientCredentialsAuth",
+    "OperationRef",
+    "Overlay",
+    "OverlayError",
+    "RequestBuildError",
+    "SpecError",
+    "annotations_json_schema",
+    "apply_overlay",
+    "build_action_request",
+    "build_catalog",
+    "build_compensation_request",
+    "build_events_request",
+    "build_read_request",
+    "fetch_spec",
+    "load_connector",
+    "load_overlay",
+    "load_overlay_text",
+    "load_spec",
+    "load_spec_text",
+    "make_auth",
+    "map_events_page",
+    "verify_readback",
+]

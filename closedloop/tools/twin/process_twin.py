@@ -1,0 +1,154 @@
+"""The process twin as data: what :func:`~closedloop.tools.twin.fit.fit_twin` returns.
+
+A :class:`ProcessTwin` is a pydantic model (JSON round-trip safe) holding the
+arrival calendar, routing, per-activity times, resource pools and observed
+KPIs of one process; :func:`as_twin` validates one from its JSON-like dict.
+How each part is estimated is described in :mod:`closedloop.tools.twin.fit`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from closedloop.tools.errors import ScenarioError
+from closedloop.tools.twin.calendar import HOURS_PER_WEEK
+from closedloop.tools.twin.distributions import DurationModel
+from closedloop.tools.twin.routing import END, RoutingContext
+from closedloop.tools.twin.routing import START as ROUTE_START
+
+__all__ = ["ActivityModel", "ObservedKpis", "PoolModel", "ProcessTwin", "as_twin"]
+
+
+class ObservedKpis(BaseModel):
+    """KPIs measured directly on the event log (per case)."""
+
+    cases: int
+    mean_cycle_time_hours: float
+    p90_cycle_time_hours: float
+    mean_waiting_hours: float = Field(description="total non-processing time per case")
+    mean_processing_hours: float
+    throughput_per_day: float
+    p50_cycle_time_hours: float | None = None
+
+
+class ActivityModel(BaseModel):
+    """Times, pools and routing context of one activity of the twin."""
+
+    name: str
+    pool: str
+    count: int
+    visits_per_case: float
+    mean_processing_hours: float
+    mean_waiting_hours: float = Field(description="observed waiting before the activity")
+    mean_delay_hours: float = Field(description="part of the waiting modelled as extraneous")
+    processing_hours: list[float] = Field(description="empirical sample, <= 2000 values")
+    delay_hours: list[float] = Field(
+        description="empirical sample of extraneous delays in the pool's working hours, <= 2000"
+    )
+    processing: DurationModel | None = Field(None, description="fitted processing time")
+    delay: DurationModel | None = Field(None, description="fitted extraneous delay (working h)")
+    delay_after: dict[str, DurationModel] = Field(
+        default_factory=dict,
+        description=f"delay given the previous activity ('{ROUTE_START}' = first of the case)",
+    )
+    pool_shares: dict[str, float] = Field(
+        default_factory=dict,
+        description="pools sharing this activity -> share of its instances (empty: only `pool`)",
+    )
+    pool_after: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="pool shares given the previous activity"
+    )
+    processing_by_pool: dict[str, DurationModel] = Field(
+        default_factory=dict, description="processing time when done by that pool"
+    )
+
+
+class PoolModel(BaseModel):
+    """One resource pool of the twin: capacity, calendar, load and analytic queue."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # an unstable queue waits inf
+
+    name: str
+    activities: list[str]
+    capacity: int = Field(description="servers while the pool is on shift")
+    estimated_capacity: int | None = Field(
+        None, description="median distinct resources per week before the stability raise"
+    )
+    resources: int = Field(description="distinct resources seen on the pool's activities")
+    arrivals_per_hour: float = Field(description="visits per on-shift hour")
+    mean_processing_hours: float
+    processing_scv: float = Field(description="squared coefficient of variation")
+    offered_load: float = Field(description="mean busy servers on shift = arrivals x processing")
+    utilisation: float
+    queue_wait_hours: float = Field(
+        description="analytic mean queue wait per visit (inf: the load exceeds the capacity)"
+    )
+    working_hours: list[int] = Field(
+        default_factory=lambda: list(range(HOURS_PER_WEEK)),
+        description="hours of the week (Mon 0h UTC = 0) the pool works",
+    )
+    calendar: str = Field("always", description="the working hours in words (UTC)")
+    contention_hours: float | None = Field(
+        None,
+        description="observed waiting per visit while the resource that did it was busy "
+        "with other work (needs start times)",
+    )
+    resource_names: list[str] = Field(default_factory=list, description="busiest first")
+    cost_per_hour: float = Field(1.0, description="cost of one resource hour (default 1)")
+
+
+class ProcessTwin(BaseModel):
+    """A fitted simulation model of one process (see :mod:`closedloop.tools.twin.fit`)."""
+
+    n_cases: int
+    n_events: int
+    span_hours: float
+    has_start_times: bool
+    mean_interarrival_hours: float
+    interarrival_hours: list[float]
+    arrival_profile: list[float] = Field(
+        description="share of arrivals per hour of week, Mon 0h UTC first"
+    )
+    start_probabilities: dict[str, float]
+    transitions: dict[str, dict[str, float]] = Field(
+        description=f"next-activity probabilities; '{END}' ends"
+    )
+    activities: dict[str, ActivityModel]
+    pools: dict[str, PoolModel]
+    max_case_length: int
+    case_attributes: list[str]
+    case_attribute_samples: list[dict[str, Any]]
+    observed: ObservedKpis
+    warnings: list[str] = Field(default_factory=list)
+    pooling: str = Field("activity", description="how pools were formed: activity or profiles")
+    first_case_start: datetime | None = None
+    arrival_rates: list[float] | None = Field(
+        None, description="cases per hour for each hour of the week; None = even"
+    )
+    arrival_gap_units: list[float] = Field(
+        default_factory=list, description="gaps between case starts in expected arrivals"
+    )
+    routing_contexts: list[RoutingContext] = Field(default_factory=list)
+    parallel_pairs: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(activity, next activity) that mostly overlap in time: run in parallel",
+    )
+
+    def pool_of(self, activity: str) -> str:
+        return self.activities[activity].pool
+
+
+def as_twin(twin: Any) -> ProcessTwin:
+    """A ProcessTwin from a twin or its JSON-like dict; ScenarioError when invalid."""
+    if isinstance(twin, ProcessTwin):
+        return twin
+    try:
+        return ProcessTwin.model_validate(twin)
+    except ValidationError as exc:
+        brief = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise ScenarioError(f"invalid process twin: {brief}") from None
