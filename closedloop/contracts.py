@@ -108,6 +108,14 @@ class KpiMeasurement(Record):
 
 
 # --------------------------------------------------------------------------- approvals
+class RunNotFound(LookupError):
+    """No loop run or approval with that id."""
+
+
+class NotPaused(RuntimeError):
+    """The run is not waiting for what the caller tried to give it."""
+
+
 class InvalidApproval(ValueError):
     """An approval answer that is neither 'approve' nor 'reject' (the run stays paused)."""
 

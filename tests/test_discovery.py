@@ -177,3 +177,17 @@ def test_noise_filter_beats_plain_inductive_miner_on_noisy_log(
         frame, discover_petri_net(frame, variant=variant, noise_threshold=0.0)
     )
     assert filtered >= 0.9 > unfiltered
+
+
+def test_old_import_paths_still_work() -> None:
+    """closedloop.tools.discovery / conformance / language re-export the mining room's names."""
+    from closedloop.tools import conformance as old_conformance
+    from closedloop.tools import language as old_language
+    from closedloop.tools import mining
+    from closedloop.tools.discovery import discover_petri_net as old_discover
+    from closedloop.tools.discovery import petri_net as old_petri_net
+
+    assert old_discover is mining.discover_petri_net is discover_petri_net
+    assert old_petri_net is mining.petri_net is petri_net
+    for shim in (old_conformance, old_language):
+        assert shim.__all__ and all(getattr(shim, n) is getattr(mining, n) for n in shim.__all__)

@@ -14,8 +14,9 @@ from closedloop.agents.offline import answer, call_tool, first_human_json, tool_
 from closedloop.agents.runtime import AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
 from closedloop.contracts import ExecuteStep, ExecutionRecord
+from closedloop.governance import kill_switch_on
 from closedloop.store.db import transaction
-from closedloop.store.models import Approval, Execution, Plan, Policy, utcnow
+from closedloop.store.models import Approval, Execution, Plan, utcnow
 from closedloop.tools.act import ApiRequest, build_compensation, build_request, invoke_api
 from closedloop.tools.base import write_tool
 from closedloop.tools.errors import ApiCallError, NotAllowedError
@@ -51,8 +52,7 @@ def execute_plan_action(ctx: LoopContext, run_id: str, plan_id: int, api_url: st
             raise NotAllowedError(f"plan {plan_id} does not belong to run {run_id}")
         if plan.status not in EXECUTABLE_STATUSES:
             raise NotAllowedError(f"plan {plan_id} is {plan.status!r}; only approved plans execute")
-        policy = session.exec(select(Policy).where(Policy.scope == plan.scope)).first()
-        if policy is not None and policy.kill_switch:
+        if kill_switch_on(session, plan.scope):
             raise NotAllowedError(f"the kill switch of scope {plan.scope!r} is on")
         if not 0 <= index < len(plan.actions):
             raise NotAllowedError(f"plan {plan_id} has no action {index}")

@@ -34,7 +34,7 @@ from closedloop.api.models import (
     StartRunIn,
 )
 from closedloop.api.service import RunFailed, RunnerFactory, Service, approval_view
-from closedloop.graphs.runner import NotPaused, RunNotFound
+from closedloop.contracts import NotPaused, RunNotFound
 from closedloop.settings import Settings, get_settings
 from closedloop.tools.errors import ToolError
 

@@ -28,7 +28,8 @@ from closedloop.api.models import (
     PolicyView,
     RunView,
 )
-from closedloop.graphs.runner import LoopRunner, NotPaused, RunNotFound
+from closedloop.contracts import NotPaused, RunNotFound
+from closedloop.graphs.runner import LoopRunner
 from closedloop.report import audit_chain
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from closedloop.api.cards import COMMENT_INPUT_ID, VERBS, decided_card, invoke_response
 from closedloop.api.models import Activity, CardActionValue, ChannelAccount
 from closedloop.api.service import Service
-from closedloop.graphs.runner import NotPaused, RunNotFound
+from closedloop.contracts import NotPaused, RunNotFound
 from closedloop.tools.errors import ToolError
 
 INVOKE_NAME = "adaptiveCard/action"

@@ -97,7 +97,7 @@ class LoopSession:
 
     def decide(self, run_id: str, approve: bool, by: str, comment: str = "") -> dict[str, Any]:
         """Answer the approval the run waits for (channel ``chat``)."""
-        from closedloop.graphs.runner import NotPaused
+        from closedloop.contracts import NotPaused
 
         with self._lock:
             self._check(run_id)
@@ -125,7 +125,7 @@ class LoopSession:
 
     def waiting(self) -> Phase:
         """What this session's current run waits for ("done" when there is none or it is closed)."""
-        from closedloop.graphs.runner import RunNotFound
+        from closedloop.contracts import RunNotFound
 
         if self.run_id is None or self.runner is None:
             return "done"

@@ -77,26 +77,20 @@ def _add_epilog(sub: argparse._SubParsersAction) -> None:
                 _add_epilog(action)
 
 
-def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
-    mod = sys.modules.get(module)
-    return tuple(getattr(mod, name) for name in names if hasattr(mod, name))
-
-
 def describe_error(exc: BaseException) -> tuple[int, str] | None:
-    """Exit code and one-line message for an error a command raised on purpose (None: a bug).
+    """Exit code and one-line message for an error a command raised on purpose (None: a bug)."""
+    # Imported here, after the fact: none of these may slow down `--help`.
+    from pydantic import ValidationError
 
-    The error classes are looked up in ``sys.modules`` instead of imported: an
-    exception can only be an instance of a class whose module is loaded, and
-    importing the graph layer just to classify an error would cost seconds.
-    """
-    if isinstance(exc, _loaded("closedloop.tools.errors", "EventLogError")):
+    from closedloop.contracts import NotPaused, RunNotFound
+    from closedloop.governance import GovernanceError
+    from closedloop.tools.errors import EventLogError, ToolError
+
+    if isinstance(exc, EventLogError):
         return EXIT_INPUT, f"closedloop: {exc}"
-    if isinstance(exc, _loaded("closedloop.graphs.runner", "RunNotFound", "NotPaused")):
+    if isinstance(exc, RunNotFound | NotPaused):
         return EXIT_STATE, f"closedloop: {exc}"
-    named = (_loaded("closedloop.tools.errors", "ToolError")
-             + _loaded("closedloop.governance", "GovernanceError")
-             + _loaded("pydantic", "ValidationError"))
-    if isinstance(exc, named):
+    if isinstance(exc, ToolError | GovernanceError | ValidationError):
         first_line = (str(exc).splitlines() or [""])[0]
         return EXIT_STATE, f"closedloop: {type(exc).__name__}: {first_line}"
     return None

@@ -14,8 +14,8 @@ COLUMN_FLAGS = ("case", "activity", "timestamp", "start", "resource", "lifecycle
 def cmd_mine(args: argparse.Namespace) -> int:
     """Diagnose a log; ``--out`` also writes the process map and the discovered model."""
     from closedloop.report import render_mining
-    from closedloop.tools.log.ingest import ColumnMapping, load_event_log
-    from closedloop.tools.mining.diagnose import diagnose
+    from closedloop.tools.log import ColumnMapping, load_event_log
+    from closedloop.tools.mining import diagnose
 
     threshold = args.threshold
     if threshold is None:
@@ -33,8 +33,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     data = report.model_dump(mode="json")
     text = render_mining(data)
     if args.out:
-        from closedloop.tools.mining.export import write_models
-        from closedloop.tools.mining.visual import write_process_map
+        from closedloop.tools.mining import write_models, write_process_map
 
         files = {**write_process_map(report, args.out, bottleneck_threshold_hours=threshold),
                  **write_models(frame, args.out)}

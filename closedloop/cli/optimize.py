@@ -20,7 +20,7 @@ OBJECTIVES = {"shifts": ("cost", "waiting"), "assignment": ("waiting", "staff"),
 
 def _outcomes(pairs: list[str] | None) -> Any:
     from closedloop.tools.errors import ScenarioError
-    from closedloop.tools.rules.learn import BPI2012_DECISION, OutcomeTarget
+    from closedloop.tools.rules import BPI2012_DECISION, OutcomeTarget
 
     if not pairs:
         return BPI2012_DECISION
@@ -47,9 +47,9 @@ def _objective(args: argparse.Namespace) -> str | None:
 
 def run_optimisation(args: argparse.Namespace) -> Any:
     """The plan of the optimisation ``args`` describe (ScenarioError for bad options)."""
+    from closedloop.tools import optimize as opt
     from closedloop.tools.errors import ScenarioError
-    from closedloop.tools.optimize import staffing as opt
-    from closedloop.tools.twin.fit import fit_twin
+    from closedloop.tools.twin import fit_twin
 
     objective = _objective(args)
     common = {"seed": args.seed, "validate": not args.no_validate,

@@ -17,7 +17,7 @@ from closedloop.cli.common import add_json, emit
 
 def load_frame(path: Path) -> Any:
     """The event frame of a CSV, XES, XES.gz or Parquet log."""
-    from closedloop.tools.log.ingest import load_event_log
+    from closedloop.tools.log import load_event_log
 
     return load_event_log(path)
 
@@ -25,7 +25,7 @@ def load_frame(path: Path) -> Any:
 def load_twin(path: Path) -> Any:
     """A twin from TWIN.json (ScenarioError when missing or not a twin)."""
     from closedloop.tools.errors import ScenarioError
-    from closedloop.tools.twin.simulate import as_twin
+    from closedloop.tools.twin import as_twin
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -38,7 +38,7 @@ def load_twin(path: Path) -> Any:
 
 def twin_or_log(path: Path, seed: int) -> tuple[Any, Any]:
     """A twin from TWIN.json, or fitted on an event log (then with the log's frame)."""
-    from closedloop.tools.twin.fit import fit_twin
+    from closedloop.tools.twin import fit_twin
 
     if path.suffix.lower() == ".json":
         return load_twin(path), None
@@ -49,7 +49,7 @@ def twin_or_log(path: Path, seed: int) -> tuple[Any, Any]:
 def parse_scenario(text: str) -> Any:
     """A scenario from JSON text or the path of a JSON file (ScenarioError when invalid)."""
     from closedloop.tools.errors import ScenarioError
-    from closedloop.tools.twin.simulate import as_scenario
+    from closedloop.tools.twin import as_scenario
 
     source = text
     path = Path(text)
@@ -89,7 +89,7 @@ def _hours(e: Any) -> str:
 
 def cmd_twin_fit(args: argparse.Namespace) -> int:
     """Fit a twin on a log and write it as JSON."""
-    from closedloop.tools.twin.fit import fit_twin
+    from closedloop.tools.twin import fit_twin
 
     twin = fit_twin(load_frame(args.log), seed=args.seed, pooling=args.pooling)
     args.out.write_text(twin.model_dump_json(), encoding="utf-8")
@@ -107,7 +107,7 @@ def cmd_twin_fit(args: argparse.Namespace) -> int:
 
 def cmd_twin_simulate(args: argparse.Namespace) -> int:
     """Simulate a log (CSV) from a twin, optionally under a scenario."""
-    from closedloop.tools.twin.simulate import simulate_log
+    from closedloop.tools.twin import simulate_log
 
     twin = load_twin(args.twin)
     scenario = parse_scenario(args.scenario) if args.scenario else None
@@ -122,7 +122,7 @@ def cmd_twin_simulate(args: argparse.Namespace) -> int:
 
 def cmd_whatif(args: argparse.Namespace) -> int:
     """Predicted KPI deltas of a scenario against the as-is process."""
-    from closedloop.tools.twin.simulate import simulate
+    from closedloop.tools.twin import simulate
 
     scenario = parse_scenario(args.scenario)
     twin, _ = twin_or_log(args.log, args.seed)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
 from closedloop.agents.context import LoopContext
-from closedloop.contracts import ApprovalAnswer, RunStatus
+from closedloop.contracts import ApprovalAnswer, NotPaused, RunNotFound, RunStatus
 from closedloop.graphs.loop import build_graph
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
@@ -22,14 +22,6 @@ from closedloop.store.models import Approval, LoopRun, utcnow
 
 # Checkpoints only deserialize known types (LangGraph's msgpack allow-list).
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
-
-
-class RunNotFound(LookupError):
-    """No loop run or approval with that id."""
-
-
-class NotPaused(RuntimeError):
-    """The run is not waiting for what the caller tried to give it."""
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Precise exceptions raised by tools.
 
-Tools raise these; one boundary (``closedloop.tools.registry.run_tool`` for the
-agents, ``closedloop.cli`` for people) turns them into messages.
+Tools raise these; one boundary (``closedloop.agents.runtime.run_tool`` for the
+agents, ``closedloop.cli.main`` for people) turns them into messages.
 """
 
 from __future__ import annotations

@@ -11,14 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.log import (
-    ACTIVITY,
-    CASE,
-    CASE_PREFIX,
-    RESOURCE,
-    START,
-    TIMESTAMP,
-)
+from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, RESOURCE, START, TIMESTAMP
 
 __all__ = ["EVENT_COUNT", "WEEKDAYS", "case_features"]
 

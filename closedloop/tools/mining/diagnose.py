@@ -20,7 +20,8 @@ from pydantic import Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import EventLogError, ToolError
-from closedloop.tools.log import ACTIVITY, CASE, ColumnMapping, load_event_log
+from closedloop.tools.log import ColumnMapping, load_event_log
+from closedloop.tools.log.columns import ACTIVITY, CASE
 from closedloop.tools.mining.conformance import load_reference_model
 from closedloop.tools.mining.mine import MiningReport, mine_with_tables
 from closedloop.tools.mining.replay import (

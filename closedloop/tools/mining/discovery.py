@@ -35,7 +35,8 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.log import ACTIVITY, CASE, START, TIMESTAMP, as_canonical
+from closedloop.tools.log import as_canonical
+from closedloop.tools.log.columns import ACTIVITY, CASE, START, TIMESTAMP
 from closedloop.tools.mining import performance as perf
 from closedloop.tools.mining.miners import (
     TREE_CHARS,

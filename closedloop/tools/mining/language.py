@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.log import ACTIVITY, check_xes, to_canonical
+from closedloop.tools.log import check_xes, to_canonical
+from closedloop.tools.log.columns import ACTIVITY
 from closedloop.tools.mining.petri import CompiledNet
 from closedloop.tools.mining.replay import replay_conformance
 

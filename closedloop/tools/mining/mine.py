@@ -23,18 +23,8 @@ from pydantic import BaseModel, Field
 from closedloop.settings import get_settings
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.log import (
-    ACTIVITY,
-    CASE,
-    CASE_PREFIX,
-    RESOURCE,
-    START,
-    TIMESTAMP,
-    ColumnMapping,
-    as_canonical,
-    load_event_log,
-    raw_event_count,
-)
+from closedloop.tools.log import ColumnMapping, as_canonical, load_event_log, raw_event_count
+from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, RESOURCE, START, TIMESTAMP
 from closedloop.tools.mining import performance as perf
 from closedloop.tools.mining import workload as work
 from closedloop.tools.mining.conformance import model_name

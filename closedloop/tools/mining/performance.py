@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools.log import ACTIVITY, CASE, START, TIMESTAMP
+from closedloop.tools.log.columns import ACTIVITY, CASE, START, TIMESTAMP
 
 HOUR = 3600.0
 SEP = "\x1f"  # joins activity names into a variant key (never in real names)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools.log import CASE, RESOURCE
+from closedloop.tools.log.columns import CASE, RESOURCE
 from closedloop.tools.mining.performance import rounded
 
 __all__ = [
