@@ -1,4 +1,4 @@
-"""One mining pipeline: ``mine``, ``diagnose`` and ``closedloop mine`` report the same model.
+"""One mining pipeline: ``mine``, ``diagnose``, ``closedloop mine`` and the chat report the same model.
 
 The chat and the loop call ``mine``, the CLI calls ``diagnose``; all of them must
 describe the log with the same discovered model and the same fitness and
@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from closedloop.chat.render import md_text, mining_summary_md
 from closedloop.cli import main
 from closedloop.settings import get_settings
 from closedloop.tools.log import load_event_log
@@ -84,6 +85,11 @@ def test_mine_diagnose_and_cli_report_the_same_model(
     assert (mined.fitness, mined.precision) == (alone.fitness, alone.precision)
     assert diagnosed.conformance.model == cli["conformance"]["model"] == alone.model
     assert 0.9 < mined.fitness < 1.0 and 0.5 < mined.precision < 1.0  # helpdesk: 0.988 / 0.790
+
+    # the chat's summary shows that same model and those same numbers
+    chat = mining_summary_md(mine(helpdesk), "helpdesk")
+    assert md_text(mined.algorithm, 80) in chat
+    assert f"fitness {mined.fitness:.2f}, precision {mined.precision:.2f}, F1 {mined.f1:.2f}" in chat
 
 
 def test_bottleneck_threshold_comes_from_the_settings(

@@ -136,7 +136,10 @@ def mining_summary_md(report: MiningReport, name: str, top: int = 5, seconds: fl
     first, last = report.time_range.first, report.time_range.last
     period = f"{first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)" if first and last else "unknown"
     model = report.model
-    fitness = f", token-replay fitness {model.fitness:.2f}" if model.fitness is not None else ""
+    quality = [f"{label} {value:.2f}" for label, value in
+               (("fitness", model.fitness), ("precision", model.precision), ("F1", model.f1))
+               if value is not None]
+    quality_text = f", {', '.join(quality)}" if quality else ""
     lines = [
         f"### Mining summary: {md_text(name, 120)}",
         "",
@@ -145,8 +148,8 @@ def mining_summary_md(report: MiningReport, name: str, top: int = 5, seconds: fl
          f"{count(report.variant_count, 'variant')}"),
         f"- Period: {period}",
         f"- Cycle time per case: mean {hours(ct.mean)}, median {hours(ct.median)}, p90 {hours(ct.p90)}",
-        (f"- Discovered model (inductive miner, IMd): {model.transitions - model.silent_transitions} "
-         f"activities, {model.places} places{fitness}"),
+        (f"- Discovered model ({md_text(model.algorithm, 80)}): "
+         f"{model.transitions - model.silent_transitions} activities, {model.places} places{quality_text}"),
         f"- Read and mined in {report.duration_s if seconds is None else seconds:.1f} s",
         "",
         bottleneck_section_md(report, top),
