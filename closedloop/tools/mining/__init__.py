@@ -4,7 +4,8 @@ Public API (import from here). Layers, each importing only those below it:
 ``performance`` / ``workload`` (statistics) and ``petri`` (exact membership) <- ``tokenreplay``
 (replay engine) <- ``replay`` (fitness, precision, deviations) <- ``miners`` <-
 ``discovery`` <- ``conformance`` / ``language`` <- ``mine`` <- ``diagnose``
-(+ ``rootcause``); ``export`` and ``visual`` draw what they found.
+(+ ``rootcause``); ``export`` and ``visual`` draw what they found; ``opportunities`` <-
+``insights`` turn a report's findings into scored insights for triage.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from closedloop.tools.mining.discovery import (
     process_tree,
 )
 from closedloop.tools.mining.export import bpmn_xml, write_bpmn, write_models, write_pnml
+from closedloop.tools.mining.insights import ScoredInsight, insights_from_report
 from closedloop.tools.mining.language import (
     ModelComparison,
     compare_models,
@@ -48,6 +50,13 @@ from closedloop.tools.mining.mine import (
     mine_file,
     mine_with_tables,
     resolve_threshold,
+)
+from closedloop.tools.mining.opportunities import (
+    InsightScore,
+    Segment,
+    fingerprint,
+    score_insight,
+    segment_profile,
 )
 from closedloop.tools.mining.performance import (
     ActivityStats,
@@ -103,6 +112,7 @@ __all__ = [
     "DiscoveredNet",
     "Handoff",
     "HandoffStats",
+    "InsightScore",
     "MinedLog",
     "MiningReport",
     "ModelComparison",
@@ -111,6 +121,8 @@ __all__ = [
     "ReworkStats",
     "RootCauseReport",
     "RootCauseRule",
+    "ScoredInsight",
+    "Segment",
     "SlaActivityWait",
     "SlaStats",
     "TimeRange",
@@ -128,7 +140,9 @@ __all__ = [
     "discovered_net",
     "explain_target",
     "filter_dfg",
+    "fingerprint",
     "frame_from_traces",
+    "insights_from_report",
     "load_reference_model",
     "mine",
     "mine_file",
@@ -142,6 +156,8 @@ __all__ = [
     "replay_conformance",
     "resolve_threshold",
     "root_causes",
+    "score_insight",
+    "segment_profile",
     "write_bpmn",
     "write_models",
     "write_pnml",
