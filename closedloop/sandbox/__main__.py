@@ -1,4 +1,6 @@
-"""Serve the sandbox in the foreground: ``python -m closedloop.sandbox --port 8765 --seed 7``.
+"""Serve a sandbox in the foreground: ``python -m closedloop.sandbox --port 8765 --seed 7``.
+
+``--domain o2c`` serves the order-to-cash system instead of the helpdesk.
 
 Prints the base URL once the port is bound, then serves until killed. The bearer
 token, if any, is read from ``--api-token`` or the ``CLOSEDLOOP_SANDBOX_TOKEN``
@@ -13,8 +15,7 @@ import sys
 
 import uvicorn
 
-from closedloop.sandbox.app import create_app
-from closedloop.sandbox.server import DEFAULT_HOST, bind_socket
+from closedloop.sandbox.server import DEFAULT_HOST, DOMAINS, bind_socket, create_domain_app
 from closedloop.sandbox.simclock import parse_iso
 
 TOKEN_ENV = "CLOSEDLOOP_SANDBOX_TOKEN"
@@ -23,7 +24,9 @@ TOKEN_ENV = "CLOSEDLOOP_SANDBOX_TOKEN"
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, bind the port, print the URL and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m closedloop.sandbox",
-                                     description="Simulated helpdesk with a REST API.")
+                                     description="Simulated enterprise system with an API.")
+    parser.add_argument("--domain", choices=sorted(DOMAINS), default="helpdesk",
+                        help="which system to simulate (default helpdesk)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (0 = pick a free one)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--start is not an ISO 8601 timestamp: {args.start!r}")
     token = args.api_token or os.environ.get(TOKEN_ENV) or None
-    app = create_app(seed=args.seed, start=start, speed=args.speed, api_token=token)
+    app = create_domain_app(args.domain, seed=args.seed, start=start, speed=args.speed,
+                            api_token=token)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:

@@ -1,19 +1,34 @@
-"""Run the sandbox app with uvicorn on loopback, in a background thread or in the foreground."""
+"""Run a sandbox app with uvicorn on loopback, in a background thread or in the foreground.
+
+Two domains are bundled: ``helpdesk`` (the default) and ``o2c`` (order-to-cash).
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
+from fastapi import FastAPI
 
 from closedloop.sandbox.app import create_app
+from closedloop.sandbox.o2c.app import create_app as create_o2c_app
 
 DEFAULT_HOST = "127.0.0.1"
+#: App factory per domain; each takes seed, start, speed and api_token keywords.
+DOMAINS: dict[str, Callable[..., FastAPI]] = {"helpdesk": create_app, "o2c": create_o2c_app}
+
+
+def create_domain_app(domain: str = "helpdesk", **options: Any) -> FastAPI:
+    """The app of a bundled domain (ValueError for an unknown one)."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown sandbox domain {domain!r}; known: {', '.join(DOMAINS)}")
+    return DOMAINS[domain](**options)
 
 
 def bind_socket(host: str = DEFAULT_HOST, port: int = 0) -> socket.socket:
@@ -32,13 +47,14 @@ class SandboxServer:
     """The sandbox served by uvicorn in a background thread on 127.0.0.1.
 
     Use as a context manager (``with SandboxServer() as server: server.url``) or call
-    ``start()`` / ``stop()``. ``port=0`` picks a free port.
+    ``start()`` / ``stop()``. ``port=0`` picks a free port. ``domain`` picks the
+    bundled app (``helpdesk`` or ``o2c``); ``app`` serves a ready-made app instead.
     """
 
     def __init__(
         self, seed: int = 7, port: int = 0, speed: float = 0.0,
         api_token: str | None = None, start: datetime | None = None,
-        host: str = DEFAULT_HOST,
+        host: str = DEFAULT_HOST, domain: str = "helpdesk", app: FastAPI | None = None,
     ) -> None:
         self.seed = seed
         self.port = port
@@ -46,7 +62,9 @@ class SandboxServer:
         self.api_token = api_token
         self.start_time = start
         self.host = host
-        self.app = create_app(seed=seed, start=start, speed=speed, api_token=api_token)
+        self.domain = domain
+        self.app = app if app is not None else create_domain_app(
+            domain, seed=seed, start=start, speed=speed, api_token=api_token)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
