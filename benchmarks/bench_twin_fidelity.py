@@ -124,7 +124,7 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replications", type=int, default=10)
-    parser.add_argument("--pooling", default="activity", choices=["activity", "profiles"])
+    parser.add_argument("--pooling", default="auto", choices=["auto", "activity", "profiles"])
     parser.add_argument("--skip-prosimos", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()

@@ -92,10 +92,11 @@ def test_fit_repair_uses_start_times(bundled_data: Path) -> None:
         acts["Repair (Complex)"].mean_processing_hours
         > acts["Repair (Simple)"].mean_processing_hours
     )
-    assert twin.pools["Test Repair"].estimated_capacity == 6
+    test = twin.pool_of("Test Repair")  # shared pools by default: the testers' pool
+    assert twin.pools[test].estimated_capacity == 6
     # the user is informed while the phone is being repaired: those steps run in parallel
     assert ("Inform User", "Repair (Complex)") in twin.parallel_pairs
-    assert twin.pools["Test Repair"].contention_hours is not None  # busy overlap is measurable
+    assert twin.pools[test].contention_hours is not None  # busy overlap is measurable
     assert {"phoneType", "defectType"} <= set(twin.case_attributes)
     assert all(
         isinstance(r["defectType"], int) for r in twin.case_attribute_samples if r["defectType"]
@@ -268,5 +269,5 @@ def test_profiles_pooling_shares_staff_and_activities() -> None:
     assert resolve.pool_shares == pytest.approx({shared: 2 / 3, "resolve": 1 / 3})
     assert resolve.pool_after["escalate"] == {"resolve": 1.0}
     assert ProcessTwin.model_validate_json(twin.model_dump_json()) == twin
-    assert fit_twin(frame).pooling == "activity"  # the default
-    assert fit_twin(frame, pooling="auto").pooling == "profiles"  # start times are known
+    assert fit_twin(frame).pooling == "profiles"  # the default: resources and start times known
+    assert fit_twin(frame, pooling="activity").pooling == "activity"

@@ -154,8 +154,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     fit = tsub.add_parser("fit", help="fit a twin from an event log and save it as JSON")
     fit.add_argument("log", type=Path, help="CSV, XES, XES.gz or Parquet event log")
     fit.add_argument("--out", type=Path, required=True, help="where to write TWIN.json")
-    fit.add_argument("--pooling", choices=["activity", "profiles"], default="activity",
-                     help="one pool per activity, or pools of activities with similar staff")
+    fit.add_argument("--pooling", choices=["auto", "activity", "profiles"], default="auto",
+                     help="auto (shared pools of people who do the same work when the log has "
+                          "resources and start times), one pool per activity, or shared pools")
     fit.add_argument("--seed", type=int, default=0, help="random seed")
     add_json(fit)
     fit.set_defaults(func=cmd_twin_fit)

@@ -4,7 +4,11 @@ Public API (import from here; the modules behind it may move):
 
 - fitting: :func:`fit_twin` (``fit``) returns a :class:`ProcessTwin`
   (``process_twin``: with :class:`ActivityModel`, :class:`PoolModel`,
-  :class:`ObservedKpis`; :func:`as_twin` validates a JSON-like dict);
+  :class:`ObservedKpis`; :func:`as_twin` validates a JSON-like dict). Pools
+  are shared by the people who do the same work (by default when the log has
+  resources and start times); ``twin.pool_of(activity)`` is the pool doing
+  most of an activity, ``twin.pools_of(activity)`` all of them with shares,
+  ``twin.pool_of_resources(names)`` the pool holding those people;
 - simulation: :func:`simulate` (``simulate``) -> :class:`SimulationResult` of
   :class:`KpiEstimates` / :class:`Estimate` (``kpis``; :func:`estimate` is the
   95 % t-interval over replications); :func:`simulate_log` writes a simulated

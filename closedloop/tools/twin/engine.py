@@ -18,7 +18,9 @@ compiled scenario settings (:class:`Settings`); steps 1 to 3 are in
    (priority cases first, FIFO otherwise; batched activities wait for their
    batch); a server starts it only while the pool's capacity for that hour
    of the week exceeds the busy servers (off shift the capacity is 0);
-   started work runs to completion (wall-clock processing, as recorded).
+   started work runs to completion; its processing time counts only the
+   pool's as-is working hours (twins fitted on working time, the default;
+   older twins run it on the wall clock).
    Consecutive steps the twin saw overlap in time (``parallel_pairs``) are
    enabled together and the case moves on when all are done.
 
@@ -94,6 +96,8 @@ def run(m: EngineModel, s: Settings, cases: Cases, warm: int) -> RunOutput:
     wake_at = [math.inf] * npools
     raise_in = [_raise_offsets(profile) for profile in cap]
     advance = [clock.advance for clock in m.delay_clock]
+    forward = [clock.forward for clock in m.delay_clock]
+    working = m.working_processing
     prio_case = [s.priority_mask[r] for r in cases.rows] if s.priority_mask is not None else None
     prio_pools = s.priority_pools
     batches = s.batches
@@ -128,11 +132,16 @@ def run(m: EngineModel, s: Settings, cases: Cases, warm: int) -> RunOutput:
         wait[c] += q
         if c >= warm:
             pool_wait[p] += q
-        e = t + x_l[k]
-        lo = max(t0, t)
-        hi = min(t1, e)
-        if hi > lo:
-            busy_time[p] += hi - lo
+        if working:
+            e = advance[p](t, x_l[k])
+            lo, hi = max(t0, t), min(t1, e)
+            if hi > lo:
+                busy_time[p] += forward[p](hi) - forward[p](lo)
+        else:
+            e = t + x_l[k]
+            lo, hi = max(t0, t), min(t1, e)
+            if hi > lo:
+                busy_time[p] += hi - lo
         seq += 1
         push(heap, (e, seq, 2, k))
 

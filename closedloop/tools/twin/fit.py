@@ -32,10 +32,17 @@ reasons about. What it holds and how each part is estimated:
   per previous activity where the log has enough of them. With start times,
   ``PoolModel.contention_hours`` also reports how much waiting fell while the
   resource that did the work was busy with other work.
-- **Capacity**: with ``pooling="profiles"`` and start times, the staff seen
-  per week (even when stretched: the log's queues are real); otherwise at
-  least that, raised until utilisation <= 85 % and the analytic queue wait
-  stays within the observed waiting (a warning says so).
+- **Capacity**: with ``pooling="profiles"`` and start times (the default for
+  such logs), the staff seen per week, at most the peak number of members
+  ever busy at once (even when stretched: the log's queues are real), and
+  the extraneous delay is the waiting in working hours while a member was
+  free (:mod:`closedloop.tools.twin.occupancy`); otherwise at least the staff
+  seen, raised until utilisation <= 85 % and the analytic queue wait stays
+  within the observed waiting (a warning says so).
+- **Working time**: processing counts only the pool's working hours (its
+  calendar), so a task left open overnight or over a weekend is not read as
+  work and fitting does not inflate capacity; the engine runs it on the same
+  calendar (``ProcessTwin.processing_clock == "working"``).
 - **Case attributes**: joint samples (one dict per case, ``case:`` prefix
   dropped) so segment conditions can be evaluated on realistic combinations.
 """
@@ -67,6 +74,7 @@ from closedloop.tools.twin.frame import (
     sample,
     split_times,
 )
+from closedloop.tools.twin.occupancy import idle_wait_hours, peak_busy
 from closedloop.tools.twin.pools import (
     MIN_POOL_SHARE,
     instance_pools,
@@ -172,7 +180,7 @@ def _activity(
     )
 
 
-def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") -> ProcessTwin:
+def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> ProcessTwin:
     """Fit a process twin (simulation model) from a canonical event frame.
 
     ``frame`` has one row per activity instance with columns
@@ -180,11 +188,11 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
     optionally ``start_timestamp`` (UTC start; equal to completion when
     unknown), ``org:resource``, ``org:group`` and ``case:<attribute>`` columns.
     ``seed`` only drives subsampling and cross-validation splits, so the same
-    frame and seed give the same twin. ``pooling``: "activity" (default: one
-    resource pool per activity, or per ``org:group``), "profiles" (resources
-    with similar work form a pool; an activity may be shared by pools; the
-    more faithful choice when people work on several activities) or "auto"
-    (profiles when the log has start times, else activity).
+    frame and seed give the same twin. ``pooling``: "auto" (default: profiles
+    when the log names resources, else activity), "profiles" (resources with
+    similar work form one shared pool; an activity may be shared by pools),
+    or "activity" (one resource pool per activity, or per ``org:group``).
+    Processing times count only the working hours of the pool's calendar.
 
     Returns a :class:`ProcessTwin` with arrival calendar, history-aware
     routing, fitted processing and delay distributions, resource pools with
@@ -226,6 +234,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
         warnings.append("all durations are zero: every simulated cycle time will be zero")
 
     named = df[RESOURCE] != ""
+    # without start times busy periods are guesses, and shared pools would rest on them
     mode = (
         pooling if pooling != "auto" else ("profiles" if has_starts and named.any() else "activity")
     )
@@ -235,6 +244,9 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
     epoch = pd.Timestamp(week_epoch(df[START].min().to_pydatetime()))
     df["_h_start"] = ((start - epoch) / HOUR).to_numpy(dtype=float)
     df["_h_enabled"] = ((enabled - epoch) / HOUR).to_numpy(dtype=float)
+    df["_h_end"] = ((df[COMPLETE] - epoch) / HOUR).to_numpy(dtype=float)
+    df["_proc_wall"] = df["_proc"]
+    span_start, span_end = float(df["_h_start"].min()), float(df["_h_end"].max())
     overall = working_slots(df["_h_start"].to_numpy(), df["_h_enabled"].to_numpy())
     act_count = df[ACTIVITY].value_counts()
 
@@ -250,20 +262,27 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
         slots = slots or overall or [True] * HOURS_PER_WEEK
         clock = WeeklyClock([1.0 if s else 0.0 for s in slots])
         on_hours = int(sum(slots))
-        p_proc = rows["_proc"].to_numpy(dtype=float)
+        # work counts only in the pool's working hours: a task left open overnight is not work
+        p_proc = clock.between(rows["_h_start"].to_numpy(), rows["_h_end"].to_numpy())
+        df.loc[rows.index, "_proc"] = p_proc
+        mine = (rows[RESOURCE] != "").to_numpy()
+        observed_busy = mode == "profiles" and has_starts and bool(mine.any())
+        b_s, b_e = rows["_h_start"].to_numpy()[mine], rows["_h_end"].to_numpy()[mine]
         mean_s = float(p_proc.mean())
         scv = float(p_proc.var() / mean_s**2) if mean_s > 0 else 0.0
         rate = case_rate * len(rows) / n_cases * HOURS_PER_WEEK / on_hours
         load = rate * mean_s
         estimated = weekly_resources(rows, week)
         observed_wait = float(rows["_wait"].mean())
-        if mode == "profiles" and has_starts and estimated is not None:
-            # shared pools with observed busy periods: the staff seen is the capacity, even
-            # when stretched (raising it would hide the queueing the log shows)
-            capacity, wq = estimated, queue_wait_hours(rate, mean_s, scv, estimated)
+        if observed_busy and estimated is not None:
+            # shared pools with observed busy periods: the staff seen (at most as many as were
+            # ever busy at once) is the capacity, even when stretched: raising it would hide
+            # the queueing the log shows
+            capacity = max(1, min(estimated, peak_busy(b_s, b_e) or estimated))
+            wq = queue_wait_hours(rate, mean_s, scv, capacity)
             if load >= MAX_UTILISATION * capacity:
                 warnings.append(
-                    f"pool {pool!r}: {estimated} resources carry a load of {load:.2f} on shift "
+                    f"pool {pool!r}: {capacity} resources carry a load of {load:.2f} on shift "
                     f"({load / capacity:.0%}): simulated queues build up as in the log"
                 )
         else:
@@ -280,8 +299,20 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
                 f"pool {pool!r}: capacity raised from {estimated} (resources per week) to "
                 f"{capacity} so {' and '.join(why)}"
             )
-        keep = 0.0 if observed_wait <= 0 else min(1.0, max(0.0, 1 - wq / observed_wait))
-        df.loc[rows.index, "_delay"] = _delays(rows, clock, keep)
+        if observed_busy and estimated is not None:
+            # waiting while a member was free is not queueing for the pool: extraneous delay
+            df.loc[rows.index, "_delay"] = idle_wait_hours(
+                rows["_h_enabled"].to_numpy(),
+                rows["_h_start"].to_numpy(),
+                b_s,
+                b_e,
+                capacity,
+                clock,
+            )
+        else:
+            keep = 0.0 if observed_wait <= 0 else min(1.0, max(0.0, 1 - wq / observed_wait))
+            df.loc[rows.index, "_delay"] = _delays(rows, clock, keep)
+        worked = float(clock.between(np.array([span_start]), np.array([span_end]))[0])
         done = rows[ACTIVITY].value_counts()
         pools[pool] = PoolModel(
             name=pool,
@@ -294,6 +325,11 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
             processing_scv=scv,
             offered_load=load,
             utilisation=load / capacity,
+            observed_utilisation=(
+                float(p_proc[mine].sum()) / (capacity * worked)
+                if has_starts and mine.any() and worked > 0
+                else None
+            ),
             queue_wait_hours=wq,
             working_hours=[h for h in range(HOURS_PER_WEEK) if slots[h]],
             calendar=describe_slots(slots) if on_hours < HOURS_PER_WEEK else "always",
@@ -313,7 +349,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
         )
     attr_names, attr_rows = case_attributes(df, rng)
     per_case_wait = by_case["_wait"].sum().to_numpy(dtype=float)
-    per_case_proc = by_case["_proc"].sum().to_numpy(dtype=float)
+    per_case_proc = by_case["_proc_wall"].sum().to_numpy(dtype=float)
     observed = ObservedKpis(
         cases=n_cases,
         mean_cycle_time_hours=float(cycle.mean()),
@@ -341,6 +377,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "activity") 
         observed=observed,
         warnings=warnings,
         pooling=mode,
+        processing_clock="working",
         first_case_start=case_start.min().to_pydatetime(),
         arrival_rates=rates,
         arrival_gap_units=sample(units, rng),

@@ -47,6 +47,7 @@ class EngineModel:
     proc_by_pool: dict[tuple[int, int], DurationSampler] = field(default_factory=dict)
     parallel: list[tuple[int, int]] = field(default_factory=list)  # (activity, next) overlap
     notes: list[str] = field(default_factory=list)
+    working_processing: bool = False  # processing runs on the pool's as-is working hours
 
 
 @dataclass
@@ -166,4 +167,5 @@ def compile_twin(twin: ProcessTwin, cost_per_hour: dict[str, float] | None = Non
         parallel=[
             (index[a], index[b]) for a, b in twin.parallel_pairs if a in index and b in index
         ],
+        working_processing=twin.processing_clock == "working",
     )

@@ -10,12 +10,14 @@
     An activity may then be shared by several pools (e.g. first-line agents
     resolve simple tickets, second-line agents escalated ones); the twin
     keeps the shares per activity and per previous activity.
-  - ``pooling="auto"`` (default): "profiles" when the log has start times
-    (busy periods of resources are observable), else "activity".
+  - ``pooling="auto"`` (default): "profiles" when the log names resources,
+    else "activity" (nothing tells who does what).
   Instances without a resource go to the activity's main pool (or, if no
-  instance of the activity names a resource, to a pool of its own).
+  instance of the activity names a resource, to a pool of its own). Resource
+  names are only labels: no naming convention is read.
 - **How many**: capacity = median number of distinct resources active in the
-  pool per ISO week (min 1).
+  pool per ISO week (min 1); with start times, at most the peak number of
+  members ever busy at once (:mod:`closedloop.tools.twin.occupancy`).
 - **When**: the pool's working calendar, the hours of the week holding its
   work (:func:`closedloop.tools.twin.calendar.working_slots`); pools with too
   little data use the calendar of the whole log, or work any time.

@@ -9,7 +9,7 @@ How each part is estimated is described in :mod:`closedloop.tools.twin.fit`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -82,7 +82,12 @@ class PoolModel(BaseModel):
     mean_processing_hours: float
     processing_scv: float = Field(description="squared coefficient of variation")
     offered_load: float = Field(description="mean busy servers on shift = arrivals x processing")
-    utilisation: float
+    utilisation: float = Field(description="offered load / capacity on shift")
+    observed_utilisation: float | None = Field(
+        None,
+        description="share of the pool's staffed working hours its members were recorded busy "
+        "over the log's span (needs start times and resources)",
+    )
     queue_wait_hours: float = Field(
         description="analytic mean queue wait per visit (inf: the load exceeds the capacity)"
     )
@@ -96,7 +101,9 @@ class PoolModel(BaseModel):
         description="observed waiting per visit while the resource that did it was busy "
         "with other work (needs start times)",
     )
-    resource_names: list[str] = Field(default_factory=list, description="busiest first")
+    resource_names: list[str] = Field(
+        default_factory=list, description="the pool's members (resources), busiest first"
+    )
     cost_per_hour: float = Field(1.0, description="cost of one resource hour (default 1)")
 
 
@@ -124,6 +131,11 @@ class ProcessTwin(BaseModel):
     observed: ObservedKpis
     warnings: list[str] = Field(default_factory=list)
     pooling: str = Field("activity", description="how pools were formed: activity or profiles")
+    processing_clock: Literal["wall", "working"] = Field(
+        "wall",
+        description="'working': processing times count only the pool's working hours (and the "
+        "engine runs them on its calendar); 'wall': elapsed time (twins fitted before)",
+    )
     first_case_start: datetime | None = None
     arrival_rates: list[float] | None = Field(
         None, description="cases per hour for each hour of the week; None = even"
@@ -138,7 +150,30 @@ class ProcessTwin(BaseModel):
     )
 
     def pool_of(self, activity: str) -> str:
+        """The pool that does most of ``activity`` (KeyError for an unknown activity)."""
         return self.activities[activity].pool
+
+    def pools_of(self, activity: str) -> dict[str, float]:
+        """Every pool doing ``activity`` -> its share of the instances (main pool first)."""
+        am = self.activities[activity]
+        shares = am.pool_shares or {am.pool: 1.0}
+        return dict(sorted(shares.items(), key=lambda kv: (kv[0] != am.pool, -kv[1], kv[0])))
+
+    def pool_of_resources(self, resources: list[str] | set[str]) -> str | None:
+        """The pool holding most of the named resources (people), or None if it holds none.
+
+        E.g. the pool of one queue's agents: ``pool_of_resources(agents_of_queue)``.
+        Ties go to the pool with the larger share of its members named.
+        """
+        wanted = {str(r) for r in resources}
+        best, key = None, (0, 0.0)
+        for name in sorted(self.pools):
+            members = set(self.pools[name].resource_names)
+            hits = len(members & wanted)
+            candidate = (hits, hits / len(members) if members else 0.0)
+            if hits and candidate > key:
+                best, key = name, candidate
+        return best
 
 
 def as_twin(twin: Any) -> ProcessTwin:

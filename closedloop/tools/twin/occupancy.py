@@ -1,0 +1,77 @@
+"""How busy a shared pool was over time, from its members' recorded work intervals.
+
+With start times and named resources the log shows every busy period of a
+pool's members. Stacking them gives the number of members busy at each
+moment, from which the fit reads:
+
+- the *peak* number concurrently busy (a headcount bound better supported
+  than "distinct names seen" when people come and go);
+- for each wait (enabled -> start), the *working* hours in which the pool
+  had a free member (:func:`idle_wait_hours`): waiting then is not queueing
+  for the pool (the customer, a timer, a hand-off) and becomes extraneous
+  delay, while waiting with every member busy (or off shift) is the queue
+  the simulation engine reproduces itself.
+
+Times are epoch hours (see :mod:`closedloop.tools.twin.calendar`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from closedloop.tools.twin.calendar import WeeklyClock
+
+__all__ = ["busy_profile", "idle_wait_hours", "peak_busy"]
+
+
+def busy_profile(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breakpoints and the number of intervals open on ``[t_k, t_k+1)`` after each."""
+    s = np.asarray(starts, dtype=float)
+    e = np.asarray(ends, dtype=float)
+    keep = e > s
+    s, e = s[keep], e[keep]
+    if not len(s):
+        return np.zeros(0), np.zeros(0)
+    times = np.concatenate([s, e])
+    step = np.concatenate([np.ones(len(s)), -np.ones(len(e))])
+    order = np.lexsort((step, times))  # at equal times close before opening: no false overlap
+    times, step = times[order], step[order]
+    counts = np.cumsum(step)
+    last = np.r_[times[1:] != times[:-1], True]  # the count after all changes at that time
+    return times[last], counts[last]
+
+
+def peak_busy(starts: np.ndarray, ends: np.ndarray) -> int:
+    """The largest number of intervals open at once (0 without intervals of positive length)."""
+    _, counts = busy_profile(starts, ends)
+    return int(counts.max()) if len(counts) else 0
+
+
+def idle_wait_hours(
+    enabled: np.ndarray,
+    started: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    capacity: int,
+    clock: WeeklyClock,
+) -> np.ndarray:
+    """Working hours of each wait ``[enabled, started]`` during which fewer than ``capacity``
+    of the pool's intervals ``[starts, ends]`` were open (a member was free)."""
+    a = np.asarray(enabled, dtype=float)
+    b = np.maximum(np.asarray(started, dtype=float), a)
+    times, counts = busy_profile(starts, ends)
+    if len(times) == 0:
+        return clock.between(a, b)
+    idle = counts < capacity
+    work = clock.forward_many(times)
+    # G(t) = working hours with a free member from times[0] to t; before times[0] all are free
+    g = np.r_[0.0, np.cumsum(np.where(idle[:-1], np.diff(work), 0.0))]
+
+    def cumulative(t: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(times, t, side="right") - 1
+        kk = np.maximum(k, 0)
+        inside = clock.forward_many(t) - work[kk]
+        after = g[kk] + np.where(idle[kk], inside, 0.0)
+        return np.where(k >= 0, after, inside)  # inside < 0 before the first breakpoint
+
+    return np.clip(cumulative(b) - cumulative(a), 0.0, None)
