@@ -84,6 +84,11 @@ def run_optimisation(args: argparse.Namespace) -> Any:
         max_waiting_increase_pct=args.max_waiting_increase_pct, **common)
 
 
+# The simulated change each plan kind reports (with its interval), in order of preference.
+SIMULATED_DELTA_FIELDS = ("simulated_waiting_delta_hours", "simulated_waiting_per_case_delta_hours",
+                          "simulated_cycle_time_delta_hours")
+
+
 def plan_text(plan: Any) -> str:
     """A readable summary of an optimisation plan."""
     lines = [plan.message]
@@ -104,9 +109,19 @@ def plan_text(plan: Any) -> str:
     est = getattr(plan, "simulated_cycle_time_delta_pct", None)
     if est is not None:
         lines.append(f"  simulated cycle time {pct(est)}")
+    for field in SIMULATED_DELTA_FIELDS:
+        delta = getattr(plan, field, None)
+        if delta is not None:
+            lines.append(f"  simulated {field.removeprefix('simulated_').removesuffix('_delta_hours')}"
+                         f" change {delta.mean:+.3g} h [{delta.ci_low:+.3g}, {delta.ci_high:+.3g}]")
+            break
     confirmed = getattr(plan, "confirmed", None)
-    if confirmed is not None:
-        lines.append(f"  confirmed by simulation: {'yes' if confirmed else 'no'}")
+    why = getattr(plan, "confirmation", "")
+    if confirmed is None:
+        lines += [f"  {why}"] if why else []
+    else:
+        lines.append(f"  confirmed by simulation: {'yes' if confirmed else 'no'}"
+                     + (f" - {why}" if why else ""))
     lines += [f"  note: {n}" for n in getattr(plan, "notes", [])]
     return "\n".join(lines)
 

@@ -9,7 +9,10 @@ Modules: ``spec`` (safe loading, local ``$ref``), ``overlay`` (Overlay 1.0),
 ``annotations`` (the models), ``params`` (typed parameters), ``templates``
 (value sources), ``auth`` (bearer, basic, API key, OAuth2 client credentials),
 ``catalog`` (:func:`build_catalog`), ``request`` (requests built, not sent),
-``readback`` (event pages, read-back checks), ``schema`` (shipped JSON Schema).
+``feed`` (event paging: token, offset, next link; ``{since}`` watermarks),
+``urls`` (safe paths, OData keys, next links on the API's host only),
+``readback`` (event pages, read-back checks), ``schema`` (shipped JSON Schema),
+``profiles`` (shipped vendor profiles by name).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from closedloop.tools.connect.auth import (
     ApiKeyHeaderAuth,
     BasicCredentialsAuth,
     BearerTokenAuth,
+    CsrfTokenAuth,
     OAuth2ClientCredentialsAuth,
     make_auth,
+    make_connector_auth,
 )
 from closedloop.tools.connect.catalog import Catalog, CatalogAction, OperationRef, build_catalog
 from closedloop.tools.connect.errors import (
@@ -35,18 +40,22 @@ from closedloop.tools.connect.errors import (
     RequestBuildError,
     SpecError,
 )
+from closedloop.tools.connect.feed import watermark
 from closedloop.tools.connect.overlay import (
     Overlay,
     apply_overlay,
     load_overlay,
     load_overlay_text,
 )
+from closedloop.tools.connect.profiles import load_profile, profile_document, profile_names
 from closedloop.tools.connect.readback import map_events_page, verify_readback
 from closedloop.tools.connect.request import (
     build_action_request,
+    build_before_request,
     build_compensation_request,
     build_events_request,
     build_read_request,
+    build_verify_request,
 )
 from closedloop.tools.connect.schema import annotations_json_schema
 from closedloop.tools.connect.spec import fetch_spec, load_spec, load_spec_text
@@ -71,6 +80,7 @@ __all__ = [
     "CatalogAction",
     "ConnectorAnnotation",
     "ConnectorError",
+    "CsrfTokenAuth",
     "NotInCatalogError",
     "OAuth2ClientCredentialsAuth",
     "OperationRef",
@@ -81,17 +91,24 @@ __all__ = [
     "annotations_json_schema",
     "apply_overlay",
     "build_action_request",
+    "build_before_request",
     "build_catalog",
     "build_compensation_request",
     "build_events_request",
     "build_read_request",
+    "build_verify_request",
     "fetch_spec",
     "load_connector",
     "load_overlay",
     "load_overlay_text",
+    "load_profile",
     "load_spec",
     "load_spec_text",
     "make_auth",
+    "make_connector_auth",
     "map_events_page",
+    "profile_document",
+    "profile_names",
     "verify_readback",
+    "watermark",
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CONNECTOR_KEY = "x-closedloop-connector"
 EVENTS_KEY = "x-closedloop-events"
@@ -110,6 +110,17 @@ AuthConfig = Annotated[
 ]
 
 
+class CsrfConfig(_Strict):
+    """A CSRF token fetched by a GET before writes (SAP Gateway / OData style)."""
+
+    header: str = Field("X-CSRF-Token", pattern=r"^[A-Za-z0-9\-_]{1,100}$")
+    fetch_path: str = Field("", max_length=500,
+                            description="GET target relative to the API base URL ('' = its root)")
+    fetch_value: str = Field("Fetch", max_length=40)
+    required_value: str = Field("Required", max_length=40,
+                                description="the header's value on a 403 asking for a new token")
+
+
 class ConnectorAnnotation(_Strict):
     """``x-closedloop-connector`` at the document root."""
 
@@ -120,6 +131,17 @@ class ConnectorAnnotation(_Strict):
         description="header carrying a unique key on every write, if the API supports it",
     )
     auth: AuthConfig = Field(default_factory=lambda: NoAuth(type="none"))
+    csrf: CsrfConfig | None = Field(None, description="fetch a CSRF token before each write")
+
+
+class ActivityRule(_Strict):
+    """An activity name for items whose fields all equal the given values (a list: any of)."""
+
+    when: dict[Pointer, Any] = Field(min_length=1, description="pointer -> value or list")
+    activity: str = Field(min_length=1, max_length=200)
+
+
+TimeFormat = Literal["as_is", "odata_date", "epoch_ms", "epoch_s"]
 
 
 class FieldMap(_Strict):
@@ -127,7 +149,14 @@ class FieldMap(_Strict):
 
     case: Pointer
     activity: Pointer
+    activity_rules: list[ActivityRule] = Field(
+        default_factory=list,
+        description="first matching rule names the activity; none matching: the activity pointer",
+    )
     timestamp: Pointer
+    time_format: TimeFormat = Field(
+        "as_is", description="odata_date (/Date(ms+hhmm)/), epoch_ms, epoch_s become ISO 8601 UTC",
+    )
     start: Pointer | None = None
     resource: Pointer | None = None
     lifecycle: Pointer | None = None
@@ -147,11 +176,44 @@ class CohortMap(_Strict):
 
 
 class Cursor(_Strict):
-    """Incremental reading: which query parameter takes the cursor, where the next one is."""
+    """Paging: ``token`` (a cursor from the page goes into ``param``), ``offset`` (``param``
+    advances by the items read) or ``next_link`` (the page holds the next page's URL)."""
 
-    param: str = Field(min_length=1, max_length=100)
-    response_pointer: Pointer = Field(description="next cursor in the page; null = caught up")
+    kind: Literal["token", "offset", "next_link"] = "token"
+    param: str | None = Field(None, min_length=1, max_length=100)
+    response_pointer: Pointer | None = Field(
+        None, description="token: next cursor; next_link: next URL; null/absent = caught up")
+    has_more_pointer: Pointer | None = Field(
+        None, description="offset: a boolean saying more pages follow (else: a short page ends)")
     initial: str | int | None = None
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Cursor:
+        if self.kind in ("token", "offset") and self.param is None:
+            raise ValueError(f"cursor kind {self.kind!r} needs 'param'")
+        if self.kind in ("token", "next_link") and self.response_pointer is None:
+            raise ValueError(f"cursor kind {self.kind!r} needs 'response_pointer'")
+        if self.kind == "next_link" and self.param is not None:
+            raise ValueError("cursor kind 'next_link' takes no 'param' (the link is the URL)")
+        return self
+
+
+class FixedRequest(_Strict):
+    """Fixed path, query and header values of a read (for a generic ``/table/{name}`` path)."""
+
+    path: dict[str, str | int] = Field(default_factory=dict)
+    query: dict[str, str | int | bool] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Since(_Strict):
+    """Incremental reads by a time watermark filling ``{since}`` in the feed's request."""
+
+    initial: str = Field(min_length=1, max_length=100, description="watermark of the first read")
+    format: str | None = Field(
+        None, max_length=100,
+        description="strftime format of the watermark (UTC); default: the timestamp as read",
+    )
 
 
 class EventFeedAnnotation(_Strict):
@@ -159,6 +221,11 @@ class EventFeedAnnotation(_Strict):
 
     items: Pointer = Field(description="where the list of events is in a page")
     cursor: Cursor
+    request: FixedRequest = Field(
+        default_factory=FixedRequest,
+        description="fixed values; strings may hold {since} and {page_size}",
+    )
+    since: Since | None = None
     page_size_param: str | None = None
     page_size: int = Field(1000, ge=1, le=100_000)
     fields: FieldMap
@@ -168,6 +235,7 @@ class EventFeedAnnotation(_Strict):
 class StateAnnotation(_Strict):
     """``x-closedloop-state`` on the operation that reads configuration/state."""
 
+    request: FixedRequest = Field(default_factory=FixedRequest)
     values: dict[Name, Pointer] = Field(default_factory=dict,
                                         description="named values, e.g. headcount per pool")
     pool_capacity: str | None = Field(
@@ -197,10 +265,22 @@ class Contains(_Strict):
     value: Any
 
 
+class ReadCall(_Strict):
+    """A read made for an action (before-state of one record): operation and its values."""
+
+    operation: str = Field(min_length=1, description="operationId of a GET")
+    path: dict[str, Any] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, Any] = Field(default_factory=dict)
+
+
 class Verify(_Strict):
     """Read-back: after the write, this read must show the change."""
 
     operation: str | None = Field(None, description="operationId; default: the state read")
+    path: dict[str, Any] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, Any] = Field(default_factory=dict)
     pointer: str = Field(max_length=500, description="pointer template into the read's body")
     equals: Any = None
     contains: Contains | None = None
@@ -239,7 +319,9 @@ class ActionAnnotation(_Strict):
     treatment_share: TreatmentShare | None = None
     data_contract: DataContract = Field(default_factory=DataContract)
     compensation: Compensation | None = None
-    before: str | None = Field(None, description="operationId read before; default: state read")
+    before: str | ReadCall | None = Field(
+        None, description="operationId (or operation and values) read before; default: state read"
+    )
     verify: Verify | None = None
 
 
@@ -261,6 +343,7 @@ __all__ = [
     "REQUIRED_ROLES",
     "STATE_KEY",
     "ActionAnnotation",
+    "ActivityRule",
     "Annotations",
     "ApiKeyAuthConfig",
     "AuthConfig",
@@ -272,14 +355,19 @@ __all__ = [
     "Compensation",
     "ConnectorAnnotation",
     "Contains",
+    "CsrfConfig",
     "Cursor",
     "DataContract",
     "EventFeedAnnotation",
     "FieldMap",
+    "FixedRequest",
     "NoAuth",
     "OAuth2ClientCredentialsConfig",
+    "ReadCall",
     "RequestMap",
+    "Since",
     "StateAnnotation",
+    "TimeFormat",
     "TreatmentShare",
     "Verify",
 ]

@@ -2,7 +2,10 @@
 
 Bearer token, HTTP basic, API key in a header, and OAuth 2.0 client
 credentials (token fetched on first use, cached until shortly before it
-expires, fetched again on expiry or when the API answers 401). Secrets are
+expires, fetched again on expiry or when the API answers 401). A connector
+may add a CSRF token on top of any of them (SAP Gateway style: a GET with
+``X-CSRF-Token: Fetch`` before the first write, token and session cookies
+sent with writes, fetched again once on a 403 ``Required``). Secrets are
 held as pydantic ``SecretStr``, read from environment variables named in the
 connector, and never appear in reprs, logs or error messages.
 """
@@ -23,6 +26,7 @@ from closedloop.tools.connect.annotations import (
     AuthConfig,
     BasicAuthConfig,
     BearerAuthConfig,
+    ConnectorAnnotation,
     NoAuth,
     OAuth2ClientCredentialsConfig,
 )
@@ -175,6 +179,92 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
                 f"client_id={self._client_id!r}, client_secret={_HIDDEN})")
 
 
+def _through(inner: httpx.Auth | None,
+             request: httpx.Request) -> Generator[httpx.Request, httpx.Response, httpx.Response]:
+    """Send ``request`` through ``inner``'s auth flow; the final response."""
+    if inner is None:
+        return (yield request)
+    flow = inner.auth_flow(request)
+    outgoing = next(flow)
+    while True:
+        response = yield outgoing
+        try:
+            outgoing = flow.send(response)
+        except StopIteration:
+            return response
+
+
+class CsrfTokenAuth(httpx.Auth):
+    """A CSRF token (with its session cookies) on writes, on top of another scheme."""
+
+    requires_response_body = True
+    _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, inner: httpx.Auth | None, fetch_url: str, header: str = "X-CSRF-Token",
+                 fetch_value: str = "Fetch", required_value: str = "Required") -> None:
+        self._inner = inner
+        self._fetch_url = fetch_url
+        self._header = header
+        self._fetch_value = fetch_value
+        self._required = required_value.lower()
+        self._lock = threading.Lock()
+        self._token: tuple[SecretStr, httpx.Cookies] | None = None
+        self.fetches = 0
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Reads pass through; writes carry the token, fetched first and again on 403."""
+        if request.method in self._READS:
+            yield from _through(self._inner, request)
+            return
+        with self._lock:
+            cached = self._token
+        for attempt in range(2):
+            if cached is None:
+                cached = yield from self._fetch()
+            token, cookies = cached
+            request.headers[self._header] = token.get_secret_value()
+            cookies.set_cookie_header(request)
+            response = yield from _through(self._inner, request)
+            refused = (response.status_code == 403 and
+                       response.headers.get(self._header, "").lower() == self._required)
+            if not refused or attempt:
+                return
+            with self._lock:
+                self._token = None
+            cached = None
+            request.headers.pop("Cookie", None)
+
+    def _fetch(self) -> Generator[httpx.Request, httpx.Response, tuple[SecretStr, httpx.Cookies]]:
+        fetch = httpx.Request("GET", self._fetch_url, headers={self._header: self._fetch_value})
+        response = yield from _through(self._inner, fetch)
+        token = response.headers.get(self._header, "")
+        if response.status_code >= 400 or not token or token.lower() == self._required:
+            raise AuthError(f"CSRF token fetch from {self._fetch_url} failed: HTTP "
+                            f"{response.status_code}, no {self._header} header")
+        cookies = httpx.Cookies()
+        cookies.extract_cookies(response)
+        with self._lock:
+            self.fetches += 1
+            self._token = (SecretStr(token), cookies)
+            return self._token
+
+    def __repr__(self) -> str:
+        return f"CsrfTokenAuth(fetch_url={self._fetch_url!r}, inner={self._inner!r})"
+
+
+def make_connector_auth(connector: ConnectorAnnotation, base_url: str,
+                        env: Mapping[str, str] | None = None) -> httpx.Auth | None:
+    """The auth of a connector: its scheme, with a CSRF token on writes if it declares one."""
+    inner = make_auth(connector.auth, env)
+    if connector.csrf is None:
+        return inner
+    root = httpx.URL(base_url.rstrip("/") + "/")
+    fetch_url = str(root.join(connector.csrf.fetch_path)) if connector.csrf.fetch_path \
+        else str(root)
+    return CsrfTokenAuth(inner, fetch_url, connector.csrf.header, connector.csrf.fetch_value,
+                         connector.csrf.required_value)
+
+
 def _secret(env: Mapping[str, str], name: str, scheme: str) -> SecretStr:
     value = env.get(name)
     if not value:
@@ -212,6 +302,8 @@ __all__ = [
     "ApiKeyHeaderAuth",
     "BasicCredentialsAuth",
     "BearerTokenAuth",
+    "CsrfTokenAuth",
     "OAuth2ClientCredentialsAuth",
     "make_auth",
+    "make_connector_auth",
 ]

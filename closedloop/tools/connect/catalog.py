@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 from pydantic import BaseModel, PrivateAttr, ValidationError
@@ -20,6 +19,7 @@ from pydantic import BaseModel, PrivateAttr, ValidationError
 from closedloop.tools.connect.annotations import (
     ACTION_KEY,
     CONNECTOR_KEY,
+    EVENT_FIELDS,
     EVENTS_KEY,
     OPERATION_KEYS,
     REQUIRED_ROLES,
@@ -31,27 +31,12 @@ from closedloop.tools.connect.annotations import (
     EventFeedAnnotation,
     StateAnnotation,
 )
+from closedloop.tools.connect.checks import check_event_feed, check_fixed, check_request
 from closedloop.tools.connect.errors import AnnotationError, NotInCatalogError
+from closedloop.tools.connect.operations import OperationRef, operation_ref
 from closedloop.tools.connect.params import ParamsSchemaError, params_model
-from closedloop.tools.connect.spec import WRITE_METHODS, deref, iter_operations
+from closedloop.tools.connect.spec import WRITE_METHODS, iter_operations
 from closedloop.tools.connect.templates import template_problems
-
-
-class OperationRef(BaseModel):
-    """One operation of the spec the catalog may call."""
-
-    operation_id: str
-    method: str
-    path: str
-    path_params: list[str]
-    query_params: list[str]
-    header_params: list[str]
-    required: list[str]
-
-    @property
-    def label(self) -> str:
-        """``operationId (METHOD /path)`` for messages."""
-        return f"{self.operation_id} ({self.method} {self.path})"
 
 
 class CatalogAction(BaseModel):
@@ -127,30 +112,6 @@ class Catalog(BaseModel):
         ]
 
 
-def _operation_ref(method: str, path: str, operation: dict[str, Any],
-                   item: dict[str, Any], doc: dict[str, Any]) -> OperationRef:
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for raw in [*item.get("parameters", []), *operation.get("parameters", [])]:
-        param = deref(doc, raw, where=f"{method.upper()} {path} parameters")
-        if isinstance(param, dict) and "name" in param and "in" in param:
-            merged[(param["in"], param["name"])] = param
-    by_place: dict[str, list[str]] = {"path": [], "query": [], "header": []}
-    required = []
-    for (place, name), param in merged.items():
-        if place in by_place:
-            by_place[place].append(name)
-            if param.get("required") or place == "path":
-                required.append(f"{place}:{name}")
-    template_names = re.findall(r"\{([^}]+)\}", path)
-    return OperationRef(
-        operation_id=operation.get("operationId") or f"{method.upper()} {path}",
-        method=method.upper(), path=path,
-        path_params=sorted(set(by_place["path"]) | set(template_names)),
-        query_params=sorted(by_place["query"]), header_params=sorted(by_place["header"]),
-        required=sorted(required),
-    )
-
-
 def _validated(model: type[BaseModel], data: Any, key: str, label: str) -> Any:
     try:
         return model.model_validate(data)
@@ -173,7 +134,7 @@ class _Builder:
         self.ops: dict[str, OperationRef] = {}
         self.annotated: list[tuple[OperationRef, dict[str, Any]]] = []
         for method, path, operation, item in iter_operations(doc):
-            ref = _operation_ref(method, path, operation, item, doc)
+            ref = operation_ref(method, path, operation, item, doc)
             self.ops[ref.operation_id] = ref
             self.ops.setdefault(f"{ref.method} {ref.path}", ref)
             keys = {k for k in operation if k.startswith("x-closedloop")}
@@ -222,9 +183,10 @@ def build_catalog(doc: dict[str, Any], require_events: bool = True,
         raise AnnotationError(f"no operation carries {STATE_KEY} (how to read current state)")
     callable_ops: dict[str, OperationRef] = {}
     if events is not None:
-        _check_event_feed(*events)
+        check_event_feed(*events)
         callable_ops[events[0].operation_id] = events[0]
     if state is not None:
+        check_fixed(state[0], state[1].request, f"operation {state[0].label}: {STATE_KEY}", ())
         callable_ops[state[0].operation_id] = state[0]
     actions: dict[str, CatalogAction] = {}
     models: dict[str, type[BaseModel]] = {}
@@ -275,37 +237,6 @@ def _catalog_action(ref: OperationRef, annotation: ActionAnnotation,
     )
 
 
-def _check_event_feed(ref: OperationRef, feed: EventFeedAnnotation) -> None:
-    label = f"operation {ref.label}: {EVENTS_KEY}"
-    for what, name in (("cursor.param", feed.cursor.param),
-                       ("page_size_param", feed.page_size_param)):
-        if name is not None and name not in ref.query_params:
-            raise AnnotationError(f"{label}.{what} {name!r} is not a query parameter of it "
-                                  f"(query parameters: {ref.query_params})")
-
-
-def _check_request(target: OperationRef, mapping: Any, params: set[str], allowed: set[str],
-                   where: str, idempotency_header: str | None) -> None:
-    problems = template_problems(mapping.model_dump(include={"path", "query", "headers", "body"}),
-                                 params, allowed, where)
-    missing_path = [p for p in target.path_params if p not in mapping.path]
-    extra_path = [p for p in mapping.path if p not in target.path_params]
-    if missing_path:
-        problems.append(f"{where}.path does not fill path parameter(s) {missing_path} "
-                        f"of {target.label}")
-    if extra_path:
-        problems.append(f"{where}.path names {extra_path}, not path parameters of {target.label}")
-    supplied = {f"query:{k}" for k in mapping.query} | {f"header:{k}" for k in mapping.headers}
-    if idempotency_header:
-        supplied.add(f"header:{idempotency_header}")
-    missing = [r for r in target.required if not r.startswith("path:") and r not in supplied]
-    if missing:
-        problems.append(f"{where} does not supply required parameter(s) {missing} "
-                        f"of {target.label}")
-    if problems:
-        raise AnnotationError("; ".join(problems))
-
-
 def _check_action(builder: _Builder, ref: OperationRef, a: ActionAnnotation, label: str,
                   params: set[str], state: OperationRef | None,
                   feed: EventFeedAnnotation | None) -> list[OperationRef]:
@@ -328,16 +259,20 @@ def _check_action(builder: _Builder, ref: OperationRef, a: ActionAnnotation, lab
     for what, param in filter(None, named):
         if param not in params:
             raise AnnotationError(f"{label}: {key}.{what} names {param!r}, not a parameter")
-    _check_request(ref, a.request, params, {"$param", "$const"}, f"{label}: {key}.request",
-                   header)
     before = state
-    if a.before is not None:
+    if isinstance(a.before, str):
         before = builder.find(a.before, label, f"{key}.before")
-        related.append(before)
+    elif a.before is not None:
+        before = builder.find(a.before.operation, label, f"{key}.before.operation")
+        check_request(before, a.before, params, {"$param", "$const"}, f"{label}: {key}.before",
+                       None)
+    related += [before] if before is not None and a.before is not None else []
+    sources = {"$param", "$const"} | ({"$before"} if before else set())
+    check_request(ref, a.request, params, sources, f"{label}: {key}.request", header)
     if a.compensation is not None:
         target = builder.find(a.compensation.operation, label, f"{key}.compensation.operation")
         allowed = {"$param", "$const", "$response"} | ({"$before"} if before else set())
-        _check_request(target, a.compensation, params, allowed,
+        check_request(target, a.compensation, params, allowed,
                        f"{label}: {key}.compensation", header)
         related.append(target)
     if a.verify is not None:
@@ -346,6 +281,9 @@ def _check_action(builder: _Builder, ref: OperationRef, a: ActionAnnotation, lab
         target = builder.find(a.verify.operation, label, f"{key}.verify.operation") \
             if a.verify.operation else state
         related.append(target)
+        if a.verify.operation:
+            check_request(target, a.verify, params, {"$param", "$const", "$response"},
+                           f"{label}: {key}.verify", None)
         problems = template_problems(a.verify.model_dump(include={"equals", "contains"}),
                                      params, {"$param", "$const", "$response"},
                                      f"{label}: {key}.verify")
@@ -354,8 +292,7 @@ def _check_action(builder: _Builder, ref: OperationRef, a: ActionAnnotation, lab
         if problems:
             raise AnnotationError("; ".join(problems))
     if a.data_contract.required_fields and feed is not None:
-        mapped = {f for f in ("case", "activity", "timestamp", "start", "resource", "lifecycle",
-                              "event_id") if getattr(feed.fields, f) is not None}
+        mapped = {f for f in EVENT_FIELDS if getattr(feed.fields, f) is not None}
         mapped |= set(feed.fields.case_attributes) | ({"cohort"} if feed.cohort else set())
         if feed.fields.case_attributes_from is not None:
             mapped.add("case_attributes")

@@ -7,6 +7,7 @@ from typing import Any
 
 from closedloop.tools.connect.catalog import Catalog
 from closedloop.tools.connect.errors import RequestBuildError
+from closedloop.tools.connect.feed import activity_of, event_time, next_cursor
 from closedloop.tools.connect.spec import pointer_get
 from closedloop.tools.connect.templates import fill_pointer, render
 from closedloop.tools.log.columns import (
@@ -32,8 +33,12 @@ def _get(item: Any, pointer: str) -> Any:
         return None
 
 
-def map_events_page(catalog: Catalog, page: Any) -> tuple[list[dict[str, Any]], Any]:
-    """Rows in the canonical event-frame columns, and the next cursor (None when caught up)."""
+def map_events_page(catalog: Catalog, page: Any,
+                    cursor: Any = None) -> tuple[list[dict[str, Any]], Any]:
+    """Rows in the canonical event-frame columns, and the next cursor (None when caught up).
+
+    ``cursor`` is the one this page was requested with (offset feeds count on from it).
+    """
     if catalog.events is None:
         raise RequestBuildError(f"connector {catalog.connector.name!r} has no event feed")
     feed = catalog.events.annotation
@@ -47,6 +52,10 @@ def map_events_page(catalog: Catalog, page: Any) -> tuple[list[dict[str, Any]], 
             pointer = getattr(feed.fields, field)
             if pointer is not None:
                 row[column] = _get(item, pointer)
+        row[ACTIVITY] = activity_of(feed.fields, item)
+        for column in (TIMESTAMP, START):
+            if column in row:
+                row[column] = event_time(row[column], feed.fields.time_format)
         if feed.fields.case_attributes_from is not None:
             attributes = _get(item, feed.fields.case_attributes_from)
             if isinstance(attributes, dict):
@@ -60,7 +69,7 @@ def map_events_page(catalog: Catalog, page: Any) -> tuple[list[dict[str, Any]], 
                            else "control" if re.search(feed.cohort.control_pattern, text)
                            else None)
         rows.append(row)
-    return rows, _get(page, feed.cursor.response_pointer)
+    return rows, next_cursor(feed, page, items, cursor)
 
 
 def verify_readback(catalog: Catalog, action: str, params: dict[str, Any], response: Any,

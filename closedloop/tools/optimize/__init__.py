@@ -12,7 +12,9 @@ Public API (import from here; the modules behind it may move):
   :class:`ActivityMove` and :class:`PoolLoad`: which pool performs which activity;
 - :func:`optimize_threshold` (``threshold``) -> :class:`ThresholdPlan` with
   :class:`ThresholdScore`: an auto-decision threshold under a risk cap;
-- solver set-up (``solver``): :func:`solve` and its limits, :data:`SCALE`.
+- solver set-up (``solver``): :func:`solve` and its limits, :data:`SCALE`;
+- whether a simulation confirms a claim (``verdict``): :func:`check_reduction`,
+  :func:`check_at_most` (every plan's ``confirmed`` and ``confirmation``).
 """
 
 from closedloop.tools.optimize.assignment import (
@@ -47,6 +49,7 @@ from closedloop.tools.optimize.threshold import (
     ThresholdScore,
     optimize_threshold,
 )
+from closedloop.tools.optimize.verdict import check_at_most, check_reduction
 
 __all__ = [
     "DAYS",
@@ -69,6 +72,8 @@ __all__ = [
     "ThresholdPlan",
     "ThresholdScore",
     "block_label",
+    "check_at_most",
+    "check_reduction",
     "optimize_assignment",
     "optimize_shifts",
     "optimize_staffing",

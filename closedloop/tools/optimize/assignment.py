@@ -19,6 +19,12 @@ from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
 from closedloop.tools.log.columns import ACTIVITY, RESOURCE
 from closedloop.tools.optimize.solver import SCALE, solve
+from closedloop.tools.optimize.verdict import (
+    check_at_most,
+    check_reduction,
+    interval_text,
+    summarise,
+)
 from closedloop.tools.twin import (
     AsIs,
     Estimate,
@@ -81,9 +87,11 @@ class AssignmentPlan(BaseModel):
     simulated_waiting_delta_hours: Estimate | None = None
     simulated_cycle_time_delta_pct: Estimate | None = None
     confirmed: bool | None = Field(
-        None, description="simulation agrees: mean waiting and cycle time per case do not grow "
-        "beyond the allowance (0, or max_waiting_increase_pct of today's waiting)"
+        None, description="the simulated 95 % intervals support the claim: objective 'waiting' "
+        "needs the waiting change wholly below zero; 'staff' needs waiting and cycle time "
+        "changes wholly within the allowance (None: not simulated or no move)"
     )
+    confirmation: str | None = Field(None, description="why the plan is confirmed or not, in words")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -310,12 +318,19 @@ def _assignment_plan(
     changed = _reassigned_twin(twin, work, assignment, case_rate)
     wait_delta, cycle_delta, pct = _paired_simulation(twin, changed, cases, replications, seed)
     allowance = base.predicted_waiting_before_hours * base.max_waiting_increase_pct / 100
+    if not moves:
+        confirmed, why = None, "nothing to confirm: no activity moves"
+    elif base.objective == "waiting":
+        confirmed, why = summarise([check_reduction(wait_delta, "waiting per case")])
+    else:
+        confirmed, why = summarise([check_at_most(wait_delta, allowance, "waiting per case"),
+                                    check_at_most(cycle_delta, allowance, "cycle time per case")])  # fmt: skip
     return plan.model_copy(update={
         "simulated_waiting_delta_hours": wait_delta, "simulated_cycle_time_delta_pct": pct,
-        "confirmed": max(wait_delta.mean, cycle_delta.mean) <= allowance + 1e-9,
+        "confirmed": confirmed, "confirmation": why,
         "message": plan.message + (
-            f"; simulated waiting delta {wait_delta.mean:+.3g} h per case "
-            f"[{wait_delta.ci_low:+.3g}, {wait_delta.ci_high:+.3g}], cycle time {pct.mean:+.1f} %"),
+            f"; simulated waiting per case {interval_text(wait_delta)}, cycle time "
+            f"{interval_text(pct, ' %', 2)}; {why}"),
     })  # fmt: skip
 
 

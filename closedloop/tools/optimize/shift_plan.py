@@ -95,8 +95,10 @@ class ShiftPlan(BaseModel):
     )
     sla_violations: list[str] = Field(default_factory=list)
     confirmed: bool | None = Field(
-        None, description="both simulations (per block, whole process) meet the SLA"
+        None, description="both simulations (per block, whole process) support the SLA with "
+        "their whole 95 % intervals (and, for objective 'waiting', a waiting reduction)"
     )
+    confirmation: str | None = Field(None, description="why the plan is confirmed or not, in words")
     notes: list[str] = Field(default_factory=list)
 
 

@@ -34,6 +34,7 @@ from closedloop.tools.optimize.shift_plan import (
     build_shift_plan,
     shift_scenario,
 )
+from closedloop.tools.optimize.verdict import Check, check_reduction, interval_text, summarise
 from closedloop.tools.twin import (
     HOURS_PER_WEEK,
     Estimate,
@@ -96,8 +97,11 @@ def optimize_shifts(
     ``repair_rounds`` times. (2) The whole process: the twin's simulator runs
     the roster against the twin as fitted (``cases`` x ``replications``):
     cycle time and waiting deltas with 95 % intervals, and each pool's wait
-    per visit against the SLA. ``sla_violations`` lists what fails;
-    ``confirmed`` is true when nothing does. An SLA or budget that cannot be
+    per visit against the SLA. ``sla_violations`` lists clear breaches (the
+    whole interval above the SLA). ``confirmed`` is true only when the
+    simulations support the plan: no breach, every block's and pool's 95 %
+    wait interval within the SLA, and for ``objective="waiting"`` a simulated
+    waiting change wholly below zero; ``confirmation`` says why or why not. An SLA or budget that cannot be
     met gives ``status="infeasible"`` with the reason; bad parameters raise
     ScenarioError.
     """
@@ -169,7 +173,8 @@ def optimize_shifts(
     if round_:
         plan.notes.append(f"{round_} repair round(s): blocks the simulation found over the SLA "
                           "got one more person each round")  # fmt: skip
-    return _check_shifts_in_twin(plan, twin, staff, block_hours, cases, replications, seed)
+    return _check_shifts_in_twin(plan, twin, staff, block_hours, cases, replications, seed,
+                                 objective)
 
 
 def _check_shift_params(
@@ -266,7 +271,7 @@ def _validate_shifts(
 
 def _check_shifts_in_twin(
     plan: ShiftPlan, twin: ProcessTwin, staff: dict[str, np.ndarray], block_hours: int,
-    cases: int, replications: int, seed: int,
+    cases: int, replications: int, seed: int, objective: str,
 ) -> ShiftPlan:  # fmt: skip
     """Run the roster in the twin's simulator against the twin as fitted."""
     scenario = shift_scenario(staff, block_hours)
@@ -288,10 +293,44 @@ def _check_shifts_in_twin(
                 f"pool {p!r} in the twin simulation: wait per visit {per_visit.mean:.2f} h "
                 f"[{per_visit.ci_low:.2f}, {per_visit.ci_high:.2f}] > SLA {plan.max_wait_hours:g} h"
             )
-    return plan.model_copy(update={
+    plan = plan.model_copy(update={
         "scenario": scenario, "simulation": sim,
         "simulated_cycle_time_delta_pct": sim.predicted_delta_pct,
         "simulated_waiting_per_case_delta_hours": sim.delta.waiting_mean_hours,
         "simulated_pool_wait_hours": pool_wait, "sla_violations": violations,
-        "confirmed": not violations,
     })  # fmt: skip
+    confirmed, why = summarise(_shift_checks(plan, objective))
+    return plan.model_copy(update={
+        "confirmed": confirmed, "confirmation": why,
+        "message": plan.message + (
+            f"; simulated waiting per case {interval_text(sim.delta.waiting_mean_hours)}, cycle "
+            f"time {interval_text(sim.predicted_delta_pct, ' %', 2)}; {why}"),
+    })  # fmt: skip
+
+
+def _shift_checks(plan: ShiftPlan, objective: str) -> list[Check]:
+    """What the simulations must show: the SLA held by whole intervals; less waiting if claimed."""
+    limit = plan.max_wait_hours
+    checks: list[Check] = []
+    if plan.sla_violations:
+        checks.append((False, f"{len(plan.sla_violations)} SLA breach(es) in simulation"))
+    if limit is not None:
+        blocks = [b for b in plan.blocks if b.simulated_wait_hours is not None]
+        unsure = [b for b in blocks if b.simulated_wait_hours.ci_high > limit + 1e-9]
+        checks.append((not unsure, (
+            f"every one of {len(blocks)} simulated blocks has its 95 % wait interval within the "
+            f"SLA {limit:g} h" if not unsure else
+            f"{len(unsure)} of {len(blocks)} simulated blocks have a 95 % wait interval reaching "
+            f"above the SLA {limit:g} h (e.g. pool {unsure[0].pool!r} {unsure[0].block}: "
+            f"{interval_text(unsure[0].simulated_wait_hours)})")))  # fmt: skip
+        pools = {p: e for p, e in plan.simulated_pool_wait_hours.items() if e.ci_high > limit + 1e-9}
+        checks.append((not pools, (
+            "in the twin every pool's 95 % wait interval per visit is within the SLA" if not pools
+            else "in the twin the 95 % wait interval per visit reaches above the SLA for "
+            + ", ".join(f"{p!r} {interval_text(e)}" for p, e in sorted(pools.items())))))  # fmt: skip
+    if objective == "waiting" and plan.simulated_waiting_per_case_delta_hours is not None:
+        checks.append(check_reduction(plan.simulated_waiting_per_case_delta_hours,
+                                      "queue waiting per case"))  # fmt: skip
+    if not checks:
+        checks.append((not plan.sla_violations, "no SLA to check: utilisation only"))
+    return checks

@@ -41,6 +41,7 @@ from closedloop.tools.optimize.assignment import optimize_assignment
 from closedloop.tools.optimize.shifts import optimize_shifts
 from closedloop.tools.optimize.solver import SCALE, capped_wait, solve
 from closedloop.tools.optimize.threshold import optimize_threshold
+from closedloop.tools.optimize.verdict import check_reduction, interval_text, summarise
 from closedloop.tools.twin import (
     AddCapacity,
     AsIs,
@@ -92,8 +93,10 @@ class StaffingPlan(BaseModel):
     simulated_waiting_delta_hours: Estimate | None = None
     simulated_cycle_time_delta_pct: Estimate | None = None
     confirmed: bool | None = Field(
-        None, description="simulation agrees: mean queue waiting does not increase"
+        None, description="the simulated waiting change has its whole 95 % interval below zero "
+        "(None: not simulated, or the plan changes nothing)"
     )
+    confirmation: str | None = Field(None, description="why the plan is confirmed or not, in words")
 
 
 def _waiting_table(twin: ProcessTwin, pool: str, max_per_pool: int) -> list[float]:
@@ -129,13 +132,14 @@ def optimize_staffing(
     Returns a StaffingPlan: ``status`` ("optimal", "feasible" or "infeasible"
     with a ``message`` saying why), ``extra_staff`` (pool -> extra people),
     per-pool allocations with utilisation and predicted waiting before/after,
-    and the predicted waiting delta per case (hours). With ``validate`` the
+    and the analytic waiting delta per case (hours). With ``validate`` the
     allocation is simulated (``cases`` x ``replications``, ``seed``) against
-    the as-is process: ``simulated_waiting_delta_hours`` and
-    ``simulated_cycle_time_delta_pct`` give the simulated effect with 95 %
-    intervals next to the analytic prediction; ``confirmed`` says whether the
-    simulation agrees that waiting does not increase. Unknown pools raise
-    ScenarioError.
+    the as-is process and the simulated effect is the one reported (also in
+    ``message``): ``simulated_waiting_delta_hours`` and
+    ``simulated_cycle_time_delta_pct`` with 95 % intervals. ``confirmed`` is
+    true only when the simulated waiting change lies wholly below zero;
+    ``confirmation`` says why or why not. A plan that adds nobody has nothing
+    to confirm (``confirmed`` None). Unknown pools raise ScenarioError.
     """
     twin = as_twin(twin)
     if max_per_pool < 0:
@@ -229,12 +233,25 @@ def optimize_staffing(
         else AsIs()
     )
     sim = simulate(twin, scenario, cases=cases, replications=replications, seed=seed)
+    wait, pct = sim.delta.waiting_mean_hours, sim.predicted_delta_pct
+    if extra_staff:
+        confirmed, why = summarise([check_reduction(wait, "queue waiting per case")])
+    else:
+        confirmed, why = None, "nothing to confirm: the plan adds no staff"
+    shown = ", ".join(f"{p} +{x}" for p, x in extra_staff.items()) or "no change helps"
     return plan.model_copy(
         update={
             "scenario": scenario,
             "simulation": sim,
-            "simulated_waiting_delta_hours": sim.delta.waiting_mean_hours,
-            "simulated_cycle_time_delta_pct": sim.predicted_delta_pct,
-            "confirmed": sim.delta.waiting_mean_hours.mean <= 1e-9,
+            "simulated_waiting_delta_hours": wait,
+            "simulated_cycle_time_delta_pct": pct,
+            "confirmed": confirmed,
+            "confirmation": why,
+            "message": (
+                f"{label}: add {sum(extra_staff.values())} of {budget_extra_staff} staff "
+                f"({shown}); simulated queue waiting per case {interval_text(wait)}, cycle time "
+                f"{interval_text(pct, ' %', 2)} (analytic M/G/c: {before_total:.3g} h -> "
+                f"{after_total:.3g} h); {why}"
+            ),
         }
     )

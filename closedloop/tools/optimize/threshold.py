@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import InfeasibleError, ScenarioError
 from closedloop.tools.optimize.solver import solve
+from closedloop.tools.optimize.verdict import check_reduction, interval_text, summarise
 from closedloop.tools.rules import (
     BPI2012_DECISION,
     CASE_START,
@@ -97,8 +98,10 @@ class ThresholdPlan(BaseModel):
     simulated_cycle_time_delta_pct: Estimate | None = None
     simulated_cycle_time_delta_hours: Estimate | None = None
     confirmed: bool | None = Field(
-        None, description="holds out of sample and the simulation predicts no slower cases"
+        None, description="holds out of sample and the simulated cycle time change has its "
+        "whole 95 % interval below zero"
     )
+    confirmation: str | None = Field(None, description="why the plan is confirmed or not, in words")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -290,15 +293,20 @@ def _simulate_threshold(
                                     automated_duration_hours=0.0)  # fmt: skip
         notes.append(f"'above' thresholds are simulated as skipping {decide_at!r} (no jump)")
     sim = simulate(twin, scenario, cases=cases, replications=replications, seed=seed)
-    faster = sim.delta.cycle_time_mean_hours.mean <= 1e-9
+    score = plan.score
+    risk = "n/a" if score is None or score.risk is None else f"{score.risk:.1%}"
+    held = (bool(plan.holds_out_of_sample),
+            f"risk on the later cases {risk} " + ("within" if plan.holds_out_of_sample else "over")
+            + f" the cap {plan.risk_cap:.1%}")  # fmt: skip
+    confirmed, why = summarise([held, check_reduction(sim.delta.cycle_time_mean_hours,
+                                                      "cycle time per case")])  # fmt: skip
     return plan.model_copy(update={
         "scenario": scenario, "simulation": sim, "notes": notes + sim.notes[-3:],
         "simulated_cycle_time_delta_pct": sim.predicted_delta_pct,
         "simulated_cycle_time_delta_hours": sim.delta.cycle_time_mean_hours,
-        "confirmed": bool(plan.holds_out_of_sample) and faster,
+        "confirmed": confirmed, "confirmation": why,
         "message": plan.message + (
             f"; in the twin ({decide_at!r} skipped"
             + (f", then {then_activity!r}" if then_activity else "")
-            + f") cycle time {sim.predicted_delta_pct.mean:+.1f} % "
-            f"[{sim.predicted_delta_pct.ci_low:+.1f}, {sim.predicted_delta_pct.ci_high:+.1f}]"),
+            + f") cycle time {interval_text(sim.predicted_delta_pct, ' %', 2)}; {why}"),
     })  # fmt: skip
