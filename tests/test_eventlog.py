@@ -406,3 +406,16 @@ def test_zip_named_csv(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
     with pytest.raises(EventLogError, match=r"workbook\.csv.*ZIP/Excel"):
         load_event_log(path)
+
+
+def test_case_level_columns_finds_case_and_constant_event_attributes() -> None:
+    from closedloop.tools.log.attributes import case_level_columns
+
+    frame = pd.DataFrame({
+        CASE: ["a", "a", "b"], ACTIVITY: ["x", "y", "x"], "case:tier": ["gold", "gold", "std"],
+        "region": ["EU", "EU", "US"], "clerk": ["p", "q", "p"], "tier": ["g", "g", "s"],
+        "_private": [1, 1, 2],
+    })
+    cases, constant = case_level_columns(frame)
+    assert cases == ["case:tier"]
+    assert constant == ["region"]  # clerk varies; tier has a case: twin; _private is private

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from closedloop.sandbox.server import SandboxServer
+from tests.sandbox_process import standalone_sandbox
 
 SANDBOX_DIR = Path(__file__).resolve().parents[1] / "closedloop" / "sandbox"
 PASSWORD_RULE = {
@@ -314,25 +313,8 @@ def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
 
 
 def test_standalone_process_serves_until_killed() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "closedloop.sandbox", "--port", "0", "--seed", "3"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
-        with httpx.Client(base_url=url, timeout=10) as c:
-            for _ in range(100):
-                try:
-                    if c.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-            assert _advance(c, 24)["events_generated"] > 0
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with standalone_sandbox("--seed", "3") as c:
+        assert _advance(c, 24)["events_generated"] > 0
 
 
 def test_sandbox_shares_no_code_with_the_agent_side() -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import subprocess
-import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import datetime
@@ -36,6 +33,7 @@ from closedloop.tools.connect import (
 )
 from closedloop.tools.connect.readback import COHORT, EVENT_ID
 from closedloop.tools.log.columns import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
+from tests.sandbox_process import standalone_sandbox
 
 O2C_DIR = Path(__file__).resolve().parents[1] / "closedloop" / "sandbox" / "o2c"
 CONNECTOR = CONNECTORS_DIR / "o2c"
@@ -339,26 +337,9 @@ def test_connector_catalog_events_and_actions_against_the_live_system() -> None:
 
 
 def test_standalone_process_serves_o2c() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "closedloop.sandbox", "--domain", "o2c", "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
-        with httpx.Client(base_url=url, timeout=10) as c:
-            for _ in range(100):
-                try:
-                    if c.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)  # bound and printed before uvicorn listens
-            assert _advance(c, 24)["events_generated"] > 0
-            assert c.get(HISTORY, params={"$top": 1}).json()["d"]["results"]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with standalone_sandbox("--domain", "o2c") as c:
+        assert _advance(c, 24)["events_generated"] > 0
+        assert c.get(HISTORY, params={"$top": 1}).json()["d"]["results"]
 
 
 def test_o2c_sandbox_shares_no_code_with_the_agent_side() -> None:

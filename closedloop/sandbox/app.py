@@ -7,26 +7,17 @@ its lock) plus an idempotency ledger. Writes (staffing, rules) need an
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hmac
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.openapi.utils import get_openapi
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from closedloop.sandbox.idempotency import IdempotencyLedger, request_fingerprint
+from closedloop.sandbox.idempotency import IdempotencyLedger
 from closedloop.sandbox.models import (
-    AdvanceRequest,
-    AdvanceResult,
-    ClockState,
     ErrorBody,
     EventsPage,
-    Health,
     QueueState,
     RuleDeleted,
     RuleIn,
@@ -34,16 +25,19 @@ from closedloop.sandbox.models import (
     SandboxConfig,
     StaffingIn,
     StaffingOut,
-    WriteRecord,
 )
 from closedloop.sandbox.rules import Rule
+from closedloop.sandbox.service import (
+    MAX_KEY_LENGTH,
+    IdempotencyKey,
+    add_clock_routes,
+    add_writes_route,
+    clock_lifespan,
+    install_bearer_auth,
+    keyed_write,
+)
 from closedloop.sandbox.simulation import SimEvent, Simulation
 
-TICK_SECONDS = 0.2
-IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", description="Unique per write; replays are safe")
-]
-MAX_KEY_LENGTH = 255
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Missing or invalid Idempotency-Key"},
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token"},
@@ -90,35 +84,15 @@ class _State:
         if len(key) > MAX_KEY_LENGTH:
             return _error(400, "invalid_idempotency_key",
                           f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters")
-        method, path = request.method, request.url.path
-        fingerprint = request_fingerprint(method, path, body)
-        sim = self.sim
-        with sim.lock:
-            stored = self.ledger.lookup(key)
-            replayed = stored is not None and stored.fingerprint == fingerprint
-            if stored is not None and not replayed:
-                status, payload = 409, {
-                    "error": "idempotency_key_reused",
-                    "detail": f"Idempotency-Key {key!r} was already used for a different request",
-                }
-            elif stored is not None:
-                status, payload = stored.status, stored.body
-            else:
-                status, payload = apply()
-                self.ledger.store(key, fingerprint, status, payload)
-            self.ledger.record(method=method, path=path, key=key, replayed=replayed,
-                               status=status, at_seq=sim.last_seq(), at=sim.calendar.iso(sim.now))
+        status, payload = keyed_write(self.ledger, self.sim, request, key, body, apply, _reused)
         return JSONResponse(payload, status_code=status)
 
 
-async def _run_clock(sim: Simulation, speed: float) -> None:
-    """Advance the simulation ``speed`` simulated seconds per real second, forever."""
-    last = time.monotonic()
-    while True:
-        await asyncio.sleep(TICK_SECONDS)
-        now = time.monotonic()
-        elapsed, last = now - last, now
-        await asyncio.to_thread(sim.advance, elapsed * speed / 3600.0)
+def _reused(key: str) -> dict[str, Any]:
+    return {
+        "error": "idempotency_key_reused",
+        "detail": f"Idempotency-Key {key!r} was already used for a different request",
+    }
 
 
 def create_app(
@@ -134,44 +108,21 @@ def create_app(
     state = _State(Simulation(seed=seed, start=start), speed)
     sim = state.sim
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_run_clock(sim, speed)) if speed > 0 else None
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
     app = FastAPI(
         title="closedloop sandbox helpdesk",
         version="1.0",
         description="A simulated enterprise IT helpdesk (ITSM) with hidden dynamics, "
         "for demos, tests and evals. Times come from the simulation clock.",
-        lifespan=lifespan,
+        lifespan=clock_lifespan(sim, speed),
     )
     app.state.sandbox = state
 
     if api_token:
-        _install_auth(app, api_token)
+        install_bearer_auth(app, api_token, lambda: _error(
+            401, "unauthorized", "Send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"}))
 
-    @app.get("/health", summary="Liveness check", response_model=Health)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/clock", summary="Current simulation time", response_model=ClockState)
-    def get_clock() -> dict[str, Any]:
-        with sim.lock:
-            return {"now": sim.calendar.iso(sim.now), "speed": speed}
-
-    @app.post("/clock/advance", summary="Run the simulation forward (manual clock)",
-              response_model=AdvanceResult)
-    def advance_clock(body: AdvanceRequest) -> dict[str, Any]:
-        with sim.lock:
-            generated = sim.advance(body.hours)
-            return {"now": sim.calendar.iso(sim.now), "events_generated": generated}
+    add_clock_routes(app, sim, speed)
 
     @app.get("/events", summary="Ticket events, oldest first, paginated by seq",
              response_model=EventsPage)
@@ -253,44 +204,8 @@ def create_app(
 
         return state.idempotent(request, idempotency_key, None, apply)
 
-    @app.get("/writes", summary="Every keyed write received, replays included",
-             response_model=list[WriteRecord])
-    def get_writes() -> list[dict[str, Any]]:
-        with sim.lock:
-            return list(state.ledger.writes)
-
+    add_writes_route(app, sim, state.ledger)
     return app
-
-
-def _install_auth(app: FastAPI, token: str) -> None:
-    """Require ``Authorization: Bearer <token>`` everywhere but /health (and document it)."""
-    expected = f"Bearer {token}".encode()
-
-    @app.middleware("http")
-    async def check_token(request: Request, call_next: Callable[..., Any]) -> Any:
-        if request.url.path == "/health":
-            return await call_next(request)
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return _error(401, "unauthorized", "Send Authorization: Bearer <token>",
-                          headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearerAuth": {"type": "http", "scheme": "bearer"}
-            }
-            for path, operations in schema.get("paths", {}).items():
-                if path != "/health":
-                    for operation in operations.values():
-                        operation["security"] = [{"bearerAuth": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 __all__ = ["create_app"]

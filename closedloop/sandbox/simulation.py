@@ -12,27 +12,24 @@ simulation clock. Randomness is seeded: arrivals use one stream and each ticket
 its own stream, so a ticket's attributes do not depend on the active rules, and
 the same seed with the same calls yields identical events.
 
-All public methods take ``self.lock`` (reentrant), so one instance may be shared
-between HTTP handler threads and a background clock.
+The clock, schedule, arrivals and rule list come from
+:class:`closedloop.sandbox.engine.EventSimulation`; all public methods take
+``self.lock`` (reentrant).
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import math
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from closedloop.sandbox.engine import HOUR, EventSimulation, lognormal_minutes
 from closedloop.sandbox.params import CASE_ATTRIBUTES, SandboxParams
 from closedloop.sandbox.rules import Rule, assign_cohort, first_match
-from closedloop.sandbox.simclock import SimCalendar
-
-HOUR = 3600.0
 
 
 @dataclass(slots=True)
@@ -60,50 +57,26 @@ class Ticket:
     closed: bool = False
 
 
-class Simulation:
+class Simulation(EventSimulation[Rule, SimEvent]):
     """The helpdesk world: clock, queues, staffing, rules and the event log."""
 
     def __init__(
         self, seed: int = 7, start: datetime | None = None, params: SandboxParams | None = None
     ) -> None:
-        self.lock = threading.RLock()
-        self.seed = seed
         self.params = params or SandboxParams()
-        self.calendar = SimCalendar(start)
-        self.now = 0.0
+        super().__init__(seed, start, "closedloop-sandbox-arrivals",
+                         self.params.peak_arrivals_per_hour)
         self.staffing: dict[str, int] = dict(self.params.staffing)
-        self.rules: list[Rule] = []
-        self.events: list[SimEvent] = []
         self._times_ms: list[int] = []
-        self._heap: list[tuple[float, int, Callable[..., None], tuple]] = []
-        self._counter = itertools.count()
         self._busy: dict[str, set[int]] = {q: set() for q in self.staffing}
         self._waiting: dict[str, list[tuple[int, float, int, Ticket, str]]] = {
             q: [] for q in self.staffing
         }
-        self._arrival_rng = random.Random(f"closedloop-sandbox-arrivals:{seed}")
         self._ticket_count = 0
         self._schedule(self._next_arrival_time(0.0), self._arrive)
         self._schedule(self.calendar.next_open(-1e-9), self._business_open)
 
     # ------------------------------------------------------------------ public API
-    def advance(self, hours: float) -> int:
-        """Run the simulation ``hours`` forward; return how many events were emitted."""
-        with self.lock:
-            return self.run_until(self.now + hours * HOUR)
-
-    def run_until(self, t_end: float) -> int:
-        """Process every scheduled happening up to ``t_end`` (sim seconds); return events emitted."""
-        with self.lock:
-            before = len(self.events)
-            heap = self._heap
-            while heap and heap[0][0] <= t_end:
-                t, _, callback, args = heapq.heappop(heap)
-                self.now = t
-                callback(*args)
-            self.now = max(self.now, t_end)
-            return len(self.events) - before
-
     def set_staffing(self, queue: str, agents: int) -> int:
         """Set the number of agents of ``queue`` (KeyError if unknown); return the previous count.
 
@@ -115,23 +88,6 @@ class Simulation:
             self.staffing[queue] = agents
             self._dispatch(queue)
             return previous
-
-    def add_rule(self, rule: Rule) -> None:
-        """Activate a rule for tickets that arrive from now on."""
-        with self.lock:
-            self.rules.append(rule)
-
-    def remove_rule(self, rule_id: str) -> bool:
-        """Deactivate a rule; tickets already assigned keep their cohort. False if unknown."""
-        with self.lock:
-            kept = [r for r in self.rules if r.rule_id != rule_id]
-            removed = len(kept) != len(self.rules)
-            self.rules = kept
-            return removed
-
-    def last_seq(self) -> int:
-        """The seq of the latest event (0 when none)."""
-        return len(self.events)
 
     def query_events(
         self, after_seq: int = 0, limit: int = 5000,
@@ -177,9 +133,6 @@ class Simulation:
         return self._ticket_count
 
     # ------------------------------------------------------------------ machinery
-    def _schedule(self, t: float, callback: Callable[..., None], *args: object) -> None:
-        heapq.heappush(self._heap, (t, next(self._counter), callback, args))
-
     def _emit(self, ticket: Ticket, activity: str, lifecycle: str, resource: str, queue: str) -> None:
         t_ms = round(self.now * 1000)
         if self._times_ms and t_ms < self._times_ms[-1]:
@@ -198,7 +151,7 @@ class Simulation:
     ) -> None:
         """Emit the start now and schedule the completion after a lognormal duration."""
         self._emit(ticket, activity, "start", resource, queue)
-        duration = _lognormal_minutes(ticket.rng, minutes) * 60.0
+        duration = lognormal_minutes(ticket.rng, minutes) * 60.0
         self._schedule(self.now + duration, self._complete, ticket, activity, resource, queue,
                        then, args)
 
@@ -206,14 +159,6 @@ class Simulation:
                   then: Callable[..., None], args: tuple) -> None:
         self._emit(ticket, activity, "complete", resource, queue)
         then(*args)
-
-    def _next_arrival_time(self, t: float) -> float:
-        rate = self.params.peak_arrivals_per_hour / HOUR
-        rng = self._arrival_rng
-        while True:
-            t += rng.expovariate(rate)
-            if rng.random() < self.calendar.arrival_weight(t):
-                return t
 
     def _arrive(self) -> None:
         self._schedule(self._next_arrival_time(self.now), self._arrive)
@@ -332,9 +277,4 @@ class Simulation:
         for queue in self._waiting:
             self._dispatch(queue)
         self._schedule(self.calendar.next_open(self.now), self._business_open)
-
-
-def _lognormal_minutes(rng: random.Random, spec: tuple[float, float]) -> float:
-    mean, sigma = spec
-    return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
 

@@ -9,21 +9,15 @@ header and a replay returns the first answer unchanged.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hmac
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
-from closedloop.sandbox.idempotency import IdempotencyLedger, request_fingerprint
-from closedloop.sandbox.models import AdvanceRequest, AdvanceResult, ClockState, Health, WriteRecord
+from closedloop.sandbox.idempotency import IdempotencyLedger
 from closedloop.sandbox.o2c import models as m
 from closedloop.sandbox.o2c.feeds import (
     ORDER_FIELDS,
@@ -36,14 +30,18 @@ from closedloop.sandbox.o2c.odata import ODataError, error_response
 from closedloop.sandbox.o2c.params import CURRENCY, SALES_ORGANIZATION
 from closedloop.sandbox.o2c.rules import AutoApprovalRule
 from closedloop.sandbox.o2c.simulation import O2CSimulation
+from closedloop.sandbox.service import (
+    MAX_KEY_LENGTH,
+    IdempotencyKey,
+    add_clock_routes,
+    add_writes_route,
+    clock_lifespan,
+    install_bearer_auth,
+    keyed_write,
+)
 
 SERVICE = "/sap/opu/odata/sap/API_SALES_ORDER_SRV"
-TICK_SECONDS = 0.2
-MAX_KEY_LENGTH = 255
 DEFAULT_PAGE_SIZE = 5000
-IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", description="Unique per write; replays are safe")
-]
 Filter = Annotated[str | None, Query(alias="$filter", description="e.g. CustomerSegment eq 'x'")]
 OrderBy = Annotated[str | None, Query(alias="$orderby", description="Field [asc|desc], ...")]
 Top = Annotated[int | None, Query(alias="$top", ge=1, le=100_000)]
@@ -75,23 +73,7 @@ class _State:
         if not key or not key.strip() or len(key) > MAX_KEY_LENGTH:
             return error_response(400, "IdempotencyKey", "Writes need an Idempotency-Key header "
                                   f"of 1 to {MAX_KEY_LENGTH} characters, unique per write")
-        method, path = request.method, request.url.path
-        fingerprint = request_fingerprint(method, path, body)
-        sim = self.sim
-        with sim.lock:
-            stored = self.ledger.lookup(key)
-            replayed = stored is not None and stored.fingerprint == fingerprint
-            if stored is not None and not replayed:
-                status, payload = 409, {"error": {"code": "IdempotencyKeyReused", "message": {
-                    "lang": "en", "value": f"Idempotency-Key {key!r} was already used for a "
-                    "different request"}}}
-            elif stored is not None:
-                status, payload = stored.status, stored.body
-            else:
-                status, payload = apply()
-                self.ledger.store(key, fingerprint, status, payload or {})
-            self.ledger.record(method=method, path=path, key=key, replayed=replayed,
-                               status=status, at_seq=sim.last_seq(), at=sim.calendar.iso(sim.now))
+        status, payload = keyed_write(self.ledger, self.sim, request, key, body, apply, _reused)
         if status == 204:
             return Response(status_code=204)
         return JSONResponse(payload, status_code=status)
@@ -129,14 +111,10 @@ def _query(**values: Any) -> dict[str, Any]:
     return {f"${k.rstrip('_')}": v for k, v in values.items() if v is not None}
 
 
-async def _run_clock(sim: O2CSimulation, speed: float) -> None:
-    """Advance the simulation ``speed`` simulated seconds per real second, forever."""
-    last = time.monotonic()
-    while True:
-        await asyncio.sleep(TICK_SECONDS)
-        now = time.monotonic()
-        elapsed, last = now - last, now
-        await asyncio.to_thread(sim.advance, elapsed * speed / 3600.0)
+def _reused(key: str) -> dict[str, Any]:
+    return {"error": {"code": "IdempotencyKeyReused", "message": {
+        "lang": "en", "value": f"Idempotency-Key {key!r} was already used for a "
+        "different request"}}}
 
 
 def create_app(seed: int = 7, start: datetime | None = None, speed: float = 0.0,
@@ -151,24 +129,16 @@ def create_app(seed: int = 7, start: datetime | None = None, speed: float = 0.0,
     state = _State(O2CSimulation(seed=seed, start=start), page_size)
     sim = state.sim
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_run_clock(sim, speed)) if speed > 0 else None
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    app = FastAPI(title="closedloop sandbox order-to-cash", version="1.0", lifespan=lifespan,
+    app = FastAPI(title="closedloop sandbox order-to-cash", version="1.0",
+                  lifespan=clock_lifespan(sim, speed),
                   description="A simulated order-to-cash system with an API shaped like SAP "
                   "S/4HANA's sales order OData v2 service, for demos, tests and evals. "
                   "Times come from the simulation clock.")
     app.state.sandbox = state
     if api_token:
-        _install_auth(app, api_token)
+        install_bearer_auth(app, api_token, lambda: error_response(
+            401, "Unauthorized", "Send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"}))
 
     @app.exception_handler(ODataError)
     async def odata_error(_: Request, exc: ODataError) -> JSONResponse:
@@ -180,28 +150,8 @@ def create_app(seed: int = 7, start: datetime | None = None, speed: float = 0.0,
                              for e in exc.errors())
         return error_response(400, "InvalidRequest", problems)
 
-    @app.get("/health", summary="Liveness check", response_model=Health, operation_id="health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/clock", summary="Current simulation time", response_model=ClockState,
-             operation_id="getClock")
-    def get_clock() -> dict[str, Any]:
-        with sim.lock:
-            return {"now": sim.calendar.iso(sim.now), "speed": speed}
-
-    @app.post("/clock/advance", summary="Run the simulation forward (manual clock)",
-              response_model=AdvanceResult, operation_id="advanceClock")
-    def advance_clock(body: AdvanceRequest) -> dict[str, Any]:
-        with sim.lock:
-            generated = sim.advance(body.hours)
-            return {"now": sim.calendar.iso(sim.now), "events_generated": generated}
-
-    @app.get("/writes", summary="Every keyed write received, replays included",
-             response_model=list[WriteRecord], operation_id="listWrites")
-    def get_writes() -> list[dict[str, Any]]:
-        with sim.lock:
-            return list(state.ledger.writes)
+    add_clock_routes(app, sim, speed, operation_ids=True)
+    add_writes_route(app, sim, state.ledger, operation_ids=True)
 
     @app.get(f"{SERVICE}/A_SalesOrder", summary="Sales orders", response_model=m.OrdersPage,
              operation_id="listSalesOrders", responses=_ERRORS)
@@ -348,34 +298,6 @@ def create_app(seed: int = 7, start: datetime | None = None, speed: float = 0.0,
         return state.configuration()
 
     return app
-
-
-def _install_auth(app: FastAPI, token: str) -> None:
-    """Require ``Authorization: Bearer <token>`` everywhere but /health (and document it)."""
-    expected = f"Bearer {token}".encode()
-
-    @app.middleware("http")
-    async def check_token(request: Request, call_next: Callable[..., Any]) -> Any:
-        given = request.headers.get("authorization", "").encode()
-        if request.url.path == "/health" or hmac.compare_digest(given, expected):
-            return await call_next(request)
-        return error_response(401, "Unauthorized", "Send Authorization: Bearer <token>",
-                              headers={"WWW-Authenticate": "Bearer"})
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearerAuth": {"type": "http", "scheme": "bearer"}}
-            for path, operations in schema.get("paths", {}).items():
-                for operation in operations.values():
-                    if path != "/health":
-                        operation["security"] = [{"bearerAuth": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 __all__ = ["SERVICE", "create_app"]

@@ -20,29 +20,24 @@ fate (risky, credit hold, address error, lateness) another, its durations a
 third, so an order's fate does not depend on staffing, threshold or rules and
 the same seed with the same calls yields identical events. Every activity
 instance is logged once, at completion, with its start and completion time.
-All public methods take ``self.lock`` (reentrant).
+The clock, schedule, arrivals and rule list come from
+:class:`closedloop.sandbox.engine.EventSimulation`; all public methods take
+``self.lock`` (reentrant).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
-import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from closedloop.sandbox.engine import DAY, HOUR, EventSimulation, lognormal_minutes
 from closedloop.sandbox.o2c.orders import Order, draw_order
 from closedloop.sandbox.o2c.params import TERM_DAYS, O2CParams
 from closedloop.sandbox.o2c.rules import AutoApprovalRule, cohort, first_match
 from closedloop.sandbox.o2c.teams import Team, WorkItem
-from closedloop.sandbox.simclock import SimCalendar
-
-HOUR = 3600.0
-DAY = 24 * HOUR
 
 
 @dataclass(slots=True)
@@ -58,47 +53,22 @@ class O2CEvent:
     team: str
 
 
-class O2CSimulation:
+class O2CSimulation(EventSimulation[AutoApprovalRule, O2CEvent]):
     """The order-to-cash world: clock, teams, threshold, rules, orders and the event log."""
 
     def __init__(
         self, seed: int = 7, start: datetime | None = None, params: O2CParams | None = None
     ) -> None:
-        self.lock = threading.RLock()
-        self.seed = seed
         self.params = params or O2CParams()
-        self.calendar = SimCalendar(start)
-        self.now = 0.0
+        super().__init__(seed, start, "closedloop-o2c-arrivals", self.params.peak_orders_per_hour)
         self.approval_threshold = self.params.approval_threshold
         self.teams = {name: Team(name, s.headcount, s.start_hour, s.end_hour)
                       for name, s in self.params.teams.items()}
-        self.rules: list[AutoApprovalRule] = []
-        self.events: list[O2CEvent] = []
         self.orders: list[Order] = []
-        self._heap: list[tuple[float, int, Callable[..., None], tuple]] = []
-        self._counter = itertools.count()
-        self._arrival_rng = random.Random(f"closedloop-o2c-arrivals:{seed}")
         self._schedule(self._next_arrival_time(0.0), self._arrive)
         self._schedule(0.0, self._hourly)
 
     # ------------------------------------------------------------------ public API
-    def advance(self, hours: float) -> int:
-        """Run the simulation ``hours`` forward; return how many events were logged."""
-        with self.lock:
-            return self.run_until(self.now + hours * HOUR)
-
-    def run_until(self, t_end: float) -> int:
-        """Process every scheduled happening up to ``t_end`` (sim seconds); return events logged."""
-        with self.lock:
-            before = len(self.events)
-            heap = self._heap
-            while heap and heap[0][0] <= t_end:
-                t, _, callback, args = heapq.heappop(heap)
-                self.now = t
-                callback(*args)
-            self.now = max(self.now, t_end)
-            return len(self.events) - before
-
     def set_team(
         self, name: str, headcount: int, start_hour: int | None = None,
         end_hour: int | None = None,
@@ -124,27 +94,7 @@ class O2CSimulation:
             previous, self.approval_threshold = self.approval_threshold, amount
             return previous
 
-    def add_rule(self, rule: AutoApprovalRule) -> None:
-        """Activate a rule for orders created from now on."""
-        with self.lock:
-            self.rules.append(rule)
-
-    def remove_rule(self, rule_id: str) -> bool:
-        """Deactivate a rule; orders already assigned keep their cohort. False if unknown."""
-        with self.lock:
-            kept = [r for r in self.rules if r.rule_id != rule_id]
-            removed = len(kept) != len(self.rules)
-            self.rules = kept
-            return removed
-
-    def last_seq(self) -> int:
-        """The sequence number of the latest event (0 when none)."""
-        return len(self.events)
-
     # ------------------------------------------------------------------ machinery
-    def _schedule(self, t: float, callback: Callable[..., None], *args: object) -> None:
-        heapq.heappush(self._heap, (t, next(self._counter), callback, args))
-
     def _log(self, order: Order, activity: str, started: float, resource: str,
              team: str = "") -> None:
         end_ms = round(self.now * 1000)
@@ -156,7 +106,7 @@ class O2CSimulation:
     def _timed(self, order: Order, activity: str, resource: str, minutes: tuple[float, float],
                then: Callable[[Order], None]) -> None:
         """An activity done by a system or an outside party (no team, no queue)."""
-        duration = _lognormal_minutes(order.durations, minutes) * 60.0
+        duration = lognormal_minutes(order.durations, minutes) * 60.0
         self._schedule(self.now + duration, self._finish_timed, order, activity, resource,
                        self.now, then)
 
@@ -175,7 +125,7 @@ class O2CSimulation:
 
     def _start_work(self, team: Team, member: int, item: WorkItem) -> None:
         minutes = self._work_minutes[item.activity]
-        duration = _lognormal_minutes(item.order.durations, minutes) * 60.0
+        duration = lognormal_minutes(item.order.durations, minutes) * 60.0
         self._schedule(self.now + duration, self._finish_work, team, member, item, self.now)
 
     def _finish_work(self, team: Team, member: int, item: WorkItem, started: float) -> None:
@@ -210,14 +160,6 @@ class O2CSimulation:
                 "Create Invoice": lambda order, _: self._invoiced(order)}
 
     # ------------------------------------------------------------------ the process
-    def _next_arrival_time(self, t: float) -> float:
-        rate = self.params.peak_orders_per_hour / HOUR
-        rng = self._arrival_rng
-        while True:
-            t += rng.expovariate(rate)
-            if rng.random() < self.calendar.arrival_weight(t):
-                return t
-
     def _arrive(self) -> None:
         self._schedule(self._next_arrival_time(self.now), self._arrive)
         order = draw_order(self.seed, len(self.orders) + 1, self.now, self.params)
@@ -315,7 +257,3 @@ class O2CSimulation:
             **event.order.attributes(),
         }
 
-
-def _lognormal_minutes(rng: random.Random, spec: tuple[float, float]) -> float:
-    mean, sigma = spec
-    return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)

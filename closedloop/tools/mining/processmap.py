@@ -101,31 +101,10 @@ def map_graph(report: MiningReport, selection: MapSelection) -> Any:
         node_attr={"fontname": FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled"},
         edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7", "fontcolor": "#37474f"},
     )
-    starts = sum(report.start_activities.values())
-    graph.node(
-        "start",
-        label="",
-        shape="circle",
-        width="0.3",
-        fixedsize="true",
-        style="filled",
-        fillcolor=START_COLOUR,
-        color=START_COLOUR,
-        id="start",
-        tooltip=f"process start ({starts:,} cases)",
-    )
-    graph.node(
-        "end",
-        label="",
-        shape="doublecircle",
-        width="0.22",
-        fixedsize="true",
-        style="filled",
-        fillcolor=END_COLOUR,
-        color=END_COLOUR,
-        id="end",
-        tooltip=f"process end ({sum(report.end_activities.values()):,} cases)",
-    )
+    _terminal(graph, "start", "circle", "0.3", START_COLOUR,
+              f"process start ({sum(report.start_activities.values()):,} cases)")
+    _terminal(graph, "end", "doublecircle", "0.22", END_COLOUR,
+              f"process end ({sum(report.end_activities.values()):,} cases)")
     top_count = max((a.count for a in selection.activities), default=1)
     hot_waits = [
         a.mean_waiting_hours for a in selection.activities if a.mean_waiting_hours >= threshold
@@ -220,3 +199,9 @@ def duration_text(hours: float | None) -> str:
     if hours < 48:
         return f"{hours:.1f} h"
     return f"{hours / 24:.1f} d"
+
+
+def _terminal(graph: Any, name: str, shape: str, width: str, colour: str, tooltip: str) -> None:
+    """The unlabelled start or end node of the map."""
+    graph.node(name, label="", shape=shape, width=width, fixedsize="true", style="filled",
+               fillcolor=colour, color=colour, id=name, tooltip=tooltip)

@@ -17,12 +17,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from closedloop.tools.errors import EventLogError, ScenarioError
+from closedloop.tools.log.attributes import case_level_columns
 from closedloop.tools.log.columns import (
     ACTIVITY,
     CASE,
     CASE_PREFIX,
     COMPLETE,
-    STANDARD_COLUMNS,
     START,
 )
 
@@ -78,16 +78,8 @@ def describe_target(target: OutcomeTarget | str) -> str:
 
 def attribute_columns(frame: pd.DataFrame) -> list[str]:
     """``case:`` columns plus event attributes that never vary within a case."""
-    cols = [c for c in frame.columns if c.startswith(CASE_PREFIX) and c != CASE]
-    others = [
-        c for c in frame.columns
-        if not c.startswith((CASE_PREFIX, "_")) and c not in STANDARD_COLUMNS
-        and f"{CASE_PREFIX}{c}" not in cols
-    ]  # fmt: skip
-    if others:
-        varying = frame.groupby(CASE, sort=False)[others].nunique(dropna=True).max()
-        cols += [c for c in others if varying[c] <= 1]
-    return cols
+    cols, constant = case_level_columns(frame)
+    return cols + constant
 
 
 def case_table(frame: pd.DataFrame, target: Target) -> pd.DataFrame:
