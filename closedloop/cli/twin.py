@@ -87,11 +87,31 @@ def _hours(e: Any) -> str:
     return f"{e.mean:+.2f} h [{e.ci_low:+.2f}, {e.ci_high:+.2f}]"
 
 
-def cmd_twin_fit(args: argparse.Namespace) -> int:
-    """Fit a twin on a log and write it as JSON."""
-    from closedloop.tools.twin import fit_twin
+def backtest_lines(bt: Any) -> list[str]:
+    """The twin's backtest in words (error, interval, coverage, training-mean baseline)."""
+    from closedloop.tools.twin import twin_passes_backtest
 
-    twin = fit_twin(load_frame(args.log), seed=args.seed, pooling=args.pooling)
+    if bt.status != "ok":
+        return [f"  backtest: skipped ({bt.reason})"]
+    p = bt.predicted
+    head = (
+        f"  backtest (fit on the first {bt.train_share:.0%} of the time span, predict the rest): "
+        f"{bt.test_cases} later cases, realised mean cycle time {bt.realised_hours:.3g} h, "
+        f"predicted {p.mean:.3g} h [95 %: {p.low95:.3g}, {p.high95:.3g}] "
+        f"error {bt.error_pct:+.1f} %, {'covered' if bt.covered else 'NOT covered'}; "
+        f"training mean {bt.baseline_hours:.3g} h errs {bt.baseline_error_pct:+.1f} %"
+    )
+    return [head, f"  backtest verdict: {twin_passes_backtest(bt).reason}"]
+
+
+def cmd_twin_fit(args: argparse.Namespace) -> int:
+    """Fit a twin on a log, backtest it (unless --no-backtest) and write it as JSON."""
+    from closedloop.tools.twin import backtest_twin, fit_twin
+
+    frame = load_frame(args.log)
+    twin = fit_twin(frame, seed=args.seed, pooling=args.pooling)
+    if args.backtest:
+        twin.backtest = backtest_twin(frame, seed=args.seed, pooling=args.pooling)
     args.out.write_text(twin.model_dump_json(), encoding="utf-8")
     head = (f"twin of {twin.n_cases} cases, {len(twin.activities)} activities, "
             f"{len(twin.pools)} pools -> {args.out}")
@@ -99,9 +119,13 @@ def cmd_twin_fit(args: argparse.Namespace) -> int:
     for p in sorted(twin.pools.values(), key=lambda p: -p.offered_load)[:10]:
         lines.append(f"  {p.name}: capacity {p.capacity}, utilisation {p.utilisation:.0%}, "
                      f"{p.calendar}")
+    if twin.backtest is not None:
+        lines += backtest_lines(twin.backtest)
     lines += [f"  warning: {w}" for w in twin.warnings]
     emit(args, {"out": str(args.out), "cases": twin.n_cases, "pools": len(twin.pools),
-                "warnings": twin.warnings}, "\n".join(lines))
+                "warnings": twin.warnings,
+                "backtest": twin.backtest.model_dump() if twin.backtest else None},
+         "\n".join(lines))
     return 0
 
 
@@ -158,6 +182,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      help="auto (shared pools of people who do the same work when the log has "
                           "resources and start times), one pool per activity, or shared pools")
     fit.add_argument("--seed", type=int, default=0, help="random seed")
+    fit.add_argument("--no-backtest", dest="backtest", action="store_false",
+                     help="skip the backtest (fit on the first 80 %% of the log's time span, "
+                          "predict the rest)")
     add_json(fit)
     fit.set_defaults(func=cmd_twin_fit)
 

@@ -9,6 +9,15 @@ Public API (import from here; the modules behind it may move):
   resources and start times); ``twin.pool_of(activity)`` is the pool doing
   most of an activity, ``twin.pools_of(activity)`` all of them with shares,
   ``twin.pool_of_resources(names)`` the pool holding those people;
+- uncertainty: :func:`predict` (``uncertainty``) -> :class:`Prediction` with
+  p10 / p50 / p90 and 95 % intervals from simulation noise, a bootstrap over
+  cases and declared :class:`Assumption` ranges; :class:`Quantiles`;
+- calibration: :func:`backtest_twin` (``backtest``) -> :class:`TwinBacktest`
+  (``ProcessTwin.backtest``), :func:`twin_passes_backtest` ->
+  :class:`BacktestVerdict` (the Planner's gate);
+- censoring: cases open at the log's end are ``ProcessTwin.open_cases``
+  (:class:`OpenCase`); :func:`simulate_forward` (``forward``) runs from a
+  moment with that backlog;
 - simulation: :func:`simulate` (``simulate``) -> :class:`SimulationResult` of
   :class:`KpiEstimates` / :class:`Estimate` (``kpis``; :func:`estimate` is the
   95 % t-interval over replications); :func:`simulate_log` writes a simulated
@@ -27,7 +36,9 @@ Engine internals (``model``, ``steps``, ``engine``, ``frame``, ``pools``) are
 imported from their modules by tests only.
 """
 
+from closedloop.tools.twin.backtest import BacktestVerdict, backtest_twin, twin_passes_backtest
 from closedloop.tools.twin.calendar import DAYS, HOURS_PER_WEEK, WeeklyClock, working_slots
+from closedloop.tools.twin.calibration import Quantiles, TwinBacktest
 from closedloop.tools.twin.distributions import (
     SAMPLE_CAP,
     DurationModel,
@@ -35,10 +46,12 @@ from closedloop.tools.twin.distributions import (
     fit_duration,
 )
 from closedloop.tools.twin.fit import Pooling, fit_twin
+from closedloop.tools.twin.forward import ForwardRun, simulate_forward
 from closedloop.tools.twin.kpis import Estimate, KpiEstimates, estimate
 from closedloop.tools.twin.process_twin import (
     ActivityModel,
     ObservedKpis,
+    OpenCase,
     PoolModel,
     ProcessTwin,
     as_twin,
@@ -61,6 +74,7 @@ from closedloop.tools.twin.scenarios import (
     resolve_pool,
 )
 from closedloop.tools.twin.simulate import LOG_COLUMNS, SimulationResult, simulate, simulate_log
+from closedloop.tools.twin.uncertainty import Assumption, Prediction, predict
 
 __all__ = [
     "DAYS",
@@ -71,8 +85,10 @@ __all__ = [
     "ActivityModel",
     "AddCapacity",
     "AsIs",
+    "Assumption",
     "AutoApprove",
     "AutomateActivity",
+    "BacktestVerdict",
     "BatchActivity",
     "ChangeCalendar",
     "ChangeRouting",
@@ -80,24 +96,33 @@ __all__ = [
     "DurationModel",
     "DurationSampler",
     "Estimate",
+    "ForwardRun",
     "KpiEstimates",
     "ObservedKpis",
+    "OpenCase",
     "PoolModel",
     "Pooling",
+    "Prediction",
     "Prioritise",
     "ProcessTwin",
+    "Quantiles",
     "Scenario",
     "SetShiftCapacity",
     "SimulationResult",
+    "TwinBacktest",
     "WeeklyClock",
     "as_scenario",
     "as_twin",
+    "backtest_twin",
     "estimate",
     "fit_duration",
     "fit_twin",
+    "predict",
     "queue_wait_hours",
     "resolve_pool",
     "simulate",
+    "simulate_forward",
     "simulate_log",
+    "twin_passes_backtest",
     "working_slots",
 ]

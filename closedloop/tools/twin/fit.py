@@ -65,6 +65,7 @@ from closedloop.tools.twin.calendar import (
     week_epoch,
     working_slots,
 )
+from closedloop.tools.twin.censoring import detect_censoring, expected_visits, open_cases
 from closedloop.tools.twin.distributions import fit_duration
 from closedloop.tools.twin.frame import (
     HOUR,
@@ -85,7 +86,7 @@ from closedloop.tools.twin.pools import (
 from closedloop.tools.twin.process_twin import ActivityModel, ObservedKpis, PoolModel, ProcessTwin
 from closedloop.tools.twin.queueing import MAX_UTILISATION, queue_wait_hours, stable_capacity
 from closedloop.tools.twin.routing import START as ROUTE_START
-from closedloop.tools.twin.routing import discover_routing
+from closedloop.tools.twin.routing import discover_routing, parallel_pairs
 
 __all__ = ["Pooling", "fit_twin"]
 # Also importable from here for callers written before the facade (tests/test_twin_cli.py);
@@ -93,21 +94,7 @@ __all__ = ["Pooling", "fit_twin"]
 __all__ += ["ProcessTwin"]
 
 MIN_DELAY_CONTEXT = 30  # instances needed to keep a delay distribution per previous activity
-PARALLEL_SHARE = 0.5  # a pair of activities overlapping this often runs in parallel
-MIN_PARALLEL = 10
 Pooling = Literal["auto", "activity", "profiles"]
-
-
-def _parallel_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
-    """Consecutive activities (by completion) whose instances mostly overlap in time."""
-    prev_end = df.groupby(CASE, sort=False)[COMPLETE].shift(1)
-    overlap = (df[START] < prev_end).to_numpy()
-    if not overlap.any():
-        return []
-    pairs = pd.DataFrame({"prev": df["_prev"], "act": df[ACTIVITY], "overlap": overlap})
-    share = pairs.groupby(["prev", "act"], sort=True)["overlap"].agg(["mean", "size"])
-    keep = share[(share["mean"] >= PARALLEL_SHARE) & (share["size"] >= MIN_PARALLEL)]
-    return [(str(a), str(b)) for a, b in keep.index if a != ROUTE_START]
 
 
 def _arrivals(
@@ -115,7 +102,7 @@ def _arrivals(
 ) -> tuple[np.ndarray, list[float] | None, np.ndarray]:
     """Gaps (hours), arrival rates per hour of week, gaps in expected arrivals."""
     starts = case_start.sort_values()
-    epoch = week_epoch(starts.iloc[0].to_pydatetime())
+    epoch = week_epoch(starts.iloc[0].floor("us").to_pydatetime())
     hours = ((starts - pd.Timestamp(epoch)) / HOUR).to_numpy(dtype=float)
     gaps = np.diff(hours)
     if len(starts) < 2:
@@ -144,7 +131,7 @@ def _delays(rows: pd.DataFrame, clock: WeeklyClock, keep: float) -> np.ndarray:
 
 
 def _activity(
-    name: str, arows: pd.DataFrame, n_cases: int, rng: np.random.Generator
+    name: str, arows: pd.DataFrame, visits: float, rng: np.random.Generator
 ) -> ActivityModel:
     """The model of one activity from all its instances (columns set in fit_twin)."""
     proc = arows["_proc"].to_numpy(dtype=float)
@@ -165,7 +152,7 @@ def _activity(
         name=name,
         pool=main,
         count=len(arows),
-        visits_per_case=len(arows) / n_cases,
+        visits_per_case=visits,
         mean_processing_hours=float(proc.mean()),
         mean_waiting_hours=float(arows["_wait"].mean()),
         mean_delay_hours=float(delays.mean()),
@@ -180,7 +167,9 @@ def _activity(
     )
 
 
-def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> ProcessTwin:
+def fit_twin(
+    frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto", censor: bool = True
+) -> ProcessTwin:
     """Fit a process twin (simulation model) from a canonical event frame.
 
     ``frame`` has one row per activity instance with columns
@@ -193,6 +182,11 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
     similar work form one shared pool; an activity may be shared by pools),
     or "activity" (one resource pool per activity, or per ``org:group``).
     Processing times count only the working hours of the pool's calendar.
+    With ``censor`` (default) cases still open at the log's end
+    (:mod:`closedloop.tools.twin.censoring`) are not read as finished: their
+    last step is not a step to the end, visits per case (and so each pool's
+    load) come from the routing chain, and they are kept as the twin's
+    ``open_cases`` (the backlog a forward simulation can start from).
 
     Returns a :class:`ProcessTwin` with arrival calendar, history-aware
     routing, fitted processing and delay distributions, resource pools with
@@ -225,9 +219,21 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
     how = case_start.dt.day_of_week.to_numpy() * 24 + case_start.dt.hour.to_numpy()
     profile = np.bincount(how, minlength=HOURS_PER_WEEK) / n_cases
 
+    cens = detect_censoring(df) if censor else None
+    censored = cens.censored if cens is not None else None
     starts, transitions, contexts = discover_routing(
-        df[CASE].to_numpy(dtype=object), df[ACTIVITY].to_numpy(dtype=object)
+        df[CASE].to_numpy(dtype=object), df[ACTIVITY].to_numpy(dtype=object), censored
     )
+    act_count = df[ACTIVITY].value_counts()
+    visits = {str(a): float(c) / n_cases for a, c in act_count.items()}
+    if cens is not None and cens.open_case_ids:
+        chain = expected_visits(starts, transitions)
+        if chain is not None:
+            visits.update({a: v for a, v in chain.items() if a in visits})
+        warnings.append(
+            f"{len(cens.open_case_ids)} case(s) still open at the log's end (last event within "
+            f"{cens.horizon_hours:.3g} h of it, no end activity): censored, not read as finished"
+        )
     if len(transitions) == 1:
         warnings.append("the log has a single activity")
     if not df["_proc"].any() and not df["_wait"].any():
@@ -241,14 +247,13 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
     df["_pool"] = instance_pools(df, mode)
     df["_busy"] = contention_hours(df, enabled, start) if has_starts else np.nan
     week = df[COMPLETE].dt.tz_localize(None).dt.to_period("W")
-    epoch = pd.Timestamp(week_epoch(df[START].min().to_pydatetime()))
+    epoch = pd.Timestamp(week_epoch(df[START].min().floor("us").to_pydatetime()))
     df["_h_start"] = ((start - epoch) / HOUR).to_numpy(dtype=float)
     df["_h_enabled"] = ((enabled - epoch) / HOUR).to_numpy(dtype=float)
     df["_h_end"] = ((df[COMPLETE] - epoch) / HOUR).to_numpy(dtype=float)
     df["_proc_wall"] = df["_proc"]
     span_start, span_end = float(df["_h_start"].min()), float(df["_h_end"].max())
     overall = working_slots(df["_h_start"].to_numpy(), df["_h_enabled"].to_numpy())
-    act_count = df[ACTIVITY].value_counts()
 
     pools: dict[str, PoolModel] = {}
     case_rate = 1.0 / mean_gap
@@ -270,7 +275,10 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
         b_s, b_e = rows["_h_start"].to_numpy()[mine], rows["_h_end"].to_numpy()[mine]
         mean_s = float(p_proc.mean())
         scv = float(p_proc.var() / mean_s**2) if mean_s > 0 else 0.0
-        rate = case_rate * len(rows) / n_cases * HOURS_PER_WEEK / on_hours
+        done = rows[ACTIVITY].value_counts()
+        # visits per case from the routing chain: open cases have not made all theirs yet
+        pool_visits = sum(visits[str(a)] * n / act_count[a] for a, n in done.items())
+        rate = case_rate * pool_visits * HOURS_PER_WEEK / on_hours
         load = rate * mean_s
         estimated = weekly_resources(rows, week)
         observed_wait = float(rows["_wait"].mean())
@@ -313,7 +321,6 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
             keep = 0.0 if observed_wait <= 0 else min(1.0, max(0.0, 1 - wq / observed_wait))
             df.loc[rows.index, "_delay"] = _delays(rows, clock, keep)
         worked = float(clock.between(np.array([span_start]), np.array([span_end]))[0])
-        done = rows[ACTIVITY].value_counts()
         pools[pool] = PoolModel(
             name=pool,
             activities=sorted(a for a, n in done.items() if n >= MIN_POOL_SHARE * act_count[a]),
@@ -337,7 +344,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
             resource_names=resource_names(rows),
         )
     activities = {
-        str(act): _activity(str(act), arows, n_cases, rng)
+        str(act): _activity(str(act), arows, visits[str(act)], rng)
         for act, arows in df.groupby(ACTIVITY, sort=True)
     }
 
@@ -358,6 +365,7 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
         mean_waiting_hours=float(per_case_wait.mean()),
         mean_processing_hours=float(per_case_proc.mean()),
         throughput_per_day=24.0 * n_cases / span if span > 0 else 0.0,
+        open_cases=len(cens.open_case_ids) if cens is not None else 0,
     )
     return ProcessTwin(
         n_cases=n_cases,
@@ -378,9 +386,12 @@ def fit_twin(frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto") -> P
         warnings=warnings,
         pooling=mode,
         processing_clock="working",
-        first_case_start=case_start.min().to_pydatetime(),
+        first_case_start=case_start.min().floor("us").to_pydatetime(),
         arrival_rates=rates,
         arrival_gap_units=sample(units, rng),
         routing_contexts=contexts,
-        parallel_pairs=_parallel_pairs(df) if has_starts else [],
+        parallel_pairs=parallel_pairs(df) if has_starts else [],
+        log_end=df[COMPLETE].max().floor("us").to_pydatetime(),
+        end_activities=cens.end_activities if cens is not None else [],
+        open_cases=open_cases(df, cens) if cens is not None else [],
     )

@@ -15,11 +15,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.twin.calendar import HOURS_PER_WEEK
+from closedloop.tools.twin.calibration import TwinBacktest
 from closedloop.tools.twin.distributions import DurationModel
 from closedloop.tools.twin.routing import END, RoutingContext
 from closedloop.tools.twin.routing import START as ROUTE_START
 
-__all__ = ["ActivityModel", "ObservedKpis", "PoolModel", "ProcessTwin", "as_twin"]
+__all__ = ["ActivityModel", "ObservedKpis", "OpenCase", "PoolModel", "ProcessTwin", "as_twin"]
+
+
+class OpenCase(BaseModel):
+    """A case still open when the log ends: where it stands (the twin's initial backlog)."""
+
+    case: str
+    activity: str = Field(description="the activity it completed last")
+    previous: str | None = Field(None, description="the activity before that (None: first)")
+    visit: int = Field(1, description="times `activity` ran in the case so far (capped)")
+    since: datetime = Field(description="when it completed `activity` (UTC)")
 
 
 class ObservedKpis(BaseModel):
@@ -32,6 +43,9 @@ class ObservedKpis(BaseModel):
     mean_processing_hours: float
     throughput_per_day: float
     p50_cycle_time_hours: float | None = None
+    open_cases: int = Field(
+        0, description="cases still open at the log's end (their cycle time is as far as seen)"
+    )
 
 
 class ActivityModel(BaseModel):
@@ -147,6 +161,18 @@ class ProcessTwin(BaseModel):
     parallel_pairs: list[tuple[str, str]] = Field(
         default_factory=list,
         description="(activity, next activity) that mostly overlap in time: run in parallel",
+    )
+    log_end: datetime | None = Field(None, description="the last event of the log (the cut)")
+    end_activities: list[str] = Field(
+        default_factory=list, description="activities that end cases (learned from settled cases)"
+    )
+    open_cases: list[OpenCase] = Field(
+        default_factory=list,
+        description="cases open at the log's end: censored in the fit (their last step is not "
+        "read as the end) and the backlog a forward simulation can start from",
+    )
+    backtest: TwinBacktest | None = Field(
+        None, description="fit on the earlier part of the log, predict the later part"
     )
 
     def pool_of(self, activity: str) -> str:

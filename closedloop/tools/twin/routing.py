@@ -26,10 +26,15 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE
+from closedloop.tools.log.columns import START as STARTED
+
 START = "__START__"
 END = "__END__"
 VISIT_CAP = 8
 MIN_SUPPORT = 20
+PARALLEL_SHARE = 0.5  # a pair of activities overlapping this often runs in parallel
+MIN_PARALLEL = 10
 
 
 class RoutingContext(BaseModel):
@@ -53,12 +58,15 @@ def _normalised(counts: pd.Series) -> dict[str, float]:
 
 
 def discover_routing(
-    cases: np.ndarray, acts: np.ndarray
+    cases: np.ndarray, acts: np.ndarray, censored: np.ndarray | None = None
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[RoutingContext]]:
     """Start probabilities, first-order transitions and history contexts.
 
     ``cases`` and ``acts`` are the case id and activity of every activity
-    instance, grouped by case and in execution order.
+    instance, grouped by case and in execution order. ``censored`` marks the
+    last instance of cases still open at the log's end: what follows it is
+    unknown, so it counts for the start and the history but not as a step
+    to END.
     """
     first = np.r_[True, cases[1:] != cases[:-1]]
     last = np.r_[cases[1:] != cases[:-1], True]
@@ -69,6 +77,8 @@ def discover_routing(
     frame["visit"] = np.minimum(visit, VISIT_CAP)
 
     starts = _normalised(frame.loc[first, "act"].value_counts())
+    if censored is not None and censored.any():
+        frame = frame[~np.asarray(censored, dtype=bool)]
     transitions = {
         str(a): _normalised(rows["next"].value_counts())
         for a, rows in frame.groupby("act", sort=True)
@@ -163,3 +173,18 @@ class Router:
             self.level1[key] = rescale(self.level1[key])
         for key in [k for k in self.level2 if k[1] == act]:
             self.level2[key] = rescale(self.level2[key])
+
+
+def parallel_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """Consecutive activities (by completion) whose instances mostly overlap in time.
+
+    ``df`` is the fit's frame (sorted by case and completion, with ``_prev``).
+    """
+    prev_end = df.groupby(CASE, sort=False)[COMPLETE].shift(1)
+    overlap = (df[STARTED] < prev_end).to_numpy()
+    if not overlap.any():
+        return []
+    pairs = pd.DataFrame({"prev": df["_prev"], "act": df[ACTIVITY], "overlap": overlap})
+    share = pairs.groupby(["prev", "act"], sort=True)["overlap"].agg(["mean", "size"])
+    keep = share[(share["mean"] >= PARALLEL_SHARE) & (share["size"] >= MIN_PARALLEL)]
+    return [(str(a), str(b)) for a, b in keep.index if a != START]

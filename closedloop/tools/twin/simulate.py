@@ -75,6 +75,10 @@ class SimulationResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
     sla_hours: float | None = None
     cost_per_hour: dict[str, float] = Field(default_factory=dict)
+    per_replication: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="per replication: delta_pct, delta_cycle_hours, delta_waiting_hours",
+    )
 
 
 def _origin(twin: ProcessTwin, start: datetime | None) -> tuple[datetime, float]:
@@ -182,6 +186,11 @@ def simulate(
         notes=notes,
         sla_hours=sla_hours,
         cost_per_hour=dict(zip(m.pools, m.cost_per_hour, strict=True)),
+        per_replication={
+            "delta_pct": pcts,
+            "delta_cycle_hours": [d["cycle_time_mean_hours"] for d in deltas],
+            "delta_waiting_hours": [d["waiting_mean_hours"] for d in deltas],
+        },
     )
 
 

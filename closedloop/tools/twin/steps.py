@@ -34,6 +34,8 @@ class Cases:
     rows: list[int]
     u_share: list[float]
     seed: tuple[int, ...]
+    # per case: None, or (previous, activity, visit) of an open case resumed after `activity`
+    resume: list[tuple[int, int, int] | None] | None = None
 
 
 @dataclass
@@ -88,7 +90,7 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
     rework = [False] * n
     treated = [False] * n
     u_parts: list[np.ndarray] = []
-    rows, u_share = cases.rows, cases.u_share
+    rows, u_share, resume = cases.rows, cases.u_share, cases.resume
     for b0 in range(0, n, BLOCK):
         count = min(BLOCK, n - b0)
         U = _uniforms(cases, b0 // BLOCK, count)
@@ -101,8 +103,14 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
             ur, uf = route[j], fail[j]
             ext = None
             row = rows[c]
-            prev, k, visits = -1, 0, {}
-            a = draw(start_table, ur[0])
+            where = resume[c] if resume is not None else None
+            if where is None:
+                prev, k, visits = -1, 0, {}
+                a = draw(start_table, ur[0])
+            else:  # an open case: it goes on from the activity it completed last
+                p0, a0, v0 = where
+                prev, k, visits = a0, 0, {a0: v0}
+                a = draw(table(p0, a0, v0), ur[0])
             while a >= 0 and k < limit:
                 if k + 1 >= len(ur):
                     ext = _extension(cases, c, limit)

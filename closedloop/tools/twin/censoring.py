@@ -1,0 +1,133 @@
+"""Cases still open at the log's end (right-censoring) and what the fit learns from them.
+
+A log is cut at some moment while cases are still running. Read naively, an
+open case "ends" with its last recorded activity: the routing learns a false
+``activity -> END``, the expected visits per case (and so each pool's load)
+shrink, and the pool looks less busy than it is. This module tells open
+cases from finished ones and gives the fit what it needs to learn without
+pretending they ended:
+
+- **end activities**: an activity ends cases when at least END_SHARE of its
+  instances are never followed by another event: the plateau of a
+  Kaplan-Meier curve of the time to the next event, where the last instance
+  of a case is censored at its age (time to the cut), so recent cases do
+  not count as finished just because nothing followed *yet*;
+- **censored case**: its last activity is not an end activity and its last
+  event lies within the horizon before the cut (the HORIZON_QUANTILE of the
+  gaps between consecutive events of a case, so a case left untouched much
+  longer than cases ever wait is read as abandoned, not open);
+- :func:`expected_visits` solves the routing chain for the visits per case
+  of each activity, which stays unbiased when the censored ends are left out;
+- :func:`open_cases` lists the backlog at the cut (each open case in the
+  activity it completed last) so a simulation can start from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE
+from closedloop.tools.twin.process_twin import OpenCase
+from closedloop.tools.twin.routing import END, VISIT_CAP
+
+__all__ = ["Censoring", "detect_censoring", "expected_visits", "open_cases"]
+
+END_SHARE = 0.5  # an activity ending at least this share of its settled instances ends cases
+HORIZON_QUANTILE = 0.99  # of within-case gaps: cases silent for longer count as abandoned
+MAX_BACKLOG = 5000  # open cases kept as the twin's initial state
+
+
+@dataclass
+class Censoring:
+    """Which cases were still open at the cut (rows of the prepared frame)."""
+
+    cut: pd.Timestamp
+    horizon_hours: float
+    end_activities: list[str]
+    censored: np.ndarray  # per row: the last row of a censored case (its "next" is unknown)
+    open_case_ids: list[str]
+
+
+def _never_followed(gaps: np.ndarray, ages: np.ndarray) -> float:
+    """Kaplan-Meier plateau: the share of instances no further event ever follows.
+
+    ``gaps``: time to the next event of the instances that have one (events);
+    ``ages``: time from the last instances to the cut (censored: nothing yet).
+    """
+    times = np.r_[gaps, ages]
+    event = np.r_[np.ones(len(gaps)), np.zeros(len(ages))]
+    order = np.lexsort((1 - event, times))  # at equal times the event goes first
+    at_risk = len(times) - np.arange(len(times))
+    factors = np.where(event[order] == 1, 1.0 - 1.0 / at_risk, 1.0)
+    return float(np.prod(factors)) if len(times) else 1.0
+
+
+def detect_censoring(df: pd.DataFrame, cut: pd.Timestamp | None = None) -> Censoring:
+    """Open cases of a prepared frame (sorted by case and completion) at ``cut`` (log end)."""
+    cut = df[COMPLETE].max() if cut is None else cut
+    cases = df[CASE].to_numpy(dtype=object)
+    last = np.r_[cases[1:] != cases[:-1], True]
+    t = df[COMPLETE]
+    gap = ((t.shift(-1) - t) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
+    age = ((cut - t) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
+    inner = gap[~last]
+    inner = inner[np.isfinite(inner) & (inner >= 0)]
+    horizon = float(np.quantile(inner, HORIZON_QUANTILE)) if len(inner) else 0.0
+    acts = df[ACTIVITY].to_numpy(dtype=object)
+    ends = []
+    for a in sorted(set(acts.tolist())):
+        mine = acts == a
+        g = gap[mine & ~last]
+        if _never_followed(np.clip(g[np.isfinite(g)], 0, None), age[mine & last]) >= END_SHARE:
+            ends.append(str(a))
+    is_end = pd.Series(acts).isin(ends).to_numpy()
+    censored = last & ~is_end & (age <= horizon)
+    if not ends:  # nothing ever ends a case here: nothing can be told open
+        censored = np.zeros(len(df), dtype=bool)
+    ids = [str(c) for c in cases[censored]]
+    return Censoring(cut, horizon, ends, censored, ids)
+
+
+def expected_visits(
+    starts: dict[str, float], transitions: dict[str, dict[str, float]]
+) -> dict[str, float] | None:
+    """Visits per case of each activity under the routing chain (None: the chain never ends)."""
+    acts = sorted(transitions)
+    index = {a: i for i, a in enumerate(acts)}
+    n = len(acts)
+    p = np.zeros((n, n))
+    for a, nxt in transitions.items():
+        for b, prob in nxt.items():
+            if b != END and b in index:
+                p[index[a], index[b]] += prob
+    s = np.array([starts.get(a, 0.0) for a in acts])
+    try:
+        v = np.linalg.solve((np.eye(n) - p).T, s)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(v)) or (v < -1e-9).any():
+        return None
+    return {a: float(max(v[i], 0.0)) for a, i in index.items()}
+
+
+def open_cases(df: pd.DataFrame, c: Censoring) -> list[OpenCase]:
+    """The backlog at the cut: each open case in the activity it completed last."""
+    if not c.open_case_ids:
+        return []
+    rows = df[df[CASE].isin(set(c.open_case_ids))]
+    out: list[OpenCase] = []
+    for case, g in rows.groupby(CASE, sort=True):
+        acts = g[ACTIVITY].tolist()
+        out.append(
+            OpenCase(
+                case=str(case),
+                activity=acts[-1],
+                previous=acts[-2] if len(acts) > 1 else None,
+                visit=min(acts.count(acts[-1]), VISIT_CAP),
+                since=g[COMPLETE].iloc[-1].floor("us").to_pydatetime(),
+            )
+        )
+    return out[-MAX_BACKLOG:]

@@ -1,0 +1,142 @@
+"""Honest uncertainty in the twin (issue 9): censoring at the log's end, bootstrap, assumptions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from closedloop.tools.errors import ScenarioError
+from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE, RESOURCE, START
+from closedloop.tools.twin import (
+    END,
+    AddCapacity,
+    AutomateActivity,
+    fit_twin,
+    predict,
+    simulate_forward,
+)
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def two_step_log(n: int, seed: int, delay_b: float, gap: float = 1.0) -> pd.DataFrame:
+    """A stationary A -> B process: Poisson arrivals, A by a1/a2, B by b1/b2 after a delay."""
+    rng = np.random.default_rng(seed)
+    arrive = np.cumsum(rng.exponential(gap, n))
+    rows = []
+    for i, t in enumerate(arrive):
+        a_start = t + rng.exponential(0.1)
+        a_end = a_start + rng.exponential(0.5)
+        b_start = a_end + rng.exponential(delay_b)
+        b_end = b_start + rng.exponential(1.0)
+        for act, s, e, r in (("A", a_start, a_end, f"a{i % 2}"), ("B", b_start, b_end, f"b{i % 2}")):
+            rows.append({CASE: f"c{i}", ACTIVITY: act, RESOURCE: r,
+                         START: T0 + pd.Timedelta(hours=s), COMPLETE: T0 + pd.Timedelta(hours=e)})
+    return pd.DataFrame(rows)
+
+
+def cut(frame: pd.DataFrame, at_hours: float) -> pd.DataFrame:
+    """What an observer has at ``at_hours``: the events completed by then."""
+    return frame[frame[COMPLETE] <= T0 + pd.Timedelta(hours=at_hours)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def half_open() -> tuple[pd.DataFrame, pd.DataFrame]:
+    full = two_step_log(400, 1, delay_b=300.0)
+    return full, cut(full, 400.0)
+
+
+def test_half_open_cases_are_censored_not_read_as_finished(half_open) -> None:
+    _full, seen = half_open
+    twin = fit_twin(seen)
+    naive = fit_twin(seen, censor=False)
+    open_share = twin.observed.open_cases / twin.n_cases
+    assert 0.35 < open_share < 0.75  # the frame really has about half its cases open
+    assert twin.end_activities == ["B"]
+    assert len(twin.open_cases) == twin.observed.open_cases
+    assert {oc.activity for oc in twin.open_cases} == {"A"}
+    # the open cases do not teach the routing that A ends a case
+    # (only cases silent for longer than any gap seen count as abandoned)
+    assert twin.transitions["A"].get(END, 0.0) < 0.15
+    assert naive.transitions["A"][END] > 0.4
+    assert twin.activities["B"].visits_per_case > 0.85 > naive.activities["B"].visits_per_case
+    assert any("still open" in w for w in twin.warnings)
+
+
+def test_censored_open_cases_do_not_distort_utilisation(half_open) -> None:
+    full, seen = half_open
+    truth = fit_twin(full)  # every case finished: the pools' real load
+    twin, naive = fit_twin(seen), fit_twin(seen, censor=False)
+    pool = twin.pool_of("B")
+
+    def load(t):
+        return sum(p.offered_load for p in t.pools.values() if "B" in p.activities)
+
+    assert load(twin) == pytest.approx(load(truth), rel=0.25)
+    assert load(naive) < 0.75 * load(truth)  # read as finished, B's pool looks idle
+    assert twin.pools[pool].utilisation > naive.pools[naive.pool_of("B")].utilisation
+
+
+def test_a_log_without_open_cases_fits_as_before() -> None:
+    frame = two_step_log(150, 2, delay_b=0.5)
+    a, b = fit_twin(frame), fit_twin(frame, censor=False)
+    assert a.open_cases == [] and a.observed.open_cases == 0
+    assert a.transitions == b.transitions and a.pools == b.pools
+
+
+def test_backlog_starts_a_forward_simulation_loaded(half_open) -> None:
+    _, seen = half_open
+    twin = fit_twin(seen)
+    start = twin.log_end
+    until = start + pd.Timedelta(hours=200)
+    loaded = simulate_forward(twin, start, until, seed=1)
+    empty = simulate_forward(twin, start, until, seed=1, backlog=False)
+    assert loaded.backlog == len(twin.open_cases) > 0 and empty.backlog == 0
+    assert loaded.cases > 50 and 0 < loaded.mean_cycle_hours
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[pd.DataFrame, object]:
+    frame = two_step_log(80, 3, delay_b=0.3, gap=0.9)
+    return frame, fit_twin(frame)
+
+
+def width(q) -> float:
+    return q.high95 - q.low95
+
+
+def test_an_assumption_range_widens_the_interval_and_is_listed(small) -> None:
+    _frame, twin = small
+    scenario = AutomateActivity(activity="B", automated_duration_hours=0.01)
+    point = predict(twin, scenario, assumptions={"failure_rate": (0.5, 0.5)}, bootstrap=0,
+                    cases=200, replications=5)
+    ranged = predict(twin, scenario, assumptions={"failure_rate": (0.0, 1.0)}, bootstrap=0,
+                     cases=200, replications=5)
+    assert width(ranged.delta_pct) > 1.5 * width(point.delta_pct)
+    assert [(a.name, a.low, a.high, a.point) for a in ranged.assumptions] == [
+        ("failure_rate", 0.0, 1.0, 0.5)
+    ]
+    q = ranged.delta_pct
+    assert q.low95 < q.p10 < q.p50 < q.p90 < q.high95
+    assert "assumptions" in ranged.spread and ranged.delta_waiting_hours.draws >= 5
+
+
+def test_the_bootstrap_widens_the_interval_beyond_simulation_noise(small) -> None:
+    frame, twin = small
+    scenario = AddCapacity(activity_or_pool="B", extra=1)
+    noise = predict(twin, scenario, frame=frame, bootstrap=0, cases=200, replications=5)
+    boot = predict(twin, scenario, frame=frame, bootstrap=6, cases=200, replications=5)
+    assert boot.bootstrap == 6 and noise.bootstrap == 0
+    assert boot.spread["parameters"] > boot.spread["simulation"]
+    assert width(boot.delta_cycle_hours) > width(noise.delta_cycle_hours)
+    assert any("bootstrap = 0" in n for n in noise.notes)
+
+
+def test_a_bad_assumption_names_the_problem(small) -> None:
+    _, twin = small
+    scenario = AutomateActivity(activity="B")
+    with pytest.raises(ScenarioError, match="not_a_field"):
+        predict(twin, scenario, assumptions={"not_a_field": (0.0, 1.0)}, bootstrap=0)
+    with pytest.raises(ScenarioError, match="below low"):
+        predict(twin, scenario, assumptions={"failure_rate": (0.5, 0.1)}, bootstrap=0)
