@@ -4,13 +4,50 @@ Public API (import from here; the modules behind it may move):
 
 - :func:`kpi_delta` (:class:`KpiDelta`) and :func:`cycle_times_by_cohort` (``kpi``);
 - :func:`prediction_summary` -> :class:`closedloop.contracts.Prediction` (``prediction``);
-- :func:`measure_cohorts` -> :class:`closedloop.contracts.KpiMeasurement` (``cohorts``).
+- :func:`measure_cohorts` -> :class:`closedloop.contracts.KpiMeasurement` (``cohorts``);
+- designs for the total effect without interference bias, each ->
+  :class:`closedloop.contracts.EffectEstimate` (``designs``): :func:`switchback`,
+  :func:`before_after_with_counterfactual`, :func:`treatment_control_corrected`
+  (with :class:`Block`; :class:`Interval` and :func:`interference_correction` from ``effect``), and
+  :func:`choose_design` -> :class:`closedloop.contracts.DesignChoice` (``chooser``);
+- censoring (``survival``): :func:`case_table`, :func:`kaplan_meier`, :func:`restricted_mean`;
+- guardrail KPIs (``guardrails``): :func:`guardrail_kpis`, :func:`guardrail_check`,
+  :func:`case_quality`, :func:`difference_interval`; early abort (``sequential``):
+  :func:`sequential_rework_check`.
 """
 
 from __future__ import annotations
 
+from closedloop.tools.measure.chooser import STAFFING_KINDS, choose_design
 from closedloop.tools.measure.cohorts import measure_cohorts
+from closedloop.tools.measure.designs import (
+    Block,
+    before_after_with_counterfactual,
+    switchback,
+    treatment_control_corrected,
+)
+from closedloop.tools.measure.effect import Interval, interference_correction
+from closedloop.tools.measure.guardrails import (
+    case_quality,
+    difference_interval,
+    guardrail_check,
+    guardrail_kpis,
+)
 from closedloop.tools.measure.kpi import KpiDelta, cycle_times_by_cohort, kpi_delta
 from closedloop.tools.measure.prediction import prediction_summary
+from closedloop.tools.measure.sequential import sequential_rework_check
+from closedloop.tools.measure.survival import (
+    RestrictedMean,
+    SurvivalCurve,
+    case_table,
+    kaplan_meier,
+    restricted_mean,
+)
 
-__all__ = ["KpiDelta", "cycle_times_by_cohort", "kpi_delta", "measure_cohorts", "prediction_summary"]
+__all__ = [
+    "STAFFING_KINDS", "Block", "Interval", "KpiDelta", "RestrictedMean", "SurvivalCurve",
+    "before_after_with_counterfactual", "case_quality", "case_table", "choose_design", "cycle_times_by_cohort",
+    "difference_interval", "guardrail_check", "guardrail_kpis", "interference_correction", "kaplan_meier",
+    "kpi_delta", "measure_cohorts", "prediction_summary", "restricted_mean", "sequential_rework_check",
+    "switchback", "treatment_control_corrected",
+]
