@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from closedloop.tools.errors import EventLogError, ScenarioError
+from closedloop.tools.log.attributes import case_level_columns
 from closedloop.tools.log.columns import (
     ACTIVITY,
     CASE,
     CASE_PREFIX,
     COMPLETE,
     RESOURCE,
-    STANDARD_COLUMNS,
     START,
 )
 from closedloop.tools.twin.distributions import SAMPLE_CAP
@@ -146,16 +146,9 @@ def case_attributes(
 
     Event attributes that never vary within a case count as case attributes.
     """
-    cols = [c for c in df.columns if c.startswith(CASE_PREFIX) and c != CASE]
-    others = [
-        c for c in df.columns
-        if not c.startswith((CASE_PREFIX, "_")) and c not in STANDARD_COLUMNS
-        and f"{CASE_PREFIX}{c}" not in cols
-    ]  # fmt: skip
-    if others:
-        varying = df.groupby(CASE, sort=False)[others].nunique(dropna=True).max()
-        cols += [f"{CASE_PREFIX}{c}" for c in others if varying[c] <= 1]
-        df = df.rename(columns={c: f"{CASE_PREFIX}{c}" for c in others if varying[c] <= 1})
+    cols, constant = case_level_columns(df)
+    cols += [f"{CASE_PREFIX}{c}" for c in constant]
+    df = df.rename(columns={c: f"{CASE_PREFIX}{c}" for c in constant})
     if not cols:
         return [], []
     per_case = df.groupby(CASE, sort=True)[cols].first()
