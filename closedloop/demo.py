@@ -1,4 +1,8 @@
-"""The main job: the whole closed loop against the bundled sandbox on loopback."""
+"""The main job: the whole closed loop against a bundled sandbox on loopback, through its connector.
+
+Two domains are bundled: ``helpdesk`` (the default) and ``o2c`` (order-to-cash). The loop
+knows each only through the connector of the same name (``closedloop/connectors/<domain>/``).
+"""
 
 from __future__ import annotations
 
@@ -34,11 +38,15 @@ def ask_approval(state: dict[str, Any]) -> bool:
 
 
 def run_demo(settings: Settings, seed: int = 7, history_days: float = 21.0, observe_days: float = 14.0,
-             auto_approve: bool = False, quiet: bool = False, scope: str = "helpdesk-demo") -> dict[str, Any]:
-    """Start the sandbox, let it build history, run the loop to a verdict, and return the final state."""
+             auto_approve: bool = False, quiet: bool = False, scope: str | None = None,
+             domain: str = "helpdesk") -> dict[str, Any]:
+    """Start the ``domain`` sandbox, let it build history, run the loop through the domain's
+    connector to a verdict, and return the final state."""
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
-    with SandboxServer(seed=seed) as sandbox, LoopRunner(settings) as runner:
-        log(f"sandbox helpdesk API on {sandbox.url} (OpenAPI at {sandbox.url}/openapi.json)")
+    settings = settings.model_copy(update={"connector": domain})
+    scope = scope or f"{domain}-demo"
+    with SandboxServer(seed=seed, domain=domain) as sandbox, LoopRunner(settings) as runner:
+        log(f"sandbox {domain} API on {sandbox.url} (OpenAPI at {sandbox.url}/openapi.json)")
         advance_clock(sandbox.url, history_days)
         log(f"sandbox ran {history_days:g} simulated days; observing, triaging, planning...")
         state = runner.start(sandbox.url, scope=scope)

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
         description="Base URL of the enterprise (sandbox) API; empty starts a sandbox on loopback",
     )
     sandbox_token: SecretStr | None = Field(default=None, validation_alias="CLOSEDLOOP_SANDBOX_TOKEN")
+    connector: str = Field(
+        default="",
+        validation_alias="CLOSEDLOOP_CONNECTOR",
+        description="Connector the loop reaches its system through: a manifest file, a folder with "
+                    "connector.yaml, an annotated OpenAPI file, or a bundled domain name "
+                    "(helpdesk, o2c); empty means the bundled helpdesk connector",
+    )
     api_timeout_s: float = Field(default=10.0, gt=0, validation_alias="CLOSEDLOOP_API_TIMEOUT")
     api_retries: int = Field(default=3, ge=0, le=10, validation_alias="CLOSEDLOOP_API_RETRIES")
 
@@ -71,6 +78,16 @@ class Settings(BaseSettings):
             return self.database_url
         self.home.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.home / 'closedloop.db').resolve()}"
+
+    def secret_env(self) -> dict[str, str]:
+        """The environment connector auth reads its secrets from, with secrets given to these
+        settings (the sandbox token) on top."""
+        import os
+
+        env = dict(os.environ)
+        if self.sandbox_token is not None:
+            env["CLOSEDLOOP_SANDBOX_TOKEN"] = self.sandbox_token.get_secret_value()
+        return env
 
     @property
     def uses_llm(self) -> bool:

@@ -88,7 +88,9 @@ def test_whole_loop_keeps_a_change_measured_on_the_sandbox_events(settings, sand
     assert verdict.decision == "keep" and verdict.ci_high < 0
     # The realized KPI is what the sandbox's own events say, not the simulation.
     rule_id = execution.response["rule_id"]
-    expected = independent_cycle_times(sandbox.url, state["observed_until_seq"], rule_id)
+    # Where the loop's event cursor stood at execution: the seq feed's last page start + read.
+    position = state["watch_position"]
+    expected = independent_cycle_times(sandbox.url, position["cursor"] + position["skip"], rule_id)
     assert snapshots["treatment"].mean == pytest.approx(expected["treatment"], rel=1e-6)
     assert snapshots["control"].mean == pytest.approx(expected["control"], rel=1e-6), (snapshots, expected)
     assert verdict.predicted_delta != pytest.approx(verdict.delta)
@@ -144,7 +146,7 @@ def test_unreachable_api_fails_the_run_with_a_clear_error(settings):
     from closedloop.tools.errors import ApiCallError
 
     with LoopRunner(settings) as runner:
-        with pytest.raises(ApiCallError, match="GET /events"):
+        with pytest.raises(ApiCallError, match="GET /openapi.json failed"):
             runner.start("http://127.0.0.1:9", scope="helpdesk", run_id="run-unreachable")
         with Session(runner.engine) as s:
             assert s.get(LoopRun, "run-unreachable").status == "failed"

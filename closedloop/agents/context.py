@@ -5,38 +5,46 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from closedloop.settings import Settings
+from closedloop.store.db import transaction
+from closedloop.store.models import CatalogVersion
+from closedloop.tools.act import System
+from closedloop.tools.connect import build_catalog
+from closedloop.tools.errors import NotAllowedError
 
 
 @dataclass
 class LoopContext:
-    """Settings, the store and the enterprise API client for one process.
+    """Settings, the store and the enterprise systems (through their connectors) for one process.
 
-    ``cache`` keeps expensive derived objects (event frames, fitted twins) for
-    the life of the process; everything needed to resume lives in the store.
+    ``cache`` keeps expensive derived objects (event frames, fitted twins, open
+    systems) for the life of the process; everything needed to resume lives in
+    the store, the catalog a run is bound to included.
     """
 
     settings: Settings
     engine: Engine
-    api_client_factory: Any = None  # Callable[[str], httpx.Client]
+    api_client_factory: Any = None  # Callable[[str], httpx.Client], for tests
     cache: dict[str, Any] = field(default_factory=dict)
 
-    def api_client(self, base_url: str) -> httpx.Client:
-        """An HTTP client for the enterprise API at ``base_url`` (cached per URL)."""
-        key = f"client:{base_url}"
+    def system(self, catalog_version: str, base_url: str) -> System:
+        """The system at ``base_url`` through the stored catalog ``catalog_version`` (cached)."""
+        key = f"system:{catalog_version}:{base_url}"
         if key not in self.cache:
+            with transaction(self.engine) as session:
+                row = session.exec(select(CatalogVersion)
+                                   .where(CatalogVersion.version == catalog_version)).first()
+            if row is None:
+                raise NotAllowedError(f"catalog version {catalog_version!r} is not in the store")
             if self.api_client_factory is not None:
-                self.cache[key] = self.api_client_factory(base_url)
+                client = self.api_client_factory(base_url)
+                self.cache[key] = System(build_catalog(row.content), base_url, client)
             else:
-                headers = {}
-                if self.settings.sandbox_token is not None:
-                    headers["Authorization"] = f"Bearer {self.settings.sandbox_token.get_secret_value()}"
-                self.cache[key] = httpx.Client(
-                    base_url=base_url, timeout=self.settings.api_timeout_s, headers=headers
-                )
+                self.cache[key] = System.open(row.content, base_url, self.settings.secret_env(),
+                                              timeout=self.settings.api_timeout_s)
         return self.cache[key]
 
     def frame(self, sha256: str, artifact: str) -> Any:
@@ -49,8 +57,8 @@ class LoopContext:
         return self.cache[key]
 
     def close(self) -> None:
-        """Close the HTTP clients this context opened."""
+        """Close the systems this context opened."""
         for key, value in list(self.cache.items()):
-            if key.startswith("client:"):
+            if key.startswith("system:"):
                 value.close()
                 del self.cache[key]

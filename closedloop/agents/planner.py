@@ -25,7 +25,7 @@ from closedloop.store.models import (
     Simulation,
 )
 from closedloop.tools.act import (
-    CATALOG,
+    System,
     blast_radius,
     candidate_actions,
     cohort_split,
@@ -33,7 +33,7 @@ from closedloop.tools.act import (
     default_guardrails,
     fetch_config,
     list_catalog,
-    queue_of_activity,
+    pool_of_activity,
     risk_tier,
     scenario_for,
 )
@@ -65,7 +65,7 @@ def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
         if "error" in s or s["ci_high_pct"] >= 0 or -s["delta_pct"] < task["min_improvement_pct"]:
             continue
         # Prefer a partial, reversible rollout when the predictions are within 5 points.
-        bonus = 5.0 if c["action"] == "create_rule" else 0.0
+        bonus = 5.0 if c.get("partial") else 0.0
         scored.append((-s["delta_pct"] + bonus, c, s))
     if not scored:
         return answer({"action": "none", "params": {}, "simulation_id": None, "hypothesis": "",
@@ -85,39 +85,69 @@ PLANNER: AgentSpec[PlanProposal] = AgentSpec(name="planner", prompt="planner", o
                                              offline_step=offline_step)
 
 
-def plan(ctx: LoopContext, run_id: str, opportunity_id: int, api_url: str, scope: str) -> dict[str, Any]:
-    """Run the Planner agent for one opportunity; store simulations and the guarded plan."""
+def _opportunities(ctx: LoopContext, system: System, opportunity_ids: list[int],
+                   pools: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Each opportunity the catalog has candidates for, in triage order (else the first one)."""
+    found = []
+    for opportunity_id in opportunity_ids:
+        with transaction(ctx.engine) as session:
+            opp = session.get(Opportunity, opportunity_id)
+            insight = session.get(Insight, opp.insight_id)
+            mining = session.get(MiningRun, insight.mining_run_id)
+            dataset = session.get(Dataset, mining.dataset_id)
+        frame = ctx.frame(dataset.sha256, dataset.artifact)
+        pool = pool_of_activity(frame, opp.activity, list(pools))
+        candidates = candidate_actions(system.catalog, insight.detail.get("segments", []), pool,
+                                       pools, ctx.settings.canary_share)
+        found.append((opp, insight, dataset, frame, pool, candidates))
+    with_candidates = [f for f in found if f[-1]]
+    return with_candidates or found[:1]
+
+
+def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str, scope: str,
+         catalog_version: str) -> dict[str, Any]:
+    """Run the Planner agent on each opportunity the connector's catalog has candidates for,
+    in triage order, until one gives a plan; store simulations and the guarded plan."""
+    system = ctx.system(catalog_version, api_url)
+    config = fetch_config(system)
+    result: dict[str, Any] = {"plan_id": None, "outcome": "no_plan", "steps": []}
+    steps: list[dict[str, Any]] = []
+    for chosen in _opportunities(ctx, system, opportunity_ids, config["pools"]):
+        result = _plan_for(ctx, run_id, scope, system, config, *chosen)
+        steps += result["steps"]
+        if result.get("plan_id"):
+            break
+    return {**result, "steps": steps}
+
+
+def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config: dict[str, Any],
+              opp: Opportunity, insight: Insight, dataset: Dataset, frame: Any, pool: str | None,
+              candidates: list[Any]) -> dict[str, Any]:
+    """The Planner agent on one opportunity and its candidates."""
     s = ctx.settings
     audit = AuditTrail(run_id)
-    with transaction(ctx.engine) as session:
-        opp = session.get(Opportunity, opportunity_id)
-        insight = session.get(Insight, opp.insight_id)
-        mining = session.get(MiningRun, insight.mining_run_id)
-        dataset = session.get(Dataset, mining.dataset_id)
-    frame = ctx.frame(dataset.sha256, dataset.artifact)
+    pools = config["pools"]
+    opportunity_id = opp.id
     twin_key = f"twin:{dataset.sha256}:{s.seed}"
     if twin_key not in ctx.cache:
         ctx.cache[twin_key] = fit_twin(frame, seed=s.seed)
     twin = ctx.cache[twin_key]
-    client = ctx.api_client(api_url)
-    config = fetch_config(client)
-    queue = queue_of_activity(frame, opp.activity)
     sim_ids: list[int] = []
 
     @read_tool
     def list_actions() -> list[dict[str, Any]]:
         """The enterprise actions you may propose, with their parameter schemas."""
-        return [a.model_dump() for a in list_catalog()]
+        return [a.model_dump() for a in list_catalog(system.catalog)]
 
     @read_tool
     def current_config() -> dict[str, Any]:
-        """The system's current staffing per queue and active rules."""
-        return config
+        """The system's current state: its named values and the capacity of each pool."""
+        return {"values": config["values"], "pools": pools}
 
     @read_tool
     def simulate_action(action: str, params: dict[str, Any]) -> dict[str, Any]:
         """Predict the effect of a catalog action on cycle time by seeded what-if simulation of the mined process."""
-        scenario = scenario_for(action, params, twin, frame, config, opp.activity)
+        scenario = scenario_for(system.catalog, action, params, twin, frame, pools, opp.activity)
         result = simulate(twin, scenario, cases=s.simulation_cases, replications=s.simulation_replications,
                           seed=s.seed)
         r = result.model_dump(mode="json")
@@ -140,15 +170,15 @@ def plan(ctx: LoopContext, run_id: str, opportunity_id: int, api_url: str, scope
     task = {"opportunity": {"id": opp.id, "activity": opp.activity, "kind": opp.pattern,
                             "priority": opp.priority, "waiting_hours": insight.detail.get("waiting_hours"),
                             "segments": insight.detail.get("segments", [])},
-            "queue_of_activity": queue, "min_improvement_pct": s.min_predicted_improvement_pct,
-            "candidates": [c.model_dump() for c in candidate_actions(insight.detail.get("segments", []), queue,
-                                                                     config, s.canary_share)]}
+            "pool_of_activity": pool, "min_improvement_pct": s.min_predicted_improvement_pct,
+            "candidates": [c.model_dump() for c in candidates]}
     outcome = PLANNER.run(s, task, tools, audit)
-    return _store_plan(ctx, run_id, scope, opp, outcome, sim_ids, audit, frame)
+    return _store_plan(ctx, run_id, scope, opp, outcome, sim_ids, audit, frame, system)
 
 
-def _store_plan(ctx: LoopContext, run_id: str, scope: str, opp: Opportunity, outcome: AgentOutcome[PlanProposal],
-                sim_ids: list[int], audit: AuditTrail, frame) -> dict[str, Any]:
+def _store_plan(ctx: LoopContext, run_id: str, scope: str, opp: Opportunity,
+                outcome: AgentOutcome[PlanProposal], sim_ids: list[int], audit: AuditTrail, frame,
+                system: System) -> dict[str, Any]:
     """Guard the proposal (catalog, cited simulation, predicted gain) and store the plan it allows."""
     s = ctx.settings
     proposal = outcome.output
@@ -156,23 +186,27 @@ def _store_plan(ctx: LoopContext, run_id: str, scope: str, opp: Opportunity, out
             "rationale": proposal.rationale}
     with transaction(ctx.engine) as session:
         sim = session.get(Simulation, proposal.simulation_id) if proposal.simulation_id else None
-        reason, pred = _refusal(proposal, sim, sim_ids, s.min_predicted_improvement_pct)
+        reason, pred = _refusal(proposal, sim, sim_ids, s.min_predicted_improvement_pct,
+                                set(system.catalog.actions))
         if reason:
             audit.add("planner", "guard", {"dropped": True, "reason": reason})
             audit.save(session)
             return {"plan_id": None, "outcome": "no_plan", "steps": [PlanStep(**head, dropped=reason).model_dump()]}
-        blast = blast_radius(frame, proposal.action, proposal.params)
-        tier = risk_tier(proposal.action, blast.share_of_cases)
+        catalog = system.catalog
+        blast = blast_radius(catalog, frame, proposal.action, proposal.params)
+        tier = risk_tier(catalog, proposal.action, blast.share_of_cases)
         run = session.get(LoopRun, run_id)
         report = session.exec(select(MiningRun).where(MiningRun.dataset_id == run.dataset_id)).first().report
         row = Plan(
             run_id=run_id, opportunity_id=opp.id, simulation_id=sim.id, scope=scope, hypothesis=proposal.hypothesis,
-            rules=[proposal.params] if proposal.action == "create_rule" else [],
+            rules=[proposal.params] if catalog.action(proposal.action).treatment_share_param else [],
             actions=[{"action": proposal.action, "params": proposal.params}],
             predicted={**pred.model_dump(), "kpi": "cycle_time_hours", "simulation_id": sim.id},
             blast_radius=blast.model_dump(), risk_tier=tier, cohort=cohort_split(blast.treatment_share),
             guardrails=default_guardrails(report).model_dump(),
-            compensations=[{"for_action": 0, "how": compensation_description(proposal.action)}],
+            compensations=[{"for_action": 0,
+                            "how": compensation_description(catalog, proposal.action)}],
+            catalog_version=catalog.version,
         )
         session.add(row)
         opp_row = session.get(Opportunity, opp.id)
@@ -187,11 +221,12 @@ def _store_plan(ctx: LoopContext, run_id: str, scope: str, opp: Opportunity, out
 
 
 def _refusal(proposal: PlanProposal, sim: Simulation | None, sim_ids: list[int],
-             min_improvement_pct: float) -> tuple[str | None, Prediction | None]:
+             min_improvement_pct: float,
+             allowed: set[str]) -> tuple[str | None, Prediction | None]:
     """Why the proposal cannot become a plan (None when it can), with the cited simulation's prediction."""
     if proposal.action == "none":
         return "the planner found no candidate that clears the bar", None
-    if proposal.action not in CATALOG:
+    if proposal.action not in allowed:
         return f"action {proposal.action!r} is not in the catalog", None
     if sim is None or sim.id not in sim_ids or sim.scenario.get("action") != proposal.action \
             or sim.scenario.get("params") != proposal.params:

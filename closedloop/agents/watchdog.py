@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
-from sqlmodel import select
 
 from closedloop.agents.context import LoopContext
 from closedloop.agents.offline import answer, call_tool, tool_results
@@ -15,8 +14,8 @@ from closedloop.agents.runtime import AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
 from closedloop.contracts import Guardrails, KpiMeasurement, WatchStep
 from closedloop.store.db import transaction
-from closedloop.store.models import Execution, KpiSnapshot, Plan, Verdict
-from closedloop.tools.act import fetch_events
+from closedloop.store.models import KpiSnapshot, Plan, Verdict
+from closedloop.tools.act import COHORT_TAG, EventPosition, fetch_events, measurement_records
 from closedloop.tools.base import read_tool
 from closedloop.tools.measure import measure_cohorts
 
@@ -43,14 +42,14 @@ def rule_decision(measure: KpiMeasurement) -> Decision:
     return "escalate"
 
 
-def measure_plan_kpi(ctx: LoopContext, plan: Plan, executions: Sequence[Execution], api_url: str,
-                     after_seq: int) -> KpiMeasurement:
-    """Fetch the system's events since the change and measure the plan's cohorts (a READ tool does the math)."""
-    records = fetch_events(ctx.api_client(api_url), after_seq=after_seq)
-    rule_ids = [str(e.response["rule_id"]) for e in executions
-                if e.action == "create_rule" and e.response.get("rule_id") is not None]
-    return measure_cohorts(records, Guardrails.model_validate(plan.guardrails), rule_ids,
-                           source=f"{api_url}/events?after_seq={after_seq}")
+def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version: str,
+                     after: dict[str, Any]) -> KpiMeasurement:
+    """Read the system's events since the change through the connector (from the feed position
+    stored at execution) and measure the plan's cohorts as the connector maps them."""
+    system = ctx.system(plan.catalog_version or catalog_version, api_url)
+    batch = fetch_events(system, EventPosition.model_validate(after))
+    return measure_cohorts(measurement_records(batch.rows), Guardrails.model_validate(plan.guardrails),
+                           [COHORT_TAG], source=f"{batch.source} after {after}")
 
 
 def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
@@ -75,19 +74,18 @@ WATCHDOG: AgentSpec[WatchdogOutput] = AgentSpec(name="watchdog", prompt="watchdo
                                                  offline_step=offline_step)
 
 
-def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, after_seq: int,
-          checks_so_far: int, max_checks: int = 3) -> dict[str, Any]:
+def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_version: str,
+          after: dict[str, Any], checks_so_far: int, max_checks: int = 3) -> dict[str, Any]:
     """Run the Watchdog agent; store KPI snapshots and, unless waiting, the verdict."""
     audit = AuditTrail(run_id)
     with transaction(ctx.engine) as session:
         plan = session.get(Plan, plan_id)
-        executions = session.exec(select(Execution).where(Execution.plan_id == plan_id)).all()
     measurements: list[KpiMeasurement] = []
 
     @read_tool
     def measure_kpi() -> KpiMeasurement:
         """Treatment vs control cycle time (hours) from the system's events since the change, with guardrail checks."""
-        measurements.append(measure_plan_kpi(ctx, plan, executions, api_url, after_seq))
+        measurements.append(measure_plan_kpi(ctx, plan, api_url, catalog_version, after))
         return measurements[-1]
 
     task = {"plan_id": plan_id, "hypothesis": plan.hypothesis, "guardrails": plan.guardrails}

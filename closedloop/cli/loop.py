@@ -32,10 +32,14 @@ def _show(args: argparse.Namespace, state: dict[str, Any]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start a loop against an enterprise API; it runs until it pauses or ends."""
+    """Start a loop against an enterprise system through its connector; it runs until it pauses
+    or ends."""
     from closedloop.graphs.runner import LoopRunner
 
-    with LoopRunner(settings_from(args)) as runner:
+    settings = settings_from(args)
+    if args.connector:
+        settings = settings.model_copy(update={"connector": args.connector})
+    with LoopRunner(settings) as runner:
         state = runner.start(args.api, scope=args.scope)
     return _show(args, state)
 
@@ -74,7 +78,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register run, approve, reject, watch and status."""
     r = sub.add_parser("run", help="start a loop against a running enterprise API")
-    r.add_argument("--api", required=True, help="base URL of the API, e.g. http://127.0.0.1:8765")
+    r.add_argument("--api", default=None,
+                   help="base URL of the API, e.g. http://127.0.0.1:8765 (default: the "
+                        "connector's base_url)")
+    r.add_argument("--connector", default=None,
+                   help="connector manifest, folder or bundled domain (helpdesk, o2c); "
+                        "default: CLOSEDLOOP_CONNECTOR, else the bundled helpdesk connector")
     r.add_argument("--scope", default=None,
                    help="scope whose policy governs the run (default: CLOSEDLOOP_SCOPE)")
     r.add_argument("--mode", choices=MODES, default=None,

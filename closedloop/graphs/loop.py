@@ -27,7 +27,8 @@ MAX_EVIDENCE_CHECKS = 3
 
 
 def observe_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return observe(runtime.context, state["run_id"], state["api_url"], state["scope"])
+    return observe(runtime.context, state["run_id"], state["api_url"], state["scope"],
+                   state["catalog_version"])
 
 
 def triage_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
@@ -35,8 +36,8 @@ def triage_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, An
 
 
 def plan_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return planner.plan(runtime.context, state["run_id"], state["opportunity_ids"][0], state["api_url"],
-                        state["scope"])
+    return planner.plan(runtime.context, state["run_id"], state["opportunity_ids"], state["api_url"],
+                        state["scope"], state["catalog_version"])
 
 
 def gate_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
@@ -52,24 +53,27 @@ def approval_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
 
 
 def execute_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return executor.execute(runtime.context, state["run_id"], state["plan_id"], state["api_url"])
+    return executor.execute(runtime.context, state["run_id"], state["plan_id"], state["api_url"],
+                            state["catalog_version"], state["events_position"])
 
 
 def await_evidence_node(state: LoopState) -> dict[str, Any]:
     # The world runs on; a scheduler (or the demo) resumes the run once the
     # observation window has passed.
     interrupt({"kind": "evidence", "run_id": state["run_id"], "plan_id": state["plan_id"],
-               "after_seq": state["observed_until_seq"], "checks": state.get("evidence_checks", 0)})
+               "after": state["watch_position"], "checks": state.get("evidence_checks", 0)})
     return {}
 
 
 def watch_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     return watchdog.watch(runtime.context, state["run_id"], state["plan_id"], state["api_url"],
-                          state["observed_until_seq"], state.get("evidence_checks", 0), MAX_EVIDENCE_CHECKS)
+                          state["catalog_version"], state["watch_position"],
+                          state.get("evidence_checks", 0), MAX_EVIDENCE_CHECKS)
 
 
 def rollback_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    done = executor.compensate(runtime.context, state["run_id"], state["plan_id"], state["api_url"])
+    done = executor.compensate(runtime.context, state["run_id"], state["plan_id"], state["api_url"],
+                               state["catalog_version"])
     return {"steps": [RollbackStep(compensations=done).model_dump()]}
 
 

@@ -1,4 +1,4 @@
-"""Observe: collect the enterprise system's event log, mine it, store insights."""
+"""Observe: collect the enterprise system's event log through its connector, mine it, store insights."""
 
 from __future__ import annotations
 
@@ -18,13 +18,18 @@ from closedloop.tools.mining.insights import insights_from_report
 from closedloop.tools.mining.mine import mine
 
 
-def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str) -> dict[str, Any]:
-    """Collect all events from the API, mine them and store dataset, mining run and insights."""
+def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str,
+            catalog_version: str) -> dict[str, Any]:
+    """Read the whole event history through the connector, mine it and store dataset, mining run
+    and insights; returns where the feed stopped (the next incremental read starts there)."""
     audit = AuditTrail(run_id)
     started = time.perf_counter()
-    client = ctx.api_client(api_url)
-    records = fetch_events(client)
-    audit.add("observe", "tool_call", {"tool": "fetch_events", "args": {"after_seq": 0}, "events": len(records)})
+    system = ctx.system(catalog_version, api_url)
+    batch = fetch_events(system)
+    records = batch.rows
+    audit.add("observe", "tool_call", {"tool": "fetch_events", "args": {"position": None},
+                                        "connector": system.name, "events": len(records),
+                                        "position": batch.position.model_dump(mode="json")})
     frame = frame_from_records(records)
     report = mine(frame, bottleneck_threshold_hours=ctx.settings.bottleneck_threshold_hours)
     report_json = report.model_dump(mode="json")
@@ -41,8 +46,9 @@ def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str) -> dict[str
     ctx.cache[f"frame:{digest}"] = frame
     insights = insights_from_report(report_json, frame)
     with transaction(ctx.engine) as session:
-        dataset = Dataset(name=f"{scope} events", source=f"{api_url}/events", format="api-json",
-                          events=len(records), cases=report.cases, sha256=digest, artifact=str(artifact))
+        dataset = Dataset(name=f"{scope} events", source=batch.source,
+                          format=f"connector:{system.name}", events=len(records),
+                          cases=report.cases, sha256=digest, artifact=str(artifact))
         session.add(dataset)
         session.flush()
         mining = MiningRun(dataset_id=dataset.id, run_id=run_id, report=report_json,
@@ -54,7 +60,6 @@ def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str) -> dict[str
         run = session.get(LoopRun, run_id)
         run.dataset_id, run.updated_at = dataset.id, utcnow()
         audit.save(session)
-        last_seq = max((r["seq"] for r in records), default=0)
     top = sorted(report_json["bottlenecks"], key=lambda b: -b["total_delay_hours"])[:3]
     step = ObserveStep(
         events=len(records), cases=report.cases, activities=len(report_json["activities"]),
@@ -62,6 +67,6 @@ def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str) -> dict[str
         top_bottlenecks=[Bottleneck(activity=b["activity"], waiting_hours=round(b["waiting_hours"], 2),
                                     total_delay_hours=round(b["total_delay_hours"], 1)) for b in top],
         dataset_id=dataset.id, mining_run_id=mining.id)
-    return {"dataset_id": dataset.id, "mining_run_id": mining.id, "observed_until_seq": last_seq,
+    return {"dataset_id": dataset.id, "mining_run_id": mining.id,
+            "events_position": batch.position.model_dump(mode="json"),
             "steps": [step.model_dump()]}
-

@@ -13,6 +13,7 @@ from langgraph.types import Command
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
+from closedloop.agents.binding import bind_catalog
 from closedloop.agents.context import LoopContext
 from closedloop.contracts import ApprovalAnswer, NotPaused, RunNotFound, RunStatus
 from closedloop.graphs.loop import build_graph
@@ -68,14 +69,25 @@ class LoopRunner:
         self.context.close()
         self._cp_cm.__exit__(*exc)
 
-    def start(self, api_url: str, scope: str | None = None, run_id: str | None = None) -> dict[str, Any]:
-        """Begin a new run against the enterprise API at ``api_url``; returns the state where it stopped."""
+    def start(self, api_url: str | None, scope: str | None = None,
+              run_id: str | None = None) -> dict[str, Any]:
+        """Begin a new run against the enterprise system at ``api_url`` (None: the connector's
+        default base URL) through the configured connector; returns the state where it stopped.
+
+        The run is bound to the connector's catalog version (stored in the store), so a resumed
+        run acts through exactly the catalog it planned with.
+        """
         run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
         scope = scope or self.settings.default_scope
         with transaction(self.engine) as session:
             session.add(LoopRun(id=run_id, scope=scope, api_url=api_url))
         try:
-            return self._invoke({"run_id": run_id, "scope": scope, "api_url": api_url, "steps": []}, run_id)
+            version, base_url = bind_catalog(self.settings, self.engine, api_url)
+            with transaction(self.engine) as session:
+                run = session.get(LoopRun, run_id)
+                run.catalog_version, run.api_url = version, base_url
+            return self._invoke({"run_id": run_id, "scope": scope, "api_url": base_url,
+                                 "catalog_version": version, "steps": []}, run_id)
         except Exception:
             self._mark_failed(run_id)
             raise

@@ -1,7 +1,10 @@
 """State of the closed-loop graph (ids into the store; the store holds the rest).
 
 ``steps`` holds the step records of ``closedloop.contracts`` as their
-``model_dump()`` (plain JSON in the checkpoints); ``parse_steps`` types them again.
+``model_dump()`` (plain JSON in the checkpoints); ``parse_steps`` types them again. ``catalog_version``
+binds the run to its connector's catalog (stored in the store); ``events_position`` is
+where observing stopped in the event feed, ``watch_position`` where it stood when the
+change was made (an ``EventPosition`` dump).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ class LoopState(TypedDict, total=False):
     run_id: str
     scope: str
     api_url: str
+    catalog_version: str
     dataset_id: int
     mining_run_id: int
-    observed_until_seq: int
+    events_position: dict[str, Any]
+    watch_position: dict[str, Any]
     opportunity_ids: list[int]
     plan_id: int | None
     approval_id: int | None

@@ -49,8 +49,21 @@ class LoopRun(SQLModel, table=True):
     status: str = Field(default="running", description="running|paused|completed|rejected|failed")
     dataset_id: int | None = Field(default=None, foreign_key="dataset.id")
     api_url: str | None = Field(default=None, description="enterprise API the loop observes and acts on")
+    catalog_version: str | None = Field(default=None, index=True,
+                                        description="the connector catalog the run is bound to")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CatalogVersion(SQLModel, table=True):
+    """One version of a connector's action catalog: the annotated OpenAPI document it was built
+    from (spec plus overlays), keyed by the catalog's hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(index=True)
+    version: str = Field(unique=True, index=True, description="<connector>@<hash of the catalog>")
+    content: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class MiningRun(SQLModel, table=True):
@@ -122,6 +135,7 @@ class Plan(SQLModel, table=True):
     cohort: dict = _json()
     guardrails: dict = _json()
     compensations: list = _json_list()
+    catalog_version: str | None = Field(default=None, index=True)
     status: str = Field(default="proposed", description="proposed|shadowed|awaiting_approval|approved|rejected|executed|kept|rolled_back|escalated")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -159,10 +173,12 @@ class Execution(SQLModel, table=True):
     action: str
     idempotency_key: str = Field(unique=True, index=True)
     request: dict = _json()
-    status: str = Field(default="pending", description="pending|succeeded|failed|compensated")
+    status: str = Field(default="pending", description="pending|succeeded|unverified|failed|compensated")
     attempts: int = 0
     response: dict = _json()
     compensation: dict = _json()
+    catalog_version: str | None = Field(default=None, index=True)
+    verified: bool | None = Field(default=None, description="read-back showed the change")
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 
