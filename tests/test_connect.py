@@ -1,4 +1,5 @@
-"""The helpdesk sandbox through its connector: spec over HTTP + overlay -> today's catalog."""
+"""The helpdesk sandbox through its connector: spec over HTTP + overlay -> the exact requests the
+sandbox expects (method, path, body, Idempotency-Key), written out literally below."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import jsonschema
 import pytest
 
 from closedloop.sandbox.server import SandboxServer
-from closedloop.tools.act import catalog as handwritten
 from closedloop.tools.connect import (
+    COHORT,
     CONNECTORS_DIR,
     Catalog,
     NotInCatalogError,
@@ -30,7 +31,6 @@ from closedloop.tools.connect import (
     map_events_page,
     verify_readback,
 )
-from closedloop.tools.connect.readback import COHORT
 from closedloop.tools.connect.schema import annotations_json_schema, shipped_schema
 from closedloop.tools.errors import NotAllowedError
 from closedloop.tools.log.columns import ACTIVITY, CASE, RESOURCE, TIMESTAMP
@@ -48,6 +48,28 @@ PARAMS: list[tuple[str, dict[str, Any]]] = [
     ("create_rule", {"name": "defaults", "condition": {"field": "channel", "value": "email"},
                      "treatment_share": 0.25}),
 ]
+# What the sandbox must receive for each entry of PARAMS: (method, path, JSON body).
+EXPECTED: list[tuple[str, str, Any]] = [
+    ("PUT", "/config/staffing/L1", {"agents": 5}),
+    ("PUT", "/config/staffing/L2", {"agents": 0}),
+    ("POST", "/rules", {"name": "bot for passwords",
+                        "condition": {"field": "category", "op": "eq", "value": "password"},
+                        "action": {"type": "auto_resolve"}, "treatment_share": 0.5}),
+    ("POST", "/rules", {"name": "network to L2",
+                        "condition": {"field": "category", "op": "in", "value": ["network"]},
+                        "action": {"type": "route", "queue": "L2"}, "treatment_share": 1.0}),
+    ("POST", "/rules", {"name": "defaults",
+                        "condition": {"field": "channel", "op": "eq", "value": "email"},
+                        "action": {"type": "auto_resolve"}, "treatment_share": 0.25}),
+]
+DESCRIPTIONS = {
+    "set_queue_staffing": "Set the number of agents working a queue (all cases of the queue are "
+                          "affected; no control group).",
+    "create_rule": "Create an automation rule for cases matching a condition: auto_resolve (a bot "
+                   "handles the case instead of first-level staff) or route (send straight to "
+                   "another queue). Applied to a treatment share of matching cases; the rest form "
+                   "the control group.",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +88,11 @@ def catalog(spec: dict[str, Any]) -> Catalog:
     return build_catalog(apply_overlay(spec, load_overlay(OVERLAY)))
 
 
-def _same(request: httpx.Request, expected: handwritten.ApiRequest) -> None:
-    assert request.method == expected.method
-    assert request.url.path == expected.path
-    assert json.loads(request.content or b"null") == expected.body
-    assert request.headers["Idempotency-Key"] == expected.idempotency_key
+def _same(request: httpx.Request, method: str, path: str, body: Any, key: str) -> None:
+    assert request.method == method
+    assert request.url.path == path
+    assert json.loads(request.content or b"null") == body
+    assert request.headers["Idempotency-Key"] == key
 
 
 def test_overlay_annotates_without_changing_the_spec(spec: dict[str, Any]) -> None:
@@ -81,14 +103,14 @@ def test_overlay_annotates_without_changing_the_spec(spec: dict[str, Any]) -> No
     assert "x-closedloop-action" in annotated["paths"]["/rules"]["post"]
 
 
-def test_catalog_matches_the_handwritten_actions(catalog: Catalog) -> None:
+def test_catalog_has_the_two_helpdesk_actions(catalog: Catalog) -> None:
     ours = {a["name"]: a for a in catalog.action_specs()}
-    theirs = {a.name: a for a in handwritten.list_catalog()}
-    assert set(ours) == set(theirs)
-    for name, spec in theirs.items():
-        assert ours[name]["risk"] == spec.risk
-        assert ours[name]["reversible"] == spec.reversible
-        assert ours[name]["description"] == spec.description
+    assert set(ours) == set(DESCRIPTIONS)
+    assert (ours["set_queue_staffing"]["risk"], ours["set_queue_staffing"]["reversible"]) == (
+        "medium", True)
+    assert (ours["create_rule"]["risk"], ours["create_rule"]["reversible"]) == ("low", True)
+    for name, description in DESCRIPTIONS.items():
+        assert ours[name]["description"] == description
     assert catalog.actions["set_queue_staffing"].change_kinds == ["set_capacity"]
     assert catalog.actions["create_rule"].change_kinds == ["automate_activity", "route_segment"]
     assert catalog.actions["create_rule"].treatment_share_param == "treatment_share"
@@ -96,12 +118,20 @@ def test_catalog_matches_the_handwritten_actions(catalog: Catalog) -> None:
     assert catalog.version.startswith("helpdesk-sandbox@")
 
 
-@pytest.mark.parametrize(("action", "params"), PARAMS)
-def test_each_request_equals_what_the_handwritten_catalog_sends(
+@pytest.mark.parametrize(("action", "params", "expected"),
+                         [(*p, e) for p, e in zip(PARAMS, EXPECTED, strict=True)])
+def test_each_request_is_exactly_what_the_sandbox_expects(
     catalog: Catalog, server: SandboxServer, action: str, params: dict[str, Any],
+    expected: tuple[str, str, Any],
 ) -> None:
     request = build_action_request(catalog, action, params, server.url, "key-0001-abcd")
-    _same(request, handwritten.build_request(action, params, "key-0001-abcd"))
+    _same(request, *expected, "key-0001-abcd")
+
+
+def _expected_undo(action: str, params: dict[str, Any], body: dict[str, Any]) -> tuple[str, str, Any]:
+    if action == "set_queue_staffing":
+        return "PUT", f"/config/staffing/{params['queue']}", {"agents": body["previous_agents"]}
+    return "DELETE", f"/rules/{body['rule_id']}", None
 
 
 def test_perform_compensate_and_verify_on_the_live_sandbox(
@@ -119,7 +149,7 @@ def test_perform_compensate_and_verify_on_the_live_sandbox(
             assert not verify_readback(catalog, action, params, body, before)
             undo = build_compensation_request(catalog, action, params, server.url, response=body,
                                               before=before, idempotency_key=key + "-undo")
-            _same(undo, handwritten.build_compensation(action, params, body, key + "-undo"))
+            _same(undo, *_expected_undo(action, params, body), key + "-undo")
             assert client.send(undo).status_code == 200
             assert client.send(build_read_request(catalog, server.url)).json() == before
 

@@ -1,8 +1,15 @@
-"""A third system made here: its own tiny spec and overlay give a working catalog, no code."""
+"""A third system made here: its own tiny spec and overlay give a working catalog, no code.
+
+The connector is a folder like the bundled ones (``connector.yaml`` naming the
+spec the system serves and the overlay beside it), loaded the way the loop
+loads ``CLOSEDLOOP_CONNECTOR``: ``closedloop.tools.act.load_manifest`` and
+``connector_document``, then bound as the loop's ``System``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,17 +17,16 @@ import pytest
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from closedloop.cli import main
+from closedloop.tools.act import System, connector_document, load_manifest
 from closedloop.tools.connect import (
     Catalog,
     RequestBuildError,
-    apply_overlay,
     build_action_request,
     build_catalog,
     build_compensation_request,
     build_events_request,
     build_read_request,
-    fetch_spec,
-    load_overlay_text,
     make_auth,
     map_events_page,
     verify_readback,
@@ -55,6 +61,14 @@ components:
     Region: {name: region, in: path, required: true, schema: {type: string}}
   schemas:
     Limit: {type: object, properties: {limit_eur: {type: number}}}
+"""
+
+# The whole connector: the system serves its spec at /spec.yaml; the overlay sits beside this.
+MANIFEST = """
+connector: 1
+name: tiny-purchasing
+spec_url: /spec.yaml
+overlays: [overlay.yaml]
 """
 
 OVERLAY = """
@@ -105,6 +119,7 @@ actions:
         verify: {pointer: "/approval/{region}", equals: {$param: limit_eur}}
 """
 
+ENV = {"TINY_KEY": "tiny-secret"}
 EVENTS = [
     {"po": f"PO-{i // 2}", "step": "approve" if i % 2 else "create",
      "began": f"2024-01-01T0{i}:00:00Z", "ended": f"2024-01-01T0{i}:30:00Z",
@@ -155,9 +170,21 @@ def base() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def catalog(base: str) -> Catalog:
-    spec = fetch_spec(f"{base}/spec.yaml")
-    return build_catalog(apply_overlay(spec, load_overlay_text(OVERLAY, "tiny overlay")))
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    made = tmp_path_factory.mktemp("tiny-purchasing")
+    (made / "connector.yaml").write_text(MANIFEST, encoding="utf-8")
+    (made / "overlay.yaml").write_text(OVERLAY, encoding="utf-8")
+    return made
+
+
+@pytest.fixture(scope="module")
+def document(folder: Path, base: str) -> dict[str, Any]:
+    return connector_document(load_manifest(folder), base, ENV)
+
+
+@pytest.fixture(scope="module")
+def catalog(document: dict[str, Any]) -> Catalog:
+    return build_catalog(document)
 
 
 def test_a_spec_and_an_overlay_make_a_working_connector(catalog: Catalog, base: str) -> None:
@@ -200,3 +227,32 @@ def test_path_values_cannot_climb_out_of_the_path(catalog: Catalog, base: str) -
     request = build_action_request(catalog, "set_approval_limit",
                                    {"region": "a/../b", "limit_eur": 1}, base)
     assert request.url.raw_path == b"/api/settings/approval/a%2F..%2Fb"
+
+
+def test_the_loop_reads_and_plans_through_it_as_through_a_bundled_one(
+    document: dict[str, Any], base: str,
+) -> None:
+    system = System.open(document, base, ENV)
+    try:
+        batch = system.read_events()
+        assert [row[CASE] for row in batch.rows] == [e["po"] for e in EVENTS]
+        state = system.read_state()
+        assert system.state_values(state) == {"approval": {"eu": 5000.0, "us": 8000.0}}
+        params = {"region": "us", "limit_eur": 100}
+        assert system.current_value("set_approval_limit", params, state) == 8000.0
+        request = system.action_request("set_approval_limit", params, "tiny-key-0001")
+        assert (request.method, httpx.URL(request.url).path, request.body) == (
+            "PATCH", "/api/settings/approval/us", {"limit_eur": 100})
+    finally:
+        system.close()
+
+
+def test_connector_check_passes_on_it(
+    folder: Path, base: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TINY_KEY", "tiny-secret")
+    assert main(["connector", "check", str(folder), "--base-url", base]) == 0, \
+        capsys.readouterr().out
+    monkeypatch.delenv("TINY_KEY")
+    assert main(["connector", "check", str(folder), "--base-url", base]) == 1
+    assert "auth 'api_key': environment variable TINY_KEY is not set" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from closedloop.cli import demo, loop, mining, ops, optimize, twin
+from closedloop.cli import connector, demo, loop, mining, ops, optimize, twin
 from closedloop.cli.common import (
     EXIT_CODES_EPILOG,
     EXIT_FAILED,
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home",
                    help="folder for the default SQLite store and artefacts (CLOSEDLOOP_HOME)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, mining, loop, ops, twin, optimize):
+    for module in (demo, mining, loop, ops, twin, optimize, connector):
         module.add_commands(sub)
     _add_epilog(sub)
     return p

@@ -9,8 +9,9 @@ Each room is a subpackage whose ``__init__`` is its public API:
   ``replay_conformance``, ``check_conformance``, ``compare_models``,
   ``root_causes``, ``segment_profile``, ``score_insight``,
   ``insights_from_report``, ``render_process_map``.
-- ``twin``: fit a process twin and simulate what-if scenarios --
-  ``fit_twin``, ``simulate``, ``simulate_log``.
+- ``twin``: fit a process twin, simulate what-if scenarios, predict with
+  uncertainty and backtest the twin -- ``fit_twin``, ``simulate``,
+  ``simulate_log``, ``predict``, ``backtest_twin``.
 - ``optimize``: CP-SAT plans checked in the twin -- ``optimize_staffing``,
   ``optimize_shifts``, ``optimize_assignment``, ``optimize_threshold``.
 - ``rules``: automation rules learnt from history and backtested --
@@ -18,8 +19,16 @@ Each room is a subpackage whose ``__init__`` is its public API:
 - ``act``: the action catalogue and the enterprise API (the only WRITE
   tools) -- ``list_catalog``, ``invoke_api``, ``fetch_events``,
   ``fetch_config``.
-- ``measure``: effects of changes -- ``kpi_delta``, ``prediction_summary``,
-  ``measure_cohorts``.
+- ``measure``: effects of changes and how to measure them -- ``kpi_delta``,
+  ``prediction_summary``, ``measure_cohorts``, ``choose_design``, ``switchback``,
+  ``before_after_with_counterfactual``, ``treatment_control_corrected``,
+  ``guardrail_kpis``, ``guardrail_check``, ``sequential_rework_check``,
+  ``measure_change``, ``twin_counterfactual``, ``twin_interference``,
+  ``rollout_shares_resources``.
+
+Not a room of tools: ``closedloop.tools.connect`` builds the action catalog from a
+connector (an OpenAPI spec plus ``x-closedloop-*`` annotations) and checks a connector
+against its live API (``check_connector``); it has no tagged tools, ``act`` uses it.
 
 Shared by every room: ``closedloop.tools.errors`` (precise exceptions) and
 ``closedloop.tools.base`` (the READ/WRITE tags).
@@ -46,13 +55,18 @@ _ROOM_TOOLS: dict[str, tuple[str, ...]] = {
         "check_conformance", "compare_models", "root_causes", "segment_profile", "score_insight",
         "insights_from_report", "render_process_map",
     ),
-    "twin": ("fit_twin", "simulate", "simulate_log"),
+    "twin": ("fit_twin", "simulate", "simulate_log", "predict", "backtest_twin"),
     "optimize": (
         "optimize_staffing", "optimize_shifts", "optimize_assignment", "optimize_threshold",
     ),
     "rules": ("generate_rules", "backtest_rule", "compile_condition"),
     "act": ("list_catalog", "invoke_api", "fetch_events", "fetch_config"),
-    "measure": ("kpi_delta", "prediction_summary", "measure_cohorts"),
+    "measure": (
+        "kpi_delta", "prediction_summary", "measure_cohorts", "choose_design", "switchback",
+        "before_after_with_counterfactual", "treatment_control_corrected", "guardrail_kpis",
+        "guardrail_check", "sequential_rework_check", "measure_change", "twin_counterfactual",
+        "twin_interference", "rollout_shares_resources",
+    ),
 }  # fmt: skip
 
 # Tool name -> the room package (facade) that exports it.

@@ -12,7 +12,12 @@ Modules: ``spec`` (safe loading, local ``$ref``), ``overlay`` (Overlay 1.0),
 ``feed`` (event paging: token, offset, next link; ``{since}`` watermarks),
 ``urls`` (safe paths, OData keys, next links on the API's host only),
 ``readback`` (event pages, read-back checks), ``schema`` (shipped JSON Schema),
-``profiles`` (shipped vendor profiles by name).
+``profiles`` (shipped vendor profiles by name), ``probe`` (:func:`check_connector`: a
+connector against its live API, writes built but never sent; ``examples`` makes its
+example parameters).
+
+Loading a connector *manifest* (``connector.yaml``: spec, overlays, base URL) is the
+act room's job: ``closedloop.tools.act.load_manifest`` / ``connector_document``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from closedloop.tools.connect.annotations import ActionAnnotation, ConnectorAnnotation
+from closedloop.tools.connect.annotations import (
+    ActionAnnotation,
+    ChangeKindByParam,
+    ConnectorAnnotation,
+)
 from closedloop.tools.connect.auth import (
     ApiKeyHeaderAuth,
     BasicCredentialsAuth,
@@ -47,8 +56,9 @@ from closedloop.tools.connect.overlay import (
     load_overlay,
     load_overlay_text,
 )
+from closedloop.tools.connect.probe import ConnectorCheck, Finding, check_connector
 from closedloop.tools.connect.profiles import load_profile, profile_document, profile_names
-from closedloop.tools.connect.readback import map_events_page, verify_readback
+from closedloop.tools.connect.readback import COHORT, map_events_page, verify_readback
 from closedloop.tools.connect.request import (
     build_action_request,
     build_before_request,
@@ -58,7 +68,14 @@ from closedloop.tools.connect.request import (
     build_verify_request,
 )
 from closedloop.tools.connect.schema import annotations_json_schema
-from closedloop.tools.connect.spec import fetch_spec, load_spec, load_spec_text
+from closedloop.tools.connect.spec import (
+    fetch_spec,
+    load_spec,
+    load_spec_text,
+    parse_document,
+    pointer_get,
+)
+from closedloop.tools.connect.templates import fill_pointer
 
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
 
@@ -69,6 +86,7 @@ def load_connector(spec: dict[str, Any], overlay: Overlay | None = None) -> Cata
 
 
 __all__ = [
+    "COHORT",
     "CONNECTORS_DIR",
     "ActionAnnotation",
     "AnnotationError",
@@ -78,9 +96,12 @@ __all__ = [
     "BearerTokenAuth",
     "Catalog",
     "CatalogAction",
+    "ChangeKindByParam",
     "ConnectorAnnotation",
+    "ConnectorCheck",
     "ConnectorError",
     "CsrfTokenAuth",
+    "Finding",
     "NotInCatalogError",
     "OAuth2ClientCredentialsAuth",
     "OperationRef",
@@ -97,7 +118,9 @@ __all__ = [
     "build_events_request",
     "build_read_request",
     "build_verify_request",
+    "check_connector",
     "fetch_spec",
+    "fill_pointer",
     "load_connector",
     "load_overlay",
     "load_overlay_text",
@@ -107,6 +130,8 @@ __all__ = [
     "make_auth",
     "make_connector_auth",
     "map_events_page",
+    "parse_document",
+    "pointer_get",
     "profile_document",
     "profile_names",
     "verify_readback",
