@@ -33,8 +33,8 @@ from closedloop.tools.connect import (
     load_overlay,
     load_spec,
     make_auth,
+    parse_document,
 )
-from closedloop.tools.connect.spec import parse_document
 from closedloop.tools.errors import ApiCallError
 
 MANIFEST_NAME = "connector.yaml"

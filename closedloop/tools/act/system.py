@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from closedloop.tools.act.invoke import ApiRequest
 from closedloop.tools.connect import (
+    COHORT,
     Catalog,
     ConnectorError,
     build_action_request,
@@ -26,13 +27,12 @@ from closedloop.tools.connect import (
     build_events_request,
     build_read_request,
     build_verify_request,
+    fill_pointer,
     make_connector_auth,
     map_events_page,
+    pointer_get,
     verify_readback,
 )
-from closedloop.tools.connect.readback import COHORT
-from closedloop.tools.connect.spec import pointer_get
-from closedloop.tools.connect.templates import fill_pointer
 from closedloop.tools.errors import ApiCallError
 
 MAX_EVENTS = 2_000_000
