@@ -2,23 +2,24 @@
 
 Run from the repository root (no shared data needed):
 
-    .venv/bin/python benchmarks/bench_counterfactual.py [--seeds 5] [--write]
+    .venv/bin/python benchmarks/bench_counterfactual.py [--seeds 5] [--regimes a,b] [--write]
 
 For every regime and seed: the loop of ``closedloop demo`` runs in-process
 (offline policy, approval given) against a fresh sandbox; its chosen action,
 the prediction it acted on and the Planner's predictions for every candidate
 it simulated are read back. Then ``closedloop.evals.counterfactual`` runs the
-same sandbox seed with and without each candidate (and one more agent on each
-queue, and no change): the true total effect on mean cycle time of the cases
-started after the change. Reported: coverage of the predicted 95 % interval,
-mean absolute error, and how often the chosen action was the best candidate.
+same sandbox seed with and without each candidate (the harness's
+``standard_candidates`` too, and no change): the true total effect on mean
+cycle time of the cases started after the change. Reported: coverage of the
+predicted 95 % interval, mean absolute error, and how often the chosen action
+was the best candidate ("best" clears ``--min-gain-pct``, by default the loop's
+own ``min_predicted_improvement_pct``, else "no change" is best).
 
-Regimes are set through the sandbox's public API only (``PUT
-/config/staffing`` at time 0, before the history): ``create_app`` /
-``SandboxServer`` take no other world parameters, so a regime with a
-different hidden bot failure rate cannot be expressed without changing the
-sandbox. ``--write`` writes ``benchmarks/results/counterfactual.md`` (then run
-``benchmarks/assemble.py``) and the raw rows to ``counterfactual.json``.
+Regimes are the sandbox's named worlds (``SandboxServer(regime=...)``, see
+``closedloop.sandbox.params.REGIMES``): hidden parameters only, the loop sees
+the same API in each. ``--smoke`` runs 2 seeds. ``--write`` writes
+``benchmarks/results/counterfactual.md`` (then run ``benchmarks/assemble.py``)
+and the raw rows to ``counterfactual.json``.
 """
 
 from __future__ import annotations
@@ -37,38 +38,32 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import httpx
 from sqlmodel import Session, create_engine, select
 
 from closedloop.demo import advance_clock
 from closedloop.evals.counterfactual import (
     NoChange,
-    StaffingChange,
     best_candidate,
     change_from_action,
+    regime_staffing,
+    standard_candidates,
 )
 from closedloop.graphs.runner import LoopRunner
+from closedloop.sandbox.params import REGIMES
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.models import Simulation
 
 HISTORY_DAYS, OBSERVE_DAYS, DRAIN_DAYS = 21.0, 14.0, 7.0
-REGIMES: dict[str, dict[str, int]] = {
-    "default (L1 3, L2 2: first line is the bottleneck)": {},
-    "second line is the bottleneck (L1 5, L2 1)": {"L1": 5, "L2": 1},
-    "well staffed (L1 6, L2 3)": {"L1": 6, "L2": 3},
-}
+BENCH_REGIMES = ("default", "second-line-bottleneck", "unreliable-bot", "overload",
+                 "nothing-helps")
 
 
-def run_loop(seed: int, staffing: dict[str, int], tmp: Path) -> dict[str, Any]:
-    """``run_demo`` with a staffing regime set first (approval given); the loop's choices."""
+def run_loop(seed: int, regime: str, tmp: Path) -> dict[str, Any]:
+    """``run_demo`` against a sandbox of ``regime`` (approval given); the loop's choices."""
     settings = Settings().model_copy(update={
         "database_url": f"sqlite:///{tmp}/loop.db", "home": tmp})
-    with SandboxServer(seed=seed) as sandbox, LoopRunner(settings) as runner:
-        with httpx.Client(base_url=sandbox.url, timeout=120) as c:
-            for queue, agents in sorted(staffing.items()):
-                c.put(f"/config/staffing/{queue}", json={"agents": agents},
-                      headers={"Idempotency-Key": f"bench-setup-{queue}"}).raise_for_status()
+    with SandboxServer(seed=seed, regime=regime) as sandbox, LoopRunner(settings) as runner:
         advance_clock(sandbox.url, HISTORY_DAYS)
         state = runner.start(sandbox.url, scope=f"bench-{seed}")
         while state.get("pending"):
@@ -104,14 +99,13 @@ def _key(change: Any) -> str:
     return change.model_dump_json()
 
 
-def one_run(regime: str, staffing: dict[str, int], seed: int) -> dict[str, Any]:
+def one_run(regime: str, seed: int, min_gain_pct: float) -> dict[str, Any]:
     """The loop's choice and the truth for it and every candidate, for one regime and seed."""
     with tempfile.TemporaryDirectory(prefix="bench-cf-") as tmp:
-        loop = run_loop(seed, staffing, Path(tmp))
+        loop = run_loop(seed, regime, Path(tmp))
     changes: dict[str, Any] = {_key(NoChange()): NoChange()}
     predicted: dict[str, dict[str, float]] = {_key(NoChange()): {"delta_hours": 0.0}}
-    for q, n in {"L1": 3, "L2": 2, **staffing}.items():
-        ch = StaffingChange(queue=q, agents=n + 1)
+    for ch in standard_candidates(regime_staffing(regime, seed)):
         changes.setdefault(_key(ch), ch)
     for cand in loop["candidates"]:
         ch = change_from_action(cand["action"], cand["params"])
@@ -120,7 +114,7 @@ def one_run(regime: str, staffing: dict[str, int], seed: int) -> dict[str, Any]:
     chosen = (change_from_action(loop["chosen"]["action"], loop["chosen"]["params"])
               if loop["chosen"] else NoChange())
     truth = best_candidate(seed, list(changes.values()), HISTORY_DAYS, OBSERVE_DAYS, DRAIN_DAYS,
-                           setup_staffing=staffing)
+                           regime=regime, min_gain_pct=min_gain_pct)
     rows = []
     for r in truth.results:
         k = _key(r.change)
@@ -195,7 +189,7 @@ def detail(runs: list[dict[str, Any]]) -> str:
                   f"{pred['ci_high_hours']:+.2f}]" if "ci_low_hours" in pred else "-")
             pp = f"{pred['delta_pct']:+.1f}" if "delta_pct" in pred else "-"
             pt = "-" if row["true_per_treated"] is None else f"{row['true_per_treated']:+.2f}"
-            out.append(f"| {r['regime'].split(' (')[0]} | {r['seed']} | {row['change']} "
+            out.append(f"| {r['regime']} | {r['seed']} | {row['change']} "
                        f"| {'yes' if row['chosen'] else ''} | {ph} | {pp} "
                        f"| {row['true_hours']:+.2f} | {row['true_pct']:+.1f} | {pt} "
                        f"| {row['reopen_points']:+.1f} |")
@@ -205,18 +199,32 @@ def detail(runs: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds per regime (default 5)")
+    parser.add_argument("--smoke", action="store_true", help="2 seeds per regime (a quick check)")
+    parser.add_argument("--regimes", default=",".join(BENCH_REGIMES),
+                        help=f"comma-separated sandbox regimes (known: {', '.join(REGIMES)})")
+    parser.add_argument("--min-gain-pct", type=float, default=None,
+                        help="a best candidate must cut mean cycle time by this %% "
+                        "(default: the loop's min_predicted_improvement_pct)")
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/")
     parser.add_argument("--note", default="", help="a line for the docs section (e.g. the commit)")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-render the tables from a counterfactual.json of an earlier run")
     args = parser.parse_args()
+    regimes = [r.strip() for r in args.regimes.split(",") if r.strip()]
+    unknown = [r for r in regimes if r not in REGIMES]
+    if unknown:
+        parser.error(f"unknown regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
+    if args.smoke:
+        args.seeds = 2
+    if args.min_gain_pct is None:
+        args.min_gain_pct = Settings().min_predicted_improvement_pct
     started = time.perf_counter()
     runs = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else []
-    for regime, staffing in {} if args.from_json else REGIMES.items():
+    for regime in [] if args.from_json else regimes:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             t = time.perf_counter()
-            runs.append(one_run(regime, staffing, seed))
+            runs.append(one_run(regime, seed, args.min_gain_pct))
             print(f"{regime} seed {seed}: chose {runs[-1]['chosen']}, best {runs[-1]['best']} "
                   f"({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
     table = summarise(runs)
@@ -227,15 +235,21 @@ def main() -> None:
         if not args.from_json:
             (results / "counterfactual.json").write_text(json.dumps(runs, separators=(",", ":")),
                                                          encoding="utf-8")
-        (results / "counterfactual.md").write_text(section(table, detail(runs), args, seconds),
+        (results / "counterfactual.md").write_text(section(
+            table, detail(runs), args, seconds, list(dict.fromkeys(r["regime"] for r in runs))),
                                                    encoding="utf-8")
 
 
-def section(table: str, rows: str, args: argparse.Namespace, seconds: float) -> str:
+def section(table: str, rows: str, args: argparse.Namespace, seconds: float,
+            regimes: list[str]) -> str:
     """The docs section (benchmarks/assemble.py puts it into docs/benchmarks.md)."""
+    names = ", ".join(f"`{r}`" for r in regimes)
+    joined = ",".join(regimes)
+    regime_notes = "\n".join(f"- `{r}`: {REGIMES[r].summary}" for r in regimes if r in REGIMES)
     return f"""# Predictions against the counterfactual truth
 
-Reproduce: `.venv/bin/python benchmarks/bench_counterfactual.py --seeds {args.seeds} --write`
+Reproduce: `.venv/bin/python benchmarks/bench_counterfactual.py --seeds {args.seeds} --regimes \
+{joined} --write`
 then `.venv/bin/python benchmarks/assemble.py` ({seconds / 60:.1f} min on 2 shared cores).
 Seeds {args.first_seed}..{args.first_seed + args.seeds - 1} in each regime. {args.note}
 
@@ -245,14 +259,16 @@ harness `closedloop.evals.counterfactual` runs the same seed again with and with
 candidate through the sandbox's own API and follows the cases started in the
 {OBSERVE_DAYS:g} observed days for {DRAIN_DAYS:g} more days: the true total effect on their
 mean cycle time (same tickets in both worlds). Candidates: the ones the Planner simulated
-(their predicted 95 % interval is the Planner's), one more agent on each queue, and no change.
-"Best" is the candidate with the most negative true effect, or "no change" when none helps.
+(their predicted 95 % interval is the Planner's), the harness's standard set (one more agent
+on each queue, auto-resolving password or access tickets, routing software tickets to L2) and
+no change. "Best" is the candidate with the most negative true effect that shortens mean cycle
+time by at least {args.min_gain_pct:g} % (the loop's own bar), or "no change" when none does.
 
-Regimes are chosen through the public API (`PUT /config/staffing` before the history).
-The third regime the issue asks for (an unreliable bot on the routine segment) cannot be
-expressed: `create_app`/`SandboxServer` take only seed, start, speed and token, and the
-bot's failure rate is a hidden `SandboxParams` field. A "well staffed" regime, where little
-helps, is used instead. This is the baseline for issue 9's "Numbers to reach".
+Regimes are the sandbox's named worlds (`closedloop sandbox --regime NAME`), each a documented
+set of overrides of its hidden parameters (`closedloop/sandbox/params.py`): {names}.
+The loop sees the same API in each. This is the baseline for issue 9's "Numbers to reach".
+
+{regime_notes}
 
 How to read it: "covers" counts runs whose true effect lies inside the Planner's predicted
 95 % interval, in hours of mean cycle time per case and in % of each world's own baseline;

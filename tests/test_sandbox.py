@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 import statistics
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -13,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from closedloop.sandbox.params import REGIMES, SandboxParams, params_for
 from closedloop.sandbox.server import SandboxServer
 from tests.sandbox_process import standalone_sandbox
 
@@ -323,3 +328,72 @@ def test_sandbox_shares_no_code_with_the_agent_side() -> None:
     )
     for source in SANDBOX_DIR.glob("*.py"):
         assert not forbidden.search(source.read_text()), source.name
+
+
+#: sha256 of GET /events?limit=10000 after 72 simulated hours of seed 7, recorded before
+#: regimes existed: the default regime must stay byte-identical to that world.
+DEFAULT_WORLD_SHA256 = "22bd5bc30634f97b38b77fadc9a19ab4097d474c57b8fc336f24003c8e7f5eba"
+
+
+def _events_digest(**options: object) -> str:
+    with SandboxServer(seed=7, **options) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as c:  # type: ignore[arg-type]
+        _advance(c, 72)
+        return hashlib.sha256(c.get("/events", params={"limit": 10000}).content).hexdigest()
+
+
+def test_default_regime_is_byte_identical_to_the_world_before_regimes() -> None:
+    assert params_for("default") == SandboxParams()
+    assert _events_digest() == DEFAULT_WORLD_SHA256
+    assert _events_digest(regime="default") == DEFAULT_WORLD_SHA256
+    assert _events_digest(regime="unreliable-bot") != DEFAULT_WORLD_SHA256
+
+
+def test_regimes_are_documented_overrides_of_hidden_params() -> None:
+    assert {"default", "second-line-bottleneck", "unreliable-bot", "overload",
+            "nothing-helps"} <= set(REGIMES)
+    fields = {f.name for f in dataclasses.fields(SandboxParams)}
+    for name, regime in REGIMES.items():
+        assert regime.name == name and len(regime.summary) > 40
+        assert set(regime.overrides) <= fields
+        params = params_for(name)
+        for field, value in regime.overrides.items():
+            actual = getattr(params, field)
+            assert (actual.items() >= value.items()) if isinstance(value, dict) else actual == value
+        assert (params == SandboxParams()) == (name == "default")
+    # dict overrides merge: unreliable-bot changes failure rates but keeps L2's staffing
+    assert params_for("unreliable-bot").staffing == {"L1": 4, "L2": 2}
+    assert params_for("overload").peak_arrivals_per_hour > SandboxParams().peak_arrivals_per_hour
+    with pytest.raises(ValueError, match="unknown helpdesk regime"):
+        params_for("paradise")
+    with pytest.raises(ValueError, match="unknown helpdesk regime"):
+        SandboxServer(regime="paradise")
+
+
+def test_regime_is_hidden_from_the_api_but_deterministic_per_seed() -> None:
+    with SandboxServer(seed=5, regime="nothing-helps") as a, \
+            SandboxServer(seed=5, regime="nothing-helps") as b, \
+            SandboxServer(seed=5, regime="overload") as d:
+        ca, cb, cd = (httpx.Client(base_url=s.url, timeout=30) for s in (a, b, d))
+        # only public state differs (initial staffing); no regime name or hidden knob leaks
+        assert ca.get("/config").json()["staffing"] == {"L1": 8, "L2": 5}
+        for path in ("/config", "/queues", "/clock", "/health", "/openapi.json"):
+            text = ca.get(path).text
+            assert "nothing-helps" not in text and "failure" not in text, path
+        for c in (ca, cb, cd):
+            _advance(c, 24 * 5)
+        assert _all_events(ca) == _all_events(cb)
+        # overload: more tickets arrive than at the default rate (nothing-helps keeps it)
+        assert len({e["case_id"] for e in _all_events(cd)}) > len(
+            {e["case_id"] for e in _all_events(ca)})
+
+
+def test_standalone_process_takes_a_regime() -> None:
+    with standalone_sandbox("--seed", "3", "--regime", "second-line-bottleneck") as c:
+        assert c.get("/config").json()["staffing"] == {"L1": 4, "L2": 2}
+    wrong = subprocess.run([sys.executable, "-m", "closedloop.sandbox", "--regime", "paradise"],
+                           check=False, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "unknown regime 'paradise'" in wrong.stderr
+    listed = subprocess.run([sys.executable, "-m", "closedloop.sandbox", "--list-regimes"],
+                            check=False, capture_output=True, text=True, timeout=60)
+    assert "unreliable-bot" in listed.stdout and "risky-auto-approve" in listed.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -14,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from closedloop.sandbox.o2c.app import SERVICE, create_app
 from closedloop.sandbox.o2c.export import openapi_document
+from closedloop.sandbox.o2c.params import REGIMES, O2CParams, params_for
 from closedloop.sandbox.server import SandboxServer
 from closedloop.tools.connect import (
     CONNECTORS_DIR,
@@ -349,3 +353,41 @@ def test_o2c_sandbox_shares_no_code_with_the_agent_side() -> None:
     )
     for source in O2C_DIR.glob("*.py"):
         assert not forbidden.search(source.read_text()), source.name
+
+
+#: sha256 of the status history after 72 simulated hours of seed 7, recorded before regimes
+#: existed: the default regime must stay byte-identical to that world.
+DEFAULT_WORLD_SHA256 = "e80c4a6bb9980b1b51b52d3ef34efddc539677f2c74d924c0a5a3809a1651d8f"
+
+
+def _history_digest(**options: Any) -> str:
+    c = TestClient(create_app(seed=7, **options))
+    c.post("/clock/advance", json={"hours": 72}).raise_for_status()
+    return hashlib.sha256(c.get(HISTORY, params={"$top": 100000}).content).hexdigest()
+
+
+def test_default_regime_is_byte_identical_and_regimes_are_overrides() -> None:
+    assert params_for("default") == O2CParams()
+    assert _history_digest() == DEFAULT_WORLD_SHA256
+    assert _history_digest(regime="default") == DEFAULT_WORLD_SHA256
+    assert _history_digest(regime="risky-auto-approve") != DEFAULT_WORLD_SHA256
+    fields = {f.name for f in dataclasses.fields(O2CParams)}
+    assert {"default", "risky-auto-approve"} <= set(REGIMES)
+    for name, regime in REGIMES.items():
+        assert set(regime.overrides) <= fields and len(regime.summary) > 40
+        assert (params_for(name) == O2CParams()) == (name == "default")
+    with pytest.raises(ValueError, match="unknown o2c regime"):
+        create_app(regime="overload")
+
+
+def test_risky_auto_approve_regime_rejects_more_at_manual_approval() -> None:
+    def rejections(regime: str) -> int:
+        with SandboxServer(seed=7, domain="o2c", regime=regime) as server, \
+                httpx.Client(base_url=server.url, timeout=60) as c:
+            _advance(c, 24 * 14)
+            text = c.get(f"{SERVICE}/GetConfiguration").text
+            assert regime not in text and "risky" not in text.lower()
+            return sum(r["Activity"] == "Reject Order" for r in _history(c))
+
+    # the same orders arrive; far more of them come from risky customers (hidden)
+    assert rejections("risky-auto-approve") > 1.5 * rejections("default")

@@ -14,8 +14,16 @@ at the end count with their age so far (a lower bound) and are reported.
 The effect is the total effect on mean cycle time (changed world minus
 unchanged world over the same cases: queues shared with untreated cases are
 included), plus, for rules, the paired effect per treated case and the
-reopen rate. The sandbox's hidden dynamics are untouched: the app is built
-with its public ``create_app(seed=...)`` and driven through HTTP in-process.
+reopen rate. The sandbox's hidden dynamics are never touched directly: the
+app is built with its public ``create_app(seed=..., regime=...)`` (a named
+world, see :data:`closedloop.sandbox.params.REGIMES`) and driven through HTTP
+in-process.
+
+"Best" is the candidate with the most negative total effect that also clears a
+materiality bar (``min_gain_pct`` of the baseline mean cycle time, 0 by
+default); when none does, doing nothing is best. :func:`standard_candidates`
+is the harness's own candidate set: one more agent on each queue and the
+rules the loop can propose.
 """
 
 from __future__ import annotations
@@ -27,11 +35,12 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from closedloop.sandbox.app import create_app
+from closedloop.sandbox.params import DEFAULT_REGIME
 
 __all__ = [
     "BestCandidate", "CaseOutcome", "Change", "CounterfactualResult", "NoChange", "RuleChange",
-    "StaffingChange", "WorldOutcome", "best_candidate", "change_from_action", "compare", "run_world",
-    "true_effect",
+    "StaffingChange", "WorldOutcome", "best_candidate", "change_from_action", "compare",
+    "regime_staffing", "run_world", "standard_candidates", "true_effect",
 ]  # fmt: skip
 
 HOUR_SECONDS = 3600.0
@@ -101,6 +110,7 @@ class CounterfactualResult(BaseModel):
     """The true effect of one change on the cases started after it (changed minus unchanged)."""
 
     seed: int
+    regime: str = DEFAULT_REGIME
     change: Change
     setup_staffing: dict[str, int]
     history_days: float
@@ -126,9 +136,11 @@ class BestCandidate(BaseModel):
     """Every candidate's true effect and the best one (None: doing nothing is best)."""
 
     seed: int
+    regime: str = DEFAULT_REGIME
     results: list[CounterfactualResult]
     best: int | None = Field(description="index into results; None when no candidate helps")
     best_label: str
+    min_gain_pct: float = Field(0.0, description="materiality bar a best candidate clears")
 
 
 def change_from_action(action: str, params: dict[str, Any]) -> NoChange | StaffingChange | RuleChange:
@@ -185,14 +197,14 @@ def _events(client: TestClient) -> list[dict[str, Any]]:
 def run_world(
     seed: int, change: NoChange | StaffingChange | RuleChange, history_days: float = 21.0,
     observe_days: float = 14.0, drain_days: float = 7.0,
-    setup_staffing: dict[str, int] | None = None,
+    setup_staffing: dict[str, int] | None = None, regime: str = DEFAULT_REGIME,
 ) -> WorldOutcome:
     """Run one sandbox world and return the outcome of every case started after the change.
 
-    ``setup_staffing`` (queue -> agents) is applied through the API at time 0,
-    before the history: it chooses the regime the loop also starts from.
+    ``regime`` names the sandbox's hidden dynamics; ``setup_staffing`` (queue ->
+    agents) is applied through the API at time 0, before the history.
     """
-    client = TestClient(create_app(seed=seed))
+    client = TestClient(create_app(seed=seed, regime=regime))
     t0 = datetime.fromisoformat(client.get("/clock").json()["now"])
     for queue, agents in sorted((setup_staffing or {}).items()):
         _write(client, "PUT", f"/config/staffing/{queue}", {"agents": agents}, f"setup-{queue}")
@@ -234,6 +246,7 @@ def _mean(values: list[float]) -> float:
 def compare(
     seed: int, base: WorldOutcome, changed: WorldOutcome, history_days: float,
     observe_days: float, drain_days: float, setup_staffing: dict[str, int] | None = None,
+    regime: str = DEFAULT_REGIME,
 ) -> CounterfactualResult:
     """The effect of ``changed`` against ``base`` on the cases both worlds share."""
     ids = sorted(set(base.cases) & set(changed.cases))
@@ -248,7 +261,7 @@ def compare(
     rb = _mean([float(x.reopened) for x in b])
     rc = _mean([float(x.reopened) for x in c])
     return CounterfactualResult(
-        seed=seed, change=changed.change, setup_staffing=dict(setup_staffing or {}),
+        seed=seed, regime=regime, change=changed.change, setup_staffing=dict(setup_staffing or {}),
         history_days=history_days, observe_days=observe_days, drain_days=drain_days,
         cases=len(ids), baseline_mean_cycle_hours=mb, changed_mean_cycle_hours=mc,
         effect_hours=mc - mb, effect_pct=100.0 * (mc - mb) / mb if mb > 0 else 0.0,
@@ -261,16 +274,16 @@ def compare(
 def true_effect(
     seed: int, change: NoChange | StaffingChange | RuleChange | dict[str, Any],
     history_days: float = 21.0, observe_days: float = 14.0, drain_days: float = 7.0,
-    setup_staffing: dict[str, int] | None = None,
+    setup_staffing: dict[str, int] | None = None, regime: str = DEFAULT_REGIME,
 ) -> CounterfactualResult:
     """The true effect of ``change`` on mean cycle time of cases started after it.
 
-    Runs sandbox seed ``seed`` twice (``history_days`` warm-up, then the change
-    or nothing, then ``observe_days`` of new cases followed ``drain_days``
-    more) and compares the same cases in both worlds.
+    Runs sandbox seed ``seed`` of ``regime`` twice (``history_days`` warm-up,
+    then the change or nothing, then ``observe_days`` of new cases followed
+    ``drain_days`` more) and compares the same cases in both worlds.
     """
     change = _as_change(change)
-    args = (history_days, observe_days, drain_days, setup_staffing)
+    args = (history_days, observe_days, drain_days, setup_staffing, regime)
     base = run_world(seed, NoChange(), *args)
     return compare(seed, base, run_world(seed, change, *args), *args)
 
@@ -278,14 +291,16 @@ def true_effect(
 def best_candidate(
     seed: int, candidates: list[NoChange | StaffingChange | RuleChange | dict[str, Any]],
     history_days: float = 21.0, observe_days: float = 14.0, drain_days: float = 7.0,
-    setup_staffing: dict[str, int] | None = None,
+    setup_staffing: dict[str, int] | None = None, regime: str = DEFAULT_REGIME,
+    min_gain_pct: float = 0.0,
 ) -> BestCandidate:
     """Each candidate's true effect (one shared unchanged world) and the best by mean cycle time.
 
-    The best is the candidate with the most negative total effect; when none
-    is below zero, doing nothing is best (``best=None``).
+    The best is the candidate with the most negative total effect, provided it
+    is below zero and shortens mean cycle time by at least ``min_gain_pct`` %;
+    otherwise doing nothing is best (``best=None``).
     """
-    args = (history_days, observe_days, drain_days, setup_staffing)
+    args = (history_days, observe_days, drain_days, setup_staffing, regime)
     base = run_world(seed, NoChange(), *args)
     results = []
     for cand in candidates:
@@ -293,9 +308,36 @@ def best_candidate(
         world = base if isinstance(change, NoChange) else run_world(seed, change, *args)
         results.append(compare(seed, base, world, *args))
     order = sorted(range(len(results)), key=lambda k: results[k].effect_hours)
-    best = order[0] if order and results[order[0]].effect_hours < 0 else None
+    best = order[0] if order and _helps(results[order[0]], min_gain_pct) else None
     label = "no change" if best is None else _label(results[best].change)
-    return BestCandidate(seed=seed, results=results, best=best, best_label=label)
+    return BestCandidate(seed=seed, regime=regime, results=results, best=best, best_label=label,
+                         min_gain_pct=min_gain_pct)
+
+
+def _helps(result: CounterfactualResult, min_gain_pct: float) -> bool:
+    return result.effect_hours < 0 and -result.effect_pct >= min_gain_pct
+
+
+def standard_candidates(staffing: dict[str, int]) -> list[NoChange | StaffingChange | RuleChange]:
+    """The harness's candidate set for a world with ``staffing`` (queue -> agents, from
+    ``GET /config``): no change, one more agent on each queue, auto-resolving each
+    of the two routine categories and routing software tickets straight to L2."""
+    def on(category: str) -> dict[str, Any]:
+        return {"field": "category", "op": "eq", "value": category}
+
+    return [
+        NoChange(),
+        *(StaffingChange(queue=q, agents=n + 1) for q, n in sorted(staffing.items())),
+        RuleChange(name="auto-resolve password", condition=on("password")),
+        RuleChange(name="auto-resolve access", condition=on("access")),
+        RuleChange(name="route software to L2", condition=on("software"),
+                   action={"type": "route", "queue": "L2"}),
+    ]
+
+
+def regime_staffing(regime: str = DEFAULT_REGIME, seed: int = 1) -> dict[str, int]:
+    """A regime's initial staffing as its API shows it (``GET /config``)."""
+    return dict(TestClient(create_app(seed=seed, regime=regime)).get("/config").json()["staffing"])
 
 
 def _as_change(value: Any) -> NoChange | StaffingChange | RuleChange:

@@ -1,6 +1,7 @@
 """Serve a sandbox in the foreground: ``python -m closedloop.sandbox --port 8765 --seed 7``.
 
-``--domain o2c`` serves the order-to-cash system instead of the helpdesk.
+``--domain o2c`` serves the order-to-cash system instead of the helpdesk;
+``--regime NAME`` picks the domain's hidden dynamics (``--list-regimes`` shows them).
 
 Prints the base URL once the port is bound, then serves until killed. The bearer
 token, if any, is read from ``--api-token`` or the ``CLOSEDLOOP_SANDBOX_TOKEN``
@@ -15,7 +16,14 @@ import sys
 
 import uvicorn
 
-from closedloop.sandbox.server import DEFAULT_HOST, DOMAINS, bind_socket, create_domain_app
+from closedloop.sandbox.params import DEFAULT_REGIME
+from closedloop.sandbox.server import (
+    DEFAULT_HOST,
+    DOMAINS,
+    REGIMES,
+    bind_socket,
+    create_domain_app,
+)
 from closedloop.sandbox.simclock import parse_iso
 
 TOKEN_ENV = "CLOSEDLOOP_SANDBOX_TOKEN"
@@ -36,7 +44,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="simulation start, ISO 8601 UTC (default 2026-01-05T00:00:00Z)")
     parser.add_argument("--api-token", default=None,
                         help=f"require this bearer token (or set {TOKEN_ENV})")
+    parser.add_argument("--regime", default=DEFAULT_REGIME,
+                        help="hidden dynamics of the domain (default 'default'; "
+                        "see --list-regimes)")
+    parser.add_argument("--list-regimes", action="store_true",
+                        help="print each domain's regimes and exit")
     args = parser.parse_args(argv)
+    if args.list_regimes:
+        for domain, regimes in REGIMES.items():
+            for name, summary in regimes.items():
+                print(f"{domain:9} {name:24} {summary}")
+        return 0
+    if args.regime not in REGIMES[args.domain]:
+        parser.error(f"unknown regime {args.regime!r} for {args.domain}; "
+                     f"known: {', '.join(REGIMES[args.domain])}")
     if args.speed < 0:
         parser.error("--speed must be >= 0")
     try:
@@ -45,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--start is not an ISO 8601 timestamp: {args.start!r}")
     token = args.api_token or os.environ.get(TOKEN_ENV) or None
     app = create_domain_app(args.domain, seed=args.seed, start=start, speed=args.speed,
-                            api_token=token)
+                            api_token=token, regime=args.regime)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:

@@ -26,6 +26,7 @@ from closedloop.sandbox.models import (
     StaffingIn,
     StaffingOut,
 )
+from closedloop.sandbox.params import DEFAULT_REGIME, params_for
 from closedloop.sandbox.rules import Rule
 from closedloop.sandbox.service import (
     MAX_KEY_LENGTH,
@@ -97,15 +98,17 @@ def _reused(key: str) -> dict[str, Any]:
 
 def create_app(
     seed: int = 7, start: datetime | None = None, speed: float = 0.0,
-    api_token: str | None = None,
+    api_token: str | None = None, regime: str = DEFAULT_REGIME,
 ) -> FastAPI:
     """Build the sandbox app: a seeded helpdesk simulation behind a small REST API.
 
     ``speed`` > 0 runs the clock in the background (simulated seconds per real
     second); 0 leaves it manual (``POST /clock/advance``). With ``api_token`` every
     endpoint except ``/health`` requires ``Authorization: Bearer <token>``.
+    ``regime`` names the hidden dynamics (:data:`closedloop.sandbox.params.REGIMES`;
+    ValueError for an unknown one); the API never reveals it.
     """
-    state = _State(Simulation(seed=seed, start=start), speed)
+    state = _State(Simulation(seed=seed, start=start, params=params_for(regime)), speed)
     sim = state.sim
 
     app = FastAPI(

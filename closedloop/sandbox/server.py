@@ -18,10 +18,18 @@ from fastapi import FastAPI
 
 from closedloop.sandbox.app import create_app
 from closedloop.sandbox.o2c.app import create_app as create_o2c_app
+from closedloop.sandbox.o2c.params import REGIMES as O2C_REGIMES
+from closedloop.sandbox.params import DEFAULT_REGIME
+from closedloop.sandbox.params import REGIMES as HELPDESK_REGIMES
 
 DEFAULT_HOST = "127.0.0.1"
-#: App factory per domain; each takes seed, start, speed and api_token keywords.
+#: App factory per domain; each takes seed, start, speed, api_token and regime keywords.
 DOMAINS: dict[str, Callable[..., FastAPI]] = {"helpdesk": create_app, "o2c": create_o2c_app}
+#: The named regimes (hidden dynamics) of each domain, with a one-line summary each.
+REGIMES: dict[str, dict[str, str]] = {
+    "helpdesk": {name: r.summary for name, r in HELPDESK_REGIMES.items()},
+    "o2c": {name: r.summary for name, r in O2C_REGIMES.items()},
+}
 
 
 def create_domain_app(domain: str = "helpdesk", **options: Any) -> FastAPI:
@@ -48,13 +56,15 @@ class SandboxServer:
 
     Use as a context manager (``with SandboxServer() as server: server.url``) or call
     ``start()`` / ``stop()``. ``port=0`` picks a free port. ``domain`` picks the
-    bundled app (``helpdesk`` or ``o2c``); ``app`` serves a ready-made app instead.
+    bundled app (``helpdesk`` or ``o2c``) and ``regime`` its hidden dynamics (see
+    :data:`REGIMES`); ``app`` serves a ready-made app instead.
     """
 
     def __init__(
         self, seed: int = 7, port: int = 0, speed: float = 0.0,
         api_token: str | None = None, start: datetime | None = None,
         host: str = DEFAULT_HOST, domain: str = "helpdesk", app: FastAPI | None = None,
+        regime: str = DEFAULT_REGIME,
     ) -> None:
         self.seed = seed
         self.port = port
@@ -63,8 +73,9 @@ class SandboxServer:
         self.start_time = start
         self.host = host
         self.domain = domain
+        self.regime = regime
         self.app = app if app is not None else create_domain_app(
-            domain, seed=seed, start=start, speed=speed, api_token=api_token)
+            domain, seed=seed, start=start, speed=speed, api_token=api_token, regime=regime)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

@@ -27,7 +27,12 @@ from closedloop.sandbox.o2c.feeds import (
     offset_page,
 )
 from closedloop.sandbox.o2c.odata import ODataError, error_response
-from closedloop.sandbox.o2c.params import CURRENCY, SALES_ORGANIZATION
+from closedloop.sandbox.o2c.params import (
+    CURRENCY,
+    DEFAULT_REGIME,
+    SALES_ORGANIZATION,
+    params_for,
+)
 from closedloop.sandbox.o2c.rules import AutoApprovalRule
 from closedloop.sandbox.o2c.simulation import O2CSimulation
 from closedloop.sandbox.service import (
@@ -118,15 +123,18 @@ def _reused(key: str) -> dict[str, Any]:
 
 
 def create_app(seed: int = 7, start: datetime | None = None, speed: float = 0.0,
-               api_token: str | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> FastAPI:
+               api_token: str | None = None, page_size: int = DEFAULT_PAGE_SIZE,
+               regime: str = DEFAULT_REGIME) -> FastAPI:
     """Build the o2c sandbox: a seeded order-to-cash simulation behind an OData-shaped API.
 
     ``speed`` > 0 runs the clock in the background (simulated seconds per real
     second); 0 leaves it manual (``POST /clock/advance``). With ``api_token`` every
     endpoint except ``/health`` needs ``Authorization: Bearer <token>``.
     ``page_size`` is the server's page size for entity sets and the event feed.
+    ``regime`` names the hidden dynamics (:data:`closedloop.sandbox.o2c.params.REGIMES`;
+    ValueError for an unknown one); the API never reveals it.
     """
-    state = _State(O2CSimulation(seed=seed, start=start), page_size)
+    state = _State(O2CSimulation(seed=seed, start=start, params=params_for(regime)), page_size)
     sim = state.sim
 
     app = FastAPI(title="closedloop sandbox order-to-cash", version="1.0",

@@ -9,11 +9,16 @@ them. Segments differ in credit-hold rate and in the share of *risky* orders
 orders, so auto-approving a risky segment trades approval waits for overdue
 receivables and write-offs. Address errors, caught only after shipping, depend
 on the region.
+
+:data:`REGIMES` names other worlds as overrides of these defaults; a regime is
+chosen when the app is built and never shown through the API.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from closedloop.sandbox.params import DEFAULT_REGIME, Regime, with_overrides
 
 SEGMENTS = ("enterprise", "mid_market", "small_business", "new_customer")
 REGIONS = ("EMEA", "NA", "LATAM", "APAC")
@@ -96,3 +101,24 @@ class O2CParams:
     risky_write_off: float = 0.5
     dunning_after_days: float = 7.0
     write_off_after_days: float = 30.0
+
+
+#: The bundled o2c regimes (overrides of :class:`O2CParams`; dicts merge key by key).
+REGIMES: dict[str, Regime] = {r.name: r for r in (
+    Regime("default", "The approvers are the bottleneck; auto-approving a segment trades "
+           "approval waits for some overdue receivables (new customers are often risky).", {}),
+    Regime("risky-auto-approve",
+           "Many more risky customers among small businesses and new customers, paying later "
+           "and written off more often: auto-approval still cuts approval waits but lets "
+           "far more bad receivables through, so the guardrail (write-offs, dunning) "
+           "worsens clearly.",
+           {"risky_rate": {"mid_market": 0.08, "small_business": 0.25, "new_customer": 0.6},
+            "risky_extra_late_days": 50.0, "risky_write_off": 0.8}),
+)}
+
+
+def params_for(regime: str = DEFAULT_REGIME) -> O2CParams:
+    """The hidden parameters of a named o2c regime (ValueError for an unknown name)."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown o2c regime {regime!r}; known: {', '.join(REGIMES)}")
+    return with_overrides(O2CParams(), REGIMES[regime])
