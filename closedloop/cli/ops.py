@@ -35,11 +35,11 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    """Serve the simulated helpdesk API until interrupted."""
+    """Serve a simulated enterprise system (helpdesk or order-to-cash) until interrupted."""
     from closedloop.sandbox.__main__ import main as sandbox_main
 
-    return sandbox_main(["--port", str(args.port), "--seed", str(args.seed),
-                         "--speed", str(args.speed)])
+    return sandbox_main(["--domain", args.domain, "--regime", args.regime, "--port", str(args.port),
+                         "--seed", str(args.seed), "--speed", str(args.speed)])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -85,9 +85,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_json(po)
     po.set_defaults(func=cmd_policy, mode=None)
 
-    sb = sub.add_parser("sandbox", help="serve the simulated helpdesk API on loopback")
+    sb = sub.add_parser("sandbox", help="serve a simulated enterprise system's API on loopback")
+    sb.add_argument("--domain", choices=("helpdesk", "o2c"), default="helpdesk",
+                    help="helpdesk (ITSM tickets) or o2c (order-to-cash, SAP OData-shaped)")
+    sb.add_argument("--regime", default="default",
+                    help="its hidden dynamics, for benchmarks (python -m closedloop.sandbox "
+                         "--list-regimes)")
     sb.add_argument("--port", type=int, default=8765, help="port (0 = any free port)")
-    sb.add_argument("--seed", type=int, default=7, help="seed of the simulated helpdesk")
+    sb.add_argument("--seed", type=int, default=7, help="seed of the simulated system")
     sb.add_argument("--speed", type=float, default=0.0,
                     help="simulated seconds per real second (0 = manual clock)")
     sb.set_defaults(func=cmd_sandbox)
