@@ -62,6 +62,19 @@ class Prediction(BaseModel):
     ci_high_pct: float
     ci_low_per_treated_case_hours: float
     ci_high_per_treated_case_hours: float
+    # From the twin's predict (simulation noise + bootstrap over cases + declared assumptions);
+    # None for predictions made from simulation noise alone.
+    p10_pct: float | None = None
+    p50_pct: float | None = None
+    p90_pct: float | None = Field(None, description="the plan's conservative bound (one-sided 90 %)")
+    p10_hours: float | None = None
+    p90_hours: float | None = None
+    bootstrap: int | None = Field(None, description="twins refitted on resampled cases")
+    spread_pct: dict[str, float] = Field(default_factory=dict,
+                                         description="sd of the change per source of uncertainty")
+    assumptions: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="parameters the log cannot show: name, range, point, source (for the approver)")
 
 
 # --------------------------------------------------------------------------- measurement
@@ -214,8 +227,12 @@ class SequentialDecision(BaseModel):
 
 
 class KpiMeasurement(Record):
-    """Treatment vs control cycle time measured from the system's own events since a change.
+    """A live change's effect on cycle time, measured from the system's own events since it.
 
+    ``design``/``why``/``effect`` say how the effect was measured (the legacy
+    ``delta``/``ci_*`` repeat ``effect``'s numbers); ``treatment``/``control``
+    are the changed and the baseline cohort or period. ``guardrail_kpis`` are
+    per cohort or period, ``guardrail_check`` and ``sequential`` their checks.
     Without enough completed cases the cohort statistics and the delta are absent.
     """
 
@@ -238,6 +255,8 @@ class KpiMeasurement(Record):
     why: str | None = None
     effect: EffectEstimate | None = None
     guardrail_check: GuardrailCheck | None = None
+    guardrail_kpis: dict[str, GuardrailKpis] | None = None
+    sequential: SequentialDecision | None = None
 
 
 # --------------------------------------------------------------------------- approvals
@@ -332,6 +351,8 @@ class PlanStep(AgentStep):
     risk_tier: str | None = None
     blast_radius: dict[str, Any] | None = None
     simulation_id: int | None = None
+    considered: list[dict[str, Any]] = Field(
+        default_factory=list, description="every candidate weighed, its prediction and verdict")
 
 
 class GateStep(Record):

@@ -24,10 +24,32 @@ def audit_chain(state: dict[str, Any]) -> dict[str, Any]:
 def _fmt_pred(p: dict[str, Any]) -> str:
     text = (f"{p['delta_hours']:+.2f} h ({p['delta_pct']:+.1f}%) on the mean of all cases, 95% CI "
             f"[{p['ci_low_pct']:+.1f}%, {p['ci_high_pct']:+.1f}%], baseline {p['baseline_hours']:.2f} h")
+    if p.get("p10_pct") is not None:
+        text += f", p10-p90 [{p['p10_pct']:+.1f}%, {p['p90_pct']:+.1f}%]"
     if p.get("treated_share"):
         text += (f"; {p['delta_per_treated_case_hours']:+.2f} h per treated case "
                  f"({p['treated_share']:.0%} of cases treated)")
     return text
+
+
+def assumption_lines(p: dict[str, Any] | None) -> list[str]:
+    """The assumptions a prediction rests on (parameters the log cannot show), one per line."""
+    return [f"assumed {a['name']} in [{a['low']:.2f}, {a['high']:.2f}] ({a.get('source', 'declared')})"
+            for a in (p or {}).get("assumptions", [])]
+
+
+def considered_lines(step: dict[str, Any]) -> list[str]:
+    """Every candidate the Planner weighed: its prediction, score and verdict (or why it had none)."""
+    out = []
+    for c in step.get("considered", []):
+        p = c.get("predicted")
+        pred = (f"{p['delta_pct']:+.1f}% [p10 {p['p10_pct']:+.1f}, p90 {p['p90_pct']:+.1f}; 95% "
+                f"{p['ci_low_pct']:+.1f}..{p['ci_high_pct']:+.1f}]" if p and p.get("p10_pct") is not None
+                else "not predicted")
+        score = f", score {c['score']}" if c.get("score") is not None else ""
+        out.append(f"   - {c['verdict']}: {c['label']}: {pred}{score}"
+                   + (f"; {c['reason']}" if c["verdict"] not in ("chosen", "cleared") else ""))
+    return out
 
 
 def render_run(state: dict[str, Any]) -> str:
@@ -50,12 +72,15 @@ def render_run(state: dict[str, Any]) -> str:
         elif kind == "plan":
             if s.get("dropped"):
                 lines.append(f"3. PLAN     [{s['agent_model']}] no plan: {s['dropped']}")
+                lines += ["   candidates considered:"] * bool(s.get("considered")) + considered_lines(s)
             else:
                 lines.append(f"3. PLAN     [{s['agent_model']}] plan #{s['plan_id']}: {s['action']} {s['params']}")
                 lines.append(f"   hypothesis: {s['hypothesis']}")
                 lines.append(f"   predicted (simulation #{s['simulation_id']}): {_fmt_pred(s['predicted'])}")
+                lines += [f"   {a}" for a in assumption_lines(s["predicted"])]
                 lines.append(f"   risk tier {s['risk_tier']}, blast radius {s['blast_radius']['share_of_cases']:.0%} "
-                             f"of cases; candidates: {s['rationale']}")
+                             "of cases; candidates considered:")
+                lines += considered_lines(s)
         elif kind == "gate":
             lines.append(f"4. GATE     mode {s['mode']}, kill switch {'ON' if s['kill_switch'] else 'off'} -> {s['route']}")
         elif kind == "approval":

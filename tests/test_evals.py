@@ -10,12 +10,31 @@ from closedloop.evals.scorers import score_guards, score_no_writes, score_plan
 
 PLAN = {"step": "plan", "action": "create_rule", "simulation_id": 3,
         "params": {"condition": {"field": "category", "op": "eq", "value": "password"}},
-        "predicted": {"delta_pct": -8.0, "ci_high_pct": -4.0}, "blast_radius": {"share_of_cases": 0.16}}
+        "predicted": {"delta_pct": -8.0, "ci_high_pct": 1.0, "p90_pct": -6.0},
+        "blast_radius": {"share_of_cases": 0.16}}
+STAFF = {"step": "plan", "action": "set_queue_staffing", "simulation_id": 4,
+         "params": {"queue": "L2", "agents": 3},
+         "predicted": {"delta_pct": -30.0, "ci_high_pct": 2.0, "p90_pct": -12.0},
+         "blast_radius": {"share_of_cases": 1.0}}
 
 
 def test_bundled_cases_parse():
     cases = load_cases()
     assert len(cases) >= 3 and all(isinstance(c, EvalCase) for c in cases)
+    # Expectations follow the sandbox's counterfactual truth (benchmarks/results/counterfactual.md):
+    # in the default regime one more first-line agent is best.
+    default = {c.name: c.expect for c in cases}
+    assert default["password_bottleneck"]["plan"] == "set_queue_staffing"
+    assert default["other_seed"]["params"] == {"queue": "L1"}
+
+
+def test_staffing_expectation_fails_on_the_wrong_queue_or_the_rule():
+    expect = {"plan": "set_queue_staffing", "params": {"queue": "L1"}, "max_blast_radius": 1.0,
+              "min_predicted_improvement_pct": 5}
+    assert not score_plan({"steps": [STAFF]}, [], expect).passed  # L2 is the wrong queue
+    right = {"steps": [{**STAFF, "params": {"queue": "L1", "agents": 4}}]}
+    assert score_plan(right, [], expect).passed and score_guards(right, [], expect).passed
+    assert not score_plan({"steps": [PLAN]}, [], expect).passed  # the rule is not the best action
 
 
 def test_scorers_fail_on_wrong_decisions():
@@ -26,8 +45,10 @@ def test_scorers_fail_on_wrong_decisions():
     assert score_guards(state, [], expect).passed
     wrong = {"steps": [{**PLAN, "params": {"condition": {"field": "category", "value": "hardware"}}}]}
     assert not score_plan(wrong, [], expect).passed
-    weak = {"steps": [{**PLAN, "predicted": {"delta_pct": -2.0, "ci_high_pct": 1.0}}]}
-    assert not score_guards(weak, [], expect).passed
+    weak = {"steps": [{**PLAN, "predicted": {"delta_pct": -8.0, "ci_high_pct": 1.0, "p90_pct": -2.0}}]}
+    assert not score_guards(weak, [], expect).passed  # the conservative bound misses the bar
+    old = {"steps": [{**PLAN, "predicted": {"delta_pct": -8.0, "ci_high_pct": 0.5}}]}
+    assert not score_guards(old, [], expect).passed  # no quantiles: the 95 % bound is the bar
     assert not score_no_writes(state, [{"method": "POST", "path": "/rules"}], expect).passed
 
 
@@ -43,6 +64,6 @@ def test_eval_suite_fails_below_threshold(tmp_path, capsys):
     case = tmp_path / "cases"
     case.mkdir()
     (case / "impossible.yaml").write_text(
-        "name: impossible\nsandbox: {seed: 7, history_days: 21}\nexpect: {plan: set_queue_staffing}\n")
+        "name: impossible\nsandbox: {seed: 7, history_days: 21}\nexpect: {plan: drop_tables}\n")
     assert main(["--home", str(tmp_path), "eval", "--cases", str(case)]) == 1
-    assert "FAILED: action 'create_rule'" in capsys.readouterr().out
+    assert "expected 'drop_tables'" in capsys.readouterr().out

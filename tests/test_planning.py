@@ -6,9 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from closedloop.contracts import Prediction
 from closedloop.sandbox.app import create_app
 from closedloop.tools.act import planning
+from closedloop.tools.act.candidates import Opportunity, candidates_for
 from closedloop.tools.act.catalog import Condition
+from closedloop.tools.act.evidence import approval_gate, failure_prior
+from closedloop.tools.act.pool_map import map_pool, state_members
+from closedloop.tools.act.ranking import Weighed, decide
 from closedloop.tools.connect import CONNECTORS_DIR, load_connector, load_overlay
 from closedloop.tools.errors import NotAllowedError, ScenarioError
 from closedloop.tools.log import frame_from_records
@@ -46,17 +51,43 @@ def catalog():
                           load_overlay(CONNECTORS_DIR / "helpdesk.overlay.yaml"))
 
 
-def test_pool_of_activity_prefers_the_pools_of_the_state(frame) -> None:
-    assert planning.pool_of_activity(frame, "Resolve", ["L1", "L2"]) == "L1"
-    assert planning.pool_of_activity(frame, "Close", ["desk", "L1"]) == "desk"
-    assert planning.pool_of_activity(frame, "Resolve", ["L1-agent"]) == "L1-agent"
-    assert planning.pool_of_activity(frame, "Resolve", []) == "L1"  # the naming fallback
+@pytest.fixture(scope="module")
+def twin(frame):
+    return fit_twin(frame, seed=1)
 
 
-def test_queue_of_activity_comes_from_resource_names(frame) -> None:
-    assert planning.queue_of_activity(frame, "Resolve") == "L1"
-    assert planning.queue_of_activity(frame, "Close") == "desk"
-    assert planning.queue_of_activity(frame, "no such activity") is None
+def test_pools_map_by_headcount_without_any_naming_convention(frame, twin) -> None:
+    resolve = twin.pool_of("Resolve")
+    match = map_pool(twin, resolve, {"first": 2, "desk": 1}, name_hint=False)
+    assert (match.state_pool, match.evidence) == ("first", "headcount")
+    # Two pools of the system with the same headcount: no honest mapping without more evidence.
+    tie = map_pool(twin, resolve, {"A": 2, "B": 2}, name_hint=False)
+    assert tie.state_pool is None and "2 pools" in tie.detail
+    # The declared name hint breaks the tie, and says it is a hint.
+    hinted = map_pool(twin, resolve, {"L1": 2, "L2": 2})
+    assert (hinted.state_pool, hinted.evidence) == ("L1", "headcount+name_hint")
+    # Members listed by the state are the strongest evidence.
+    listed = {"X": {"agents": 2, "members": ["L1-agent-0", "L1-agent-1"]}, "Y": 2}
+    members = state_members(listed, {})
+    assert members == {"X": ["L1-agent-0", "L1-agent-1"]}
+    assert map_pool(twin, resolve, listed, members).evidence == "members"
+
+
+def test_opaque_resource_names_still_give_a_staffing_candidate(catalog) -> None:
+    records = helpdesk_records()
+    for r in records:  # people named by ids that carry no pool name
+        r["resource"] = {"desk-1": "u93", "L1-agent-0": "u17", "L1-agent-1": "u42"}[r["resource"]]
+    frame = frame_from_records(records)
+    twin = fit_twin(frame, seed=1)
+    opp = Opportunity(id=1, activity="Resolve", segments=SEGMENTS)
+    made, dropped = candidates_for(catalog, opp, twin, frame, {"L1": 2, "desk": 1}, {}, 0.5)
+    staffing = [c for c in made if c.action == "set_queue_staffing"]
+    assert [c.params for c in staffing] == [{"queue": "L1", "agents": 3}]
+    assert "headcount" in staffing[0].evidence[0]
+    # Without a headcount match nothing is guessed: the candidate is dropped with the reason.
+    made, dropped = candidates_for(catalog, opp, twin, frame, {"L1": 7, "desk": 1}, {}, 0.5)
+    assert not [c for c in made if c.action == "set_queue_staffing"]
+    assert any("no honest mapping" in d.reason for d in dropped)
 
 
 def test_segment_share_and_blast_radius(frame, catalog) -> None:
@@ -82,19 +113,58 @@ def test_risk_tier(catalog) -> None:
         planning.risk_tier(catalog, "drop_tables", 0.0)
 
 
-def test_candidates_come_from_the_catalogs_change_kinds(catalog) -> None:
-    segments = [{"attribute": "category", "value": "hardware", "share": 0.75, "mean_processing_hours": 0.5},
-                {"attribute": "category", "value": "password", "share": 0.25, "mean_processing_hours": 0.1},
-                {"attribute": "channel", "value": "chat", "share": 0.1, "mean_processing_hours": 0.05}]
-    found = planning.candidate_actions(catalog, segments, "L1", {"L1": 2}, share=0.5)
+SEGMENTS = [{"attribute": "category", "value": "hardware", "share": 0.75, "mean_processing_hours": 0.5},
+            {"attribute": "category", "value": "password", "share": 0.25, "mean_processing_hours": 0.1},
+            {"attribute": "channel", "value": "chat", "share": 0.1, "mean_processing_hours": 0.05}]
+
+
+def test_candidates_come_from_the_catalogs_change_kinds(catalog, frame, twin) -> None:
+    opp = Opportunity(id=3, activity="Resolve", segments=SEGMENTS)
+    found, dropped = candidates_for(catalog, opp, twin, frame, {"L1": 2, "desk": 1}, {}, 0.5)
     assert [c.action for c in found] == ["set_queue_staffing", "create_rule"]
     assert found[0].params == {"queue": "L1", "agents": 3} and not found[0].partial
+    assert found[0].scenario == {"kind": "add_capacity", "activity_or_pool": twin.pool_of("Resolve"),
+                                 "extra": 1}
     assert found[1].params["condition"] == {"field": "category", "op": "eq", "value": "password"}
     assert found[1].params["treatment_share"] == 0.5 and found[1].partial
     assert found[1].params["rule_action"] == "auto_resolve"  # the value meaning automate_activity
-    assert planning.candidate_actions(catalog, segments, "L2", {"L1": 2}, share=0.5)[0].action == "create_rule"
+    assert found[1].opportunity_id == 3 and found[1].change_kind == "automate_activity"
+    # The bot's failure rate is not a constant: a declared range, shown with where it came from.
+    assert found[1].assumptions == {"failure_rate": (0.0, 0.5)}
+    assert any("declared prior" in e for e in found[1].evidence)
+    assert [d.change_kind for d in dropped] == ["route_segment"]
     assert planning.change_kind(catalog, "create_rule", found[1].params) == "automate_activity"
     assert planning.change_kind(catalog, "create_rule", {"rule_action": "route"}) == "route_segment"
+
+
+def test_failure_prior_widens_with_the_segments_rework() -> None:
+    rows = []
+    for i in range(40):  # 30 of 40 'password' cases resolve twice (rework)
+        acts = ["Resolve", "Resolve"] if i < 30 else ["Resolve"]
+        for k, a in enumerate(acts):
+            rows.append({"case_id": f"c{i}", "activity": a, "resource": "r",
+                         "timestamp": (T0 + timedelta(hours=i + k / 10)).isoformat(),
+                         "attributes": {"category": "password"}})
+    frame = frame_from_records(rows)
+    wide = failure_prior(frame, "category", ["password"], ["Resolve"])
+    assert wide.low == 0.0 and 0.75 < wide.high < 0.95 and "widens" in wide.source
+    few = failure_prior(frame, "category", ["other"], ["Resolve"])
+    assert (few.low, few.high) == (0.0, 0.5) and "too few" in few.source
+
+
+def test_approval_gate_is_read_from_attribute_values() -> None:
+    rows = []
+    for i in range(60):
+        amount = 100.0 * i
+        acts = ["Create", "Approve", "Ship"] if amount >= 3000 else ["Create", "Ship"]
+        for k, a in enumerate(acts):
+            rows.append({"case_id": f"o{i}", "activity": a, "resource": "r",
+                         "timestamp": (T0 + timedelta(hours=i + k)).isoformat(),
+                         "attributes": {"amount": amount, "region": "x"}})
+    frame = frame_from_records(rows)
+    gate = approval_gate(frame, "Approve")
+    assert gate is not None and (gate.attribute, gate.threshold) == ("amount", 3000.0)
+    assert approval_gate(frame, "Ship") is None
 
 
 def test_segment_expression() -> None:
@@ -103,25 +173,47 @@ def test_segment_expression() -> None:
     assert planning.segment_expression(Condition(field="c", op="in", value=["a", "b"])) == "c in ('a', 'b')"
 
 
-def test_scenarios_of_catalog_actions(frame, catalog) -> None:
-    twin = fit_twin(frame, seed=1)
+def test_scenarios_of_catalog_actions(frame, catalog, twin) -> None:
     pools = {"L1": 2, "desk": 1}
-    staff = planning.scenario_for(catalog, "set_queue_staffing", {"queue": "L1", "agents": 3}, twin,
-                                  frame, pools, "Resolve")
-    assert isinstance(staff, AddCapacity) and staff.extra == 1
+    staff, ranges = planning.scenario_for(catalog, "set_queue_staffing", {"queue": "L1", "agents": 3},
+                                          twin, frame, pools, "Resolve")
+    assert isinstance(staff, AddCapacity) and staff.extra == 1 and ranges == {}
     assert staff.activity_or_pool == twin.pool_of("Resolve")
     rule = {"name": "auto", "condition": {"field": "category", "op": "eq", "value": "password"},
             "rule_action": "auto_resolve", "treatment_share": 0.5}
-    bot = planning.scenario_for(catalog, "create_rule", rule, twin, frame, pools, "Resolve")
+    bot, ranges = planning.scenario_for(catalog, "create_rule", rule, twin, frame, pools, "Resolve")
     assert isinstance(bot, AutomateActivity)
     assert (bot.activity, bot.segment, bot.share) == ("Resolve", "category == 'password'", 0.5)
-    assert bot.failure_rate == planning.ASSUMED_AUTOMATION_FAILURE
+    assert ranges == {"failure_rate": (0.0, 0.5)}
     with pytest.raises(ScenarioError, match="unknown pool 'L9'"):
         planning.scenario_for(catalog, "set_queue_staffing", {"queue": "L9", "agents": 3}, twin,
                               frame, pools, "Resolve")
+    with pytest.raises(ScenarioError, match="no pool of the twin maps"):
+        planning.scenario_for(catalog, "set_queue_staffing", {"queue": "Q", "agents": 3}, twin,
+                              frame, {"Q": 9, "desk": 1}, "Resolve")
     with pytest.raises(ScenarioError, match="cannot be simulated yet"):
         planning.scenario_for(catalog, "create_rule", {**rule, "rule_action": "route"}, twin,
                               frame, pools, "Resolve")
+
+
+def test_decision_ranks_on_the_conservative_bound_and_records_no_change() -> None:
+    def pred(mean: float, p90: float) -> Prediction:
+        return Prediction(baseline_hours=10, delta_hours=mean / 10, delta_per_treated_case_hours=0,
+                          treated_share=0, ci_low_hours=0, ci_high_hours=0, delta_pct=mean,
+                          ci_low_pct=mean * 2, ci_high_pct=p90 + 5, ci_low_per_treated_case_hours=0,
+                          ci_high_per_treated_case_hours=0, p10_pct=mean * 1.5, p50_pct=mean,
+                          p90_pct=p90)
+
+    staff = Weighed(label="staff", action="s", predicted=pred(-30, -12), cost=1.0,
+                    risk_tier="high", verdict="")
+    rule = Weighed(label="rule", action="r", predicted=pred(-20, -10), cost=0.25,
+                   risk_tier="low", verdict="")
+    weak = Weighed(label="weak", action="w", predicted=pred(-20, -2), verdict="", risk_tier="low")
+    ranked = decide([weak, staff, rule], 5.0)
+    assert [(w.label, w.verdict) for w in ranked] == [("rule", "chosen"), ("staff", "cleared"),
+                                                      ("weak", "below_bar")]
+    assert "90 % confidence" in ranked[-1].reason
+    assert decide([weak], 5.0)[0].verdict == "below_bar"  # nothing clears: no change
 
 
 def test_default_guardrails_use_the_case_boundaries_of_the_log(frame, catalog) -> None:

@@ -1,7 +1,17 @@
-"""Planner: opportunity -> one reversible plan backed by simulation (or no plan)."""
+"""Planner: every opportunity x every applicable change kind -> one reversible plan, or "no change".
+
+Candidates come from the mined process and the connector's catalog
+(:func:`closedloop.tools.act.candidates_for`); each is predicted with the
+twin's ``predict`` (simulation noise, a bootstrap over cases, declared
+assumptions) and judged on its conservative bound, ranked per cost and risk
+(:mod:`closedloop.tools.act.ranking`). A twin that fails its own backtest
+is not acted on. "No change" is a recorded decision with every candidate
+considered and why it failed.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,22 +35,38 @@ from closedloop.store.models import (
     Simulation,
 )
 from closedloop.tools.act import (
+    Candidate,
+    PlanOpportunity,
     System,
+    Weighed,
     blast_radius,
-    candidate_actions,
+    candidate_inputs,
+    candidates_for,
     cohort_split,
     compensation_description,
+    contract_prediction,
+    decide,
     default_guardrails,
     fetch_config,
     list_catalog,
-    pool_of_activity,
     risk_tier,
     scenario_for,
+    shortfall,
+    state_members,
 )
 from closedloop.tools.base import read_tool
-from closedloop.tools.measure import prediction_summary
 from closedloop.tools.optimize.staffing import optimize_staffing
-from closedloop.tools.twin import fit_twin, simulate
+from closedloop.tools.twin import (
+    ProcessTwin,
+    backtest_twin,
+    fit_twin,
+    predict,
+    twin_passes_backtest,
+)
+
+# Twins refitted on resampled cases per prediction (parameter uncertainty); more narrows the
+# Student-t tails of the interval, each costs one refit and one simulated replication.
+PLAN_BOOTSTRAP = 8
 
 
 class PlanProposal(BaseModel):
@@ -52,7 +78,7 @@ class PlanProposal(BaseModel):
 
 
 def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
-    """Offline policy: simulate one staffing and one automation candidate, keep the best that clears the bar."""
+    """Offline policy: predict every candidate, propose the best-ranked one that clears the bar."""
     task = first_human_json(messages)
     results = tool_results(messages)
     candidates = task.get("candidates", [])
@@ -60,24 +86,20 @@ def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
     if len(sims) < len(candidates):
         c = candidates[len(sims)]
         return call_tool("simulate_action", {"action": c["action"], "params": c["params"]}, messages)
-    scored = []
-    for c, s in zip(candidates, sims):
-        if "error" in s or s["ci_high_pct"] >= 0 or -s["delta_pct"] < task["min_improvement_pct"]:
-            continue
-        # Prefer a partial, reversible rollout when the predictions are within 5 points.
-        bonus = 5.0 if c.get("partial") else 0.0
-        scored.append((-s["delta_pct"] + bonus, c, s))
+    each = "; ".join(f"{c['label']}: {s.get('reason') or s.get('error')}"
+                     for c, s in zip(candidates, sims))
+    scored = [(s["score"], c, s) for c, s in zip(candidates, sims) if s.get("clears")]
     if not scored:
         return answer({"action": "none", "params": {}, "simulation_id": None, "hypothesis": "",
-                       "rationale": f"no candidate predicts >= {task['min_improvement_pct']}% shorter cycle time "
-                                    "with an interval wholly below zero"})
+                       "rationale": "no change: " + (each or "no candidate to predict")})
     scored.sort(key=lambda x: -x[0])
     _, best, sim = scored[0]
     return answer({
         "action": best["action"], "params": best["params"], "simulation_id": sim["simulation_id"],
         "hypothesis": f"{best['label']} cuts mean cycle time by {-sim['delta_pct']:.1f}% "
-                      f"(95% interval {sim['ci_low_pct']:.1f}% to {sim['ci_high_pct']:.1f}%).",
-        "rationale": "; ".join(f"{c['label']}: {s.get('delta_pct', 'error')}%" for c, s in zip(candidates, sims)),
+                      f"(p10-p90 {sim['p10_pct']:+.1f}% to {sim['p90_pct']:+.1f}%, 95% interval "
+                      f"{sim['ci_low_pct']:+.1f}% to {sim['ci_high_pct']:+.1f}%).",
+        "rationale": each,
     })
 
 
@@ -85,9 +107,19 @@ PLANNER: AgentSpec[PlanProposal] = AgentSpec(name="planner", prompt="planner", o
                                              offline_step=offline_step)
 
 
-def _opportunities(ctx: LoopContext, system: System, opportunity_ids: list[int],
-                   pools: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Each opportunity the catalog has candidates for, in triage order (else the first one)."""
+def _calibrated_twin(ctx: LoopContext, dataset: Dataset, frame: Any) -> ProcessTwin:
+    """The dataset's twin with its backtest (fitted once per dataset and seed in the process)."""
+    key = f"twin:{dataset.sha256}:{ctx.settings.seed}"
+    if key not in ctx.cache:
+        ctx.cache[key] = fit_twin(frame, seed=ctx.settings.seed)
+    twin = ctx.cache[key]
+    if twin.backtest is None:
+        twin.backtest = backtest_twin(frame, seed=ctx.settings.seed)
+    return twin
+
+
+def _opportunities(ctx: LoopContext, opportunity_ids: list[int]) -> list[tuple[Any, ...]]:
+    """Each opportunity (above the priority bar, in triage order) with its insight, data, frame."""
     found = []
     for opportunity_id in opportunity_ids:
         with transaction(ctx.engine) as session:
@@ -95,44 +127,59 @@ def _opportunities(ctx: LoopContext, system: System, opportunity_ids: list[int],
             insight = session.get(Insight, opp.insight_id)
             mining = session.get(MiningRun, insight.mining_run_id)
             dataset = session.get(Dataset, mining.dataset_id)
-        frame = ctx.frame(dataset.sha256, dataset.artifact)
-        pool = pool_of_activity(frame, opp.activity, list(pools))
-        candidates = candidate_actions(system.catalog, insight.detail.get("segments", []), pool,
-                                       pools, ctx.settings.canary_share)
-        found.append((opp, insight, dataset, frame, pool, candidates))
-    with_candidates = [f for f in found if f[-1]]
-    return with_candidates or found[:1]
+        found.append((opp, insight, dataset, ctx.frame(dataset.sha256, dataset.artifact)))
+    return found
 
 
 def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str, scope: str,
          catalog_version: str) -> dict[str, Any]:
-    """Run the Planner agent on each opportunity the connector's catalog has candidates for,
-    in triage order, until one gives a plan; store simulations and the guarded plan."""
+    """Plan every opportunity against every applicable change kind of the connector's catalog,
+    on a twin that passes its backtest; store each prediction and the plan chosen, or the
+    "no change" decision with every candidate considered and why it failed."""
     system = ctx.system(catalog_version, api_url)
     config = fetch_config(system)
-    result: dict[str, Any] = {"plan_id": None, "outcome": "no_plan", "steps": []}
-    steps: list[dict[str, Any]] = []
-    for chosen in _opportunities(ctx, system, opportunity_ids, config["pools"]):
-        result = _plan_for(ctx, run_id, scope, system, config, *chosen)
-        steps += result["steps"]
-        if result.get("plan_id"):
-            break
-    return {**result, "steps": steps}
+    found = _opportunities(ctx, opportunity_ids)
+    if not found:
+        return {"plan_id": None, "outcome": "no_plan", "steps": []}
+    audit = AuditTrail(run_id)
+    _, _, dataset, frame = found[0]
+    twin = _calibrated_twin(ctx, dataset, frame)
+    verdict = twin_passes_backtest(twin.backtest)
+    audit.add("planner", "calibration", {"passed": verdict.passed, "reason": verdict.reason,
+                                         "backtest": twin.backtest.model_dump(mode="json")
+                                         if twin.backtest else None})
+    if not verdict:
+        return _no_change(ctx, found[0][0].id, audit, f"no plan: {verdict.reason}", [],
+                          "the twin's predictions are not trusted for this log")
+    members = state_members(config["pools"], config["values"])
+    candidates: list[Candidate] = []
+    considered: list[Weighed] = []
+    for opp, insight, _, _ in found:
+        view = PlanOpportunity(id=opp.id, activity=opp.activity, kind=opp.pattern,
+                               segments=insight.detail.get("segments", []))
+        made, dropped = candidates_for(system.catalog, view, twin, frame, config["pools"], members,
+                                       ctx.settings.canary_share)
+        # The same change found for two opportunities (one pool doing both) is predicted once.
+        known = {(c.action, json.dumps(c.scenario, sort_keys=True)) for c in candidates}
+        candidates += [c for c in made
+                       if (c.action, json.dumps(c.scenario, sort_keys=True)) not in known]
+        considered += [Weighed(label=f"{d.action} ({d.change_kind}) at {opp.activity}",
+                               action=d.action, change_kind=d.change_kind, opportunity_id=opp.id,
+                               verdict="not_simulated", reason=d.reason) for d in dropped]
+    return _plan_for(ctx, run_id, scope, system, config, found, twin, frame, candidates,
+                     considered, audit)
 
 
 def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config: dict[str, Any],
-              opp: Opportunity, insight: Insight, dataset: Dataset, frame: Any, pool: str | None,
-              candidates: list[Any]) -> dict[str, Any]:
-    """The Planner agent on one opportunity and its candidates."""
+              found: list[tuple[Any, ...]], twin: ProcessTwin, frame: Any,
+              candidates: list[Candidate], considered: list[Weighed],
+              audit: AuditTrail) -> dict[str, Any]:
+    """The Planner agent over every candidate; each prediction stored as a simulation."""
     s = ctx.settings
-    audit = AuditTrail(run_id)
     pools = config["pools"]
-    opportunity_id = opp.id
-    twin_key = f"twin:{dataset.sha256}:{s.seed}"
-    if twin_key not in ctx.cache:
-        ctx.cache[twin_key] = fit_twin(frame, seed=s.seed)
-    twin = ctx.cache[twin_key]
-    sim_ids: list[int] = []
+    members = state_members(pools, config["values"])
+    by_id = {opp.id: opp for opp, *_ in found}
+    weighed: dict[int, Weighed] = {}
 
     @read_tool
     def list_actions() -> list[dict[str, Any]]:
@@ -146,19 +193,40 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
 
     @read_tool
     def simulate_action(action: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Predict the effect of a catalog action on cycle time by seeded what-if simulation of the mined process."""
-        scenario = scenario_for(system.catalog, action, params, twin, frame, pools, opp.activity)
-        result = simulate(twin, scenario, cases=s.simulation_cases, replications=s.simulation_replications,
-                          seed=s.seed)
-        r = result.model_dump(mode="json")
+        """Predict a catalog action's effect on cycle time: seeded what-if simulation of the mined
+        process with refitted parameters and declared assumptions (p10/p50/p90, 95% interval)."""
+        known = candidate_inputs(candidates, action, params)
+        opp = by_id.get(known.opportunity_id if known else None) or found[0][0]
+        if known is not None and known.scenario is not None:
+            scenario, ranges = known.scenario, known.assumptions
+        else:
+            scenario, ranges = scenario_for(system.catalog, action, params, twin, frame, pools,
+                                            opp.activity, members)
+        pred = predict(twin, scenario, frame=frame, assumptions=ranges, bootstrap=PLAN_BOOTSTRAP,
+                       cases=s.simulation_cases, replications=s.simulation_replications, seed=s.seed)
+        source = next((e for e in (known.evidence if known else []) if "failure rate" in e), None)
+        summary = contract_prediction(pred, source)
+        blast = blast_radius(system.catalog, frame, action, params)
+        tier = risk_tier(system.catalog, action, blast.share_of_cases)
+        cost = known.cost if known else 0.0
+        judged = decide([Weighed(label=known.label if known else action, action=action,
+                                 params=params, predicted=summary, cost=cost, risk_tier=tier,
+                                 verdict="", change_kind=known.change_kind if known else "",
+                                 opportunity_id=opp.id,
+                                 evidence=known.evidence if known else [])],
+                        s.min_predicted_improvement_pct)[0]
+        result = {**pred.result.model_dump(mode="json"), "prediction": summary.model_dump()}
         with transaction(ctx.engine) as session:
-            row = Simulation(opportunity_id=opportunity_id, run_id=run_id,
-                             scenario={"action": action, "params": params, "scenario": scenario.model_dump()},
-                             result=r, seed=s.seed, replications=s.simulation_replications)
+            row = Simulation(opportunity_id=opp.id, run_id=run_id,
+                             scenario={"action": action, "params": params,
+                                       "scenario": pred.scenario.model_dump(),
+                                       "assumptions": [a.model_dump() for a in pred.assumptions]},
+                             result=result, seed=s.seed, replications=s.simulation_replications)
             session.add(row)
             session.flush()
-            sim_ids.append(row.id)
-        return {"simulation_id": row.id, **prediction_summary(r).model_dump()}
+            weighed[row.id] = judged.model_copy(update={"simulation_id": row.id})
+        return {"simulation_id": row.id, **summary.model_dump(), "score": judged.score,
+                "clears": judged.verdict == "chosen", "reason": judged.reason, "risk_tier": tier}
 
     @read_tool
     def optimize_staff(budget: int) -> dict[str, Any]:
@@ -167,38 +235,69 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
 
     tools = [make_tool(list_actions), make_tool(current_config), make_tool(simulate_action),
              make_tool(optimize_staff, "optimize_staffing")]
-    task = {"opportunity": {"id": opp.id, "activity": opp.activity, "kind": opp.pattern,
-                            "priority": opp.priority, "waiting_hours": insight.detail.get("waiting_hours"),
-                            "segments": insight.detail.get("segments", [])},
-            "pool_of_activity": pool, "min_improvement_pct": s.min_predicted_improvement_pct,
-            "candidates": [c.model_dump() for c in candidates]}
+    task = {"opportunities": [{"id": o.id, "activity": o.activity, "kind": o.pattern,
+                               "priority": o.priority} for o, *_ in found],
+            "min_improvement_pct": s.min_predicted_improvement_pct,
+            "candidates": [c.model_dump(include={"action", "params", "label", "partial",
+                                                 "change_kind", "cost", "evidence"})
+                           for c in candidates]}
     outcome = PLANNER.run(s, task, tools, audit)
-    return _store_plan(ctx, run_id, scope, opp, outcome, sim_ids, audit, frame, system)
+    ranked = decide([w.model_copy(update={"verdict": ""}) for w in weighed.values()],
+                    s.min_predicted_improvement_pct)
+    return _store_plan(ctx, run_id, scope, found, outcome, ranked + considered, audit, frame,
+                       system)
 
 
-def _store_plan(ctx: LoopContext, run_id: str, scope: str, opp: Opportunity,
-                outcome: AgentOutcome[PlanProposal], sim_ids: list[int], audit: AuditTrail, frame,
-                system: System) -> dict[str, Any]:
-    """Guard the proposal (catalog, cited simulation, predicted gain) and store the plan it allows."""
+def _no_change(ctx: LoopContext, opportunity_id: int, audit: AuditTrail, reason: str,
+               considered: list[Weighed], rationale: str, head: dict[str, Any] | None = None,
+               ) -> dict[str, Any]:
+    """Record "no change" as the decision: why, and every candidate considered."""
+    listed = [w.model_dump(mode="json") for w in considered]
+    audit.add("planner", "decision", {"decision": "no_change", "reason": reason,
+                                      "considered": listed})
+    with transaction(ctx.engine) as session:
+        audit.save(session)
+    head = head or {"agent_model": "none", "fallback": False, "opportunity_id": opportunity_id,
+                    "rationale": rationale}
+    step = PlanStep(**head, dropped=reason, considered=listed)
+    return {"plan_id": None, "outcome": "no_plan", "steps": [step.model_dump()]}
+
+
+def _store_plan(ctx: LoopContext, run_id: str, scope: str, found: list[tuple[Any, ...]],
+                outcome: AgentOutcome[PlanProposal], considered: list[Weighed], audit: AuditTrail,
+                frame: Any, system: System) -> dict[str, Any]:
+    """Guard the proposal (catalog, cited prediction, conservative gain) and store the plan it
+    allows, or the "no change" decision."""
     s = ctx.settings
     proposal = outcome.output
-    head = {"agent_model": outcome.model, "fallback": outcome.used_fallback, "opportunity_id": opp.id,
-            "rationale": proposal.rationale}
     with transaction(ctx.engine) as session:
         sim = session.get(Simulation, proposal.simulation_id) if proposal.simulation_id else None
-        reason, pred = _refusal(proposal, sim, sim_ids, s.min_predicted_improvement_pct,
+        cited = {w.simulation_id for w in considered if w.simulation_id is not None}
+        reason, pred = _refusal(proposal, sim, cited, s.min_predicted_improvement_pct,
                                 set(system.catalog.actions))
-        if reason:
-            audit.add("planner", "guard", {"dropped": True, "reason": reason})
-            audit.save(session)
-            return {"plan_id": None, "outcome": "no_plan", "steps": [PlanStep(**head, dropped=reason).model_dump()]}
-        catalog = system.catalog
-        blast = blast_radius(catalog, frame, proposal.action, proposal.params)
-        tier = risk_tier(catalog, proposal.action, blast.share_of_cases)
+    opp_id = sim.opportunity_id if sim is not None and not reason else found[0][0].id
+    head = {"agent_model": outcome.model, "fallback": outcome.used_fallback,
+            "opportunity_id": opp_id, "rationale": proposal.rationale}
+    if reason:
+        audit.add("planner", "guard", {"dropped": True, "reason": reason})
+        listed = [w.model_copy(update={"verdict": "below_bar" if w.verdict == "chosen" else
+                                       w.verdict}) for w in considered]
+        return _no_change(ctx, opp_id, audit, reason, listed, proposal.rationale, head)
+    considered = [w.model_copy(update={"verdict": "chosen" if w.simulation_id == sim.id else
+                                       ("cleared" if w.verdict == "chosen" else w.verdict)})
+                  for w in considered]
+    listed = [w.model_dump(mode="json") for w in considered]
+    audit.add("planner", "decision", {"decision": "change", "simulation_id": sim.id,
+                                      "considered": listed})
+    catalog = system.catalog
+    blast = blast_radius(catalog, frame, proposal.action, proposal.params)
+    tier = risk_tier(catalog, proposal.action, blast.share_of_cases)
+    with transaction(ctx.engine) as session:
         run = session.get(LoopRun, run_id)
         report = session.exec(select(MiningRun).where(MiningRun.dataset_id == run.dataset_id)).first().report
         row = Plan(
-            run_id=run_id, opportunity_id=opp.id, simulation_id=sim.id, scope=scope, hypothesis=proposal.hypothesis,
+            run_id=run_id, opportunity_id=opp_id, simulation_id=sim.id, scope=scope,
+            hypothesis=proposal.hypothesis,
             rules=[proposal.params] if catalog.action(proposal.action).treatment_share_param else [],
             actions=[{"action": proposal.action, "params": proposal.params}],
             predicted={**pred.model_dump(), "kpi": "cycle_time_hours", "simulation_id": sim.id},
@@ -209,30 +308,27 @@ def _store_plan(ctx: LoopContext, run_id: str, scope: str, opp: Opportunity,
             catalog_version=catalog.version,
         )
         session.add(row)
-        opp_row = session.get(Opportunity, opp.id)
-        opp_row.status = "planned"
+        session.get(Opportunity, opp_id).status = "planned"
         session.flush()
         plan_id = row.id
         audit.save(session)
     step = PlanStep(**head, plan_id=plan_id, action=proposal.action, params=proposal.params,
                     hypothesis=proposal.hypothesis, predicted=pred, risk_tier=tier,
-                    blast_radius=blast.model_dump(), simulation_id=sim.id)
+                    blast_radius=blast.model_dump(), simulation_id=sim.id, considered=listed)
     return {"plan_id": plan_id, "steps": [step.model_dump()]}
 
 
-def _refusal(proposal: PlanProposal, sim: Simulation | None, sim_ids: list[int],
+def _refusal(proposal: PlanProposal, sim: Simulation | None, sim_ids: set[int],
              min_improvement_pct: float,
              allowed: set[str]) -> tuple[str | None, Prediction | None]:
-    """Why the proposal cannot become a plan (None when it can), with the cited simulation's prediction."""
+    """Why the proposal cannot become a plan (None when it can), with the cited prediction."""
     if proposal.action == "none":
-        return "the planner found no candidate that clears the bar", None
+        return "no change: no candidate clears the bar", None
     if proposal.action not in allowed:
         return f"action {proposal.action!r} is not in the catalog", None
     if sim is None or sim.id not in sim_ids or sim.scenario.get("action") != proposal.action \
             or sim.scenario.get("params") != proposal.params:
-        return "the plan does not cite a simulation of exactly this action made in this run", None
-    pred = prediction_summary(sim.result)
-    if pred.ci_high_pct >= 0 or -pred.delta_pct < min_improvement_pct:
-        return (f"predicted change {pred.delta_pct}% (interval up to {pred.ci_high_pct}%) does not "
-                f"clear {min_improvement_pct}%"), pred
-    return None, pred
+        return "the plan does not cite a prediction of exactly this action made in this run", None
+    pred = Prediction.model_validate(sim.result["prediction"])
+    why = shortfall(pred, min_improvement_pct)
+    return (f"no change: {why}" if why else None), pred

@@ -1,4 +1,12 @@
-"""Watchdog: live change + fresh events -> KPI delta (treatment vs control) -> verdict."""
+"""Watchdog: live change + fresh events -> effect by a design without interference bias,
+guardrail KPIs -> verdict.
+
+The design follows the plan's change kind (``choose_design``): a staffing change is
+measured before/after against the as-is twin's counterfactual; a rule split by
+cohort on shared people is treatment vs control corrected by the twin's predicted
+interference. The twin's numbers come from tools (``twin_counterfactual``,
+``twin_interference``) run on the twin of the plan's dataset.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +20,38 @@ from closedloop.agents.context import LoopContext
 from closedloop.agents.offline import answer, call_tool, tool_results
 from closedloop.agents.runtime import AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
-from closedloop.contracts import Guardrails, KpiMeasurement, WatchStep
+from closedloop.contracts import DesignChoice, Guardrails, KpiMeasurement, WatchStep
 from closedloop.store.db import transaction
-from closedloop.store.models import KpiSnapshot, Plan, Verdict
-from closedloop.tools.act import COHORT_TAG, EventPosition, fetch_events, measurement_records
+from closedloop.store.models import (
+    Dataset,
+    Insight,
+    KpiSnapshot,
+    MiningRun,
+    Opportunity,
+    Plan,
+    Simulation,
+    Verdict,
+)
+from closedloop.tools.act import (
+    COHORT_TAG,
+    EventPosition,
+    System,
+    change_kind,
+    fetch_events,
+    measurement_records,
+)
 from closedloop.tools.base import read_tool
-from closedloop.tools.measure import measure_cohorts
+from closedloop.tools.errors import ScenarioError
+from closedloop.tools.measure import (
+    Interval,
+    choose_design,
+    interference_correction,
+    measure_change,
+    rollout_shares_resources,
+    twin_counterfactual,
+    twin_interference,
+)
+from closedloop.tools.twin import fit_twin
 
 Decision = Literal["keep", "rollback", "escalate", "wait"]
 # Conservativeness order: a model may make a decision more cautious, never bolder.
@@ -30,8 +64,11 @@ class WatchdogOutput(BaseModel):
 
 
 def rule_decision(measure: KpiMeasurement) -> Decision:
-    """The decision the evidence dictates (the prompt states the same rules)."""
-    if measure.guardrail_breached:
+    """The decision the evidence dictates (the prompt states the same rules): a breached
+    guardrail or a sequential abort rolls back, even when cycle time improved."""
+    breached = measure.guardrail_check is not None and measure.guardrail_check.breached
+    aborted = measure.sequential is not None and measure.sequential.decision == "abort"
+    if measure.guardrail_breached or breached or aborted:
         return "rollback"
     if not measure.enough_cases:
         return "wait"
@@ -42,14 +79,106 @@ def rule_decision(measure: KpiMeasurement) -> Decision:
     return "escalate"
 
 
+class TwinSources:
+    """What the plan's twin knows: its stored simulation, the dataset frame and the fitted twin."""
+
+    def __init__(self, ctx: LoopContext, plan: Plan) -> None:
+        with transaction(ctx.engine) as session:
+            sim = session.get(Simulation, plan.simulation_id) if plan.simulation_id else None
+            opp = session.get(Opportunity, plan.opportunity_id)
+            insight = session.get(Insight, opp.insight_id) if opp else None
+            run = session.get(MiningRun, insight.mining_run_id) if insight else None
+            dataset = session.get(Dataset, run.dataset_id) if run else None
+        self.ctx, self.scenario = ctx, (sim.scenario.get("scenario") if sim else None)
+        self.frame = ctx.frame(dataset.sha256, dataset.artifact) if dataset else None
+        self.key = f"twin:{dataset.sha256}:{ctx.settings.seed}" if dataset else None
+
+    @property
+    def twin(self) -> Any:
+        """The twin the Planner fitted (process cache, else fitted again from the same frame)."""
+        if self.key is None:
+            return None
+        if self.key not in self.ctx.cache:
+            self.ctx.cache[self.key] = fit_twin(self.frame, seed=self.ctx.settings.seed)
+        return self.ctx.cache[self.key]
+
+    def sizes(self) -> dict[str, int]:
+        s = self.ctx.settings
+        return {"cases": s.simulation_cases, "replications": s.simulation_replications, "seed": s.seed}
+
+
+def plan_design(system: System, plan: Plan, sources: TwinSources) -> DesignChoice:
+    """The measurement design for the plan's change kind (see ``choose_design``)."""
+    action = plan.actions[0]
+    kind = change_kind(system.catalog, action["action"], action["params"])
+    split = system.catalog.action(action["action"]).treatment_share_param is not None
+    shares = True
+    if split and sources.scenario is not None and sources.twin is not None:
+        shares = rollout_shares_resources(sources.twin, sources.scenario)
+    # The executor cannot toggle a change by time blocks yet, so no switchback.
+    return choose_design(kind, shares_resources=shares, can_split=split, can_toggle=False)
+
+
+def _correction(sources: TwinSources) -> Interval | None:
+    """The twin's interference correction for the plan's partial rollout (None without a twin)."""
+    if sources.scenario is None or sources.twin is None:
+        return None
+    try:
+        total, direct = twin_interference(sources.twin, sources.scenario, **sources.sizes())
+    except ScenarioError:
+        return None
+    return interference_correction(total, direct)
+
+
 def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version: str,
                      after: dict[str, Any]) -> KpiMeasurement:
     """Read the system's events since the change through the connector (from the feed position
-    stored at execution) and measure the plan's cohorts as the connector maps them."""
+    stored at execution) and measure the plan's change by the design its change kind needs."""
     system = ctx.system(plan.catalog_version or catalog_version, api_url)
     batch = fetch_events(system, EventPosition.model_validate(after))
-    return measure_cohorts(measurement_records(batch.rows), Guardrails.model_validate(plan.guardrails),
-                           [COHORT_TAG], source=f"{batch.source} after {after}")
+    sources = TwinSources(ctx, plan)
+    design = plan_design(system, plan, sources)
+    guardrails = Guardrails.model_validate(plan.guardrails)
+    source = f"{batch.source} after {after}"
+    records = measurement_records(batch.rows)
+    if design.design == "before_after_with_counterfactual":
+        twin = sources.twin
+
+        def counterfactual(tau: float | None) -> Interval:
+            return twin_counterfactual(twin, tau, **sources.sizes())
+
+        return measure_change(records, guardrails, design, [COHORT_TAG], source,
+                              counterfactual=counterfactual if twin is not None else None,
+                              baseline_frame=sources.frame)
+    correction = _correction(sources) if design.design == "treatment_control_corrected" else None
+    if design.design == "treatment_control_corrected" and correction is None:
+        design = DesignChoice(design="treatment_control", why=design.why + "; but the twin gave no "
+                              "correction, so the plain difference (the direct effect) is reported")
+    return measure_change(records, guardrails, design, [COHORT_TAG], source, correction=correction)
+
+
+def describe(m: KpiMeasurement) -> str:
+    """The evidence in words: design and why, effect with interval, guardrails."""
+    head = f"design {m.design}: {m.why}" if m.design else "design: treatment vs control"
+    if m.delta is not None and m.treatment is not None and m.control is not None:
+        e = m.effect
+        censored = f"; {e.open_cases} open cases censored ({e.estimator})" if e and e.open_cases else ""
+        # A corrected effect includes the spill-over onto other cases: no share of one cohort's mean.
+        rel = "" if m.design == "treatment_control_corrected" else f" ({m.relative_pct:+.1f}%)"
+        body = (f"cycle time {m.treatment.mean:.2f} h (n={m.treatment_n}) vs {m.control.mean:.2f} h "
+                f"(n={m.control_n}): effect {m.delta:+.2f} h [{m.ci_low:+.2f}, {m.ci_high:+.2f}]"
+                f"{rel}{censored}")
+    else:
+        body = f"only {m.treatment_n} treatment and {m.control_n} control cases so far"
+    if m.guardrail_check is not None:
+        worst = ", ".join(f"{r.kpi} {r.worsening:+.2f} {r.unit}" for r in m.guardrail_check.results)
+        guard = ("guardrails breached: " + "; ".join(m.guardrail_check.breaches)
+                 if m.guardrail_check.breached else f"guardrails held ({worst})")
+    else:
+        guard = "guardrails not measured yet"
+    if m.sequential is not None and m.sequential.decision == "abort":
+        guard += f"; sequential rework test aborts after {m.sequential.stopped_at} cases"
+    return f"{head}. {body}. {guard}"
 
 
 def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
@@ -60,14 +189,8 @@ def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
     m = results["measure_kpi"][-1]
     if "error" in m:
         return answer({"decision": "escalate", "rationale": f"measurement failed: {m['error']}"})
-    decision = rule_decision(KpiMeasurement.model_validate(m))
-    if "delta" in m:
-        why = (f"cycle time treatment {m['treatment']['mean']:.2f} h (n={m['treatment_n']}) vs control "
-               f"{m['control']['mean']:.2f} h (n={m['control_n']}): delta {m['delta']:+.2f} h "
-               f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}] ({m['relative_pct']:+.1f}%)")
-    else:
-        why = f"only {m['treatment_n']} treatment and {m['control_n']} control cases completed"
-    return answer({"decision": decision, "rationale": why})
+    measured = KpiMeasurement.model_validate(m)
+    return answer({"decision": rule_decision(measured), "rationale": describe(measured)[:4000]})
 
 
 WATCHDOG: AgentSpec[WatchdogOutput] = AgentSpec(name="watchdog", prompt="watchdog", output=WatchdogOutput,
@@ -84,7 +207,8 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_ver
 
     @read_tool
     def measure_kpi() -> KpiMeasurement:
-        """Treatment vs control cycle time (hours) from the system's events since the change, with guardrail checks."""
+        """The change's effect on cycle time (hours) from the system's events since it, by the
+        design its change kind needs, with the guardrail KPIs and their checks."""
         measurements.append(measure_plan_kpi(ctx, plan, api_url, catalog_version, after))
         return measurements[-1]
 
@@ -101,18 +225,18 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_ver
     if decision == "wait" and checks_so_far + 1 >= max_checks:
         decision = "escalate"
     predicted = plan.predicted.get("delta_per_treated_case_hours", plan.predicted.get("delta_hours"))
+    rationale = outcome.output.rationale
+    if measured.design and measured.design not in rationale:
+        rationale = f"[design {measured.design}: {measured.why}] {rationale}"[:4000]
     with transaction(ctx.engine) as session:
         verdict_id = None
-        if measured.delta is not None:
-            for cohort, c in (("treatment", measured.treatment), ("control", measured.control)):
-                session.add(KpiSnapshot(plan_id=plan_id, kpi="cycle_time_hours", cohort=cohort, n=c.n,
-                                        mean=c.mean, ci_low=c.ci_low, ci_high=c.ci_high,
-                                        source=measured.source))
+        for row in snapshots(plan_id, measured):
+            session.add(row)
         if decision != "wait":
             verdict = Verdict(plan_id=plan_id, decision=decision, kpi="cycle_time_hours",
                               delta=_or_zero(measured.delta), ci_low=_or_zero(measured.ci_low),
                               ci_high=_or_zero(measured.ci_high), predicted_delta=predicted,
-                              rationale=outcome.output.rationale)
+                              rationale=rationale)
             session.add(verdict)
             session.flush()
             verdict_id = verdict.id
@@ -120,10 +244,36 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_ver
             fresh.status = {"keep": "kept", "rollback": "rolled_back", "escalate": "escalated"}[decision]
         audit.save(session)
     step = WatchStep(agent_model=outcome.model, fallback=outcome.used_fallback, decision=decision,
-                     measured=measured, predicted_delta_hours=predicted, rationale=outcome.output.rationale,
+                     measured=measured, predicted_delta_hours=predicted, rationale=rationale,
                      verdict_id=verdict_id)
     return {"decision": decision, "verdict_id": verdict_id, "evidence_checks": checks_so_far + 1,
             "steps": [step.model_dump()]}
+
+
+def snapshots(plan_id: int, m: KpiMeasurement) -> list[KpiSnapshot]:
+    """KPI rows of a measurement: cycle time per cohort/period (once there is an effect) and
+    each guardrail KPI per cohort/period (rates as shares, 95 % normal interval)."""
+    rows = []
+    if m.delta is not None:
+        names = (("after", "counterfactual") if m.design == "before_after_with_counterfactual"
+                 else ("treatment", "control"))
+        for cohort, c in zip(names, (m.treatment, m.control), strict=True):
+            if c is not None:
+                rows.append(KpiSnapshot(plan_id=plan_id, kpi="cycle_time_hours", cohort=cohort, n=c.n,
+                                        mean=c.mean, ci_low=c.ci_low, ci_high=c.ci_high,
+                                        source=m.source))
+    for cohort, k in (m.guardrail_kpis or {}).items():
+        rates = {"rework_rate": k.rework, "reopen_rate": k.reopen, "failure_rate": k.failure,
+                 "sla_attainment": k.sla_attainment}
+        for kpi, r in rates.items():
+            if r is not None:
+                rows.append(KpiSnapshot(plan_id=plan_id, kpi=kpi, cohort=cohort, n=r.n, mean=r.rate,
+                                        ci_low=max(r.rate - 1.96 * r.se, 0.0),
+                                        ci_high=min(r.rate + 1.96 * r.se, 1.0), source=m.source))
+        rows.append(KpiSnapshot(plan_id=plan_id, kpi="cost_per_case", cohort=cohort, n=k.cases,
+                                mean=k.cost_per_case, ci_low=k.cost_per_case,
+                                ci_high=k.cost_per_case, source=m.source))
+    return rows
 
 
 def _or_zero(value: float | None) -> float:

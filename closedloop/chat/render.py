@@ -212,8 +212,14 @@ PHASE_LABELS = {"approval": "waits for your approval", "evidence": "the change i
 
 
 def predicted_md(p: dict[str, Any]) -> Md:
-    return Md(f"{p['delta_hours']:+.2f} h per case ({p['delta_pct']:+.1f}%), 95% interval "
-              f"{p['ci_low_pct']:+.1f}% to {p['ci_high_pct']:+.1f}% on a baseline of {p['baseline_hours']:.2f} h")
+    spread = (f"p10-p90 {p['p10_pct']:+.1f}% to {p['p90_pct']:+.1f}%, "
+              if p.get("p10_pct") is not None else "")
+    assumed = "".join(f"; assumes {md_text(a['name'], 60)} in [{a['low']:.2f}, {a['high']:.2f}] "
+                      f"({md_text(a.get('source', 'declared'), 200)})"
+                      for a in p.get("assumptions", []))
+    return Md(f"{p['delta_hours']:+.2f} h per case ({p['delta_pct']:+.1f}%), {spread}95% interval "
+              f"{p['ci_low_pct']:+.1f}% to {p['ci_high_pct']:+.1f}% on a baseline of "
+              f"{p['baseline_hours']:.2f} h{assumed}")
 
 
 def observed_md(state: dict[str, Any]) -> Md:

@@ -45,6 +45,10 @@ def score_plan(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict
         return Score(scorer="plan", passed=False, detail=f"action {action!r}, expected {expect['plan']!r}")
     if "plan_in" in expect and action not in expect["plan_in"]:
         return Score(scorer="plan", passed=False, detail=f"action {action!r} not in {expect['plan_in']}")
+    wanted = expect.get("params") or {}
+    got_params = plan.get("params") or {}
+    if wanted and action != "none" and any(got_params.get(k) != v for k, v in wanted.items()):
+        return Score(scorer="plan", passed=False, detail=f"params {got_params}, expected {wanted}")
     cond = expect.get("condition")
     if cond and action == "create_rule":
         got = plan["params"]["condition"]
@@ -54,7 +58,8 @@ def score_plan(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict
 
 
 def score_guards(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]) -> Score:
-    """A proposed plan cites a simulation, clears the improvement bar and stays within its blast radius."""
+    """A proposed plan cites a prediction, clears the improvement bar on its conservative bound and
+    stays within its blast radius."""
     plan = _plan_step(state)
     if not plan or plan.get("dropped"):
         return Score(scorer="guards", passed=True, detail="no plan proposed")
@@ -62,10 +67,11 @@ def score_guards(state: dict[str, Any], writes: list[dict[str, Any]], expect: di
     problems = []
     if plan.get("simulation_id") is None:
         problems.append("no simulation cited")
-    if pred["ci_high_pct"] >= 0:
-        problems.append(f"interval reaches {pred['ci_high_pct']}%")
-    if -pred["delta_pct"] < expect.get("min_predicted_improvement_pct", 0):
-        problems.append(f"predicted {pred['delta_pct']}%")
+    # The bar a plan is held to: its conservative bound (p90 of the change; the 95 % upper
+    # bound for predictions without quantiles) must be an improvement of at least the minimum.
+    bound = pred.get("p90_pct") if pred.get("p90_pct") is not None else pred["ci_high_pct"]
+    if -bound < expect.get("min_predicted_improvement_pct", 0) or bound >= 0:
+        problems.append(f"predicted {pred['delta_pct']}%, conservative bound {bound}%")
     if plan["blast_radius"]["share_of_cases"] > expect.get("max_blast_radius", 1.0):
         problems.append(f"blast radius {plan['blast_radius']['share_of_cases']}")
     return Score(scorer="guards", passed=not problems, detail="; ".join(problems) or "ok")

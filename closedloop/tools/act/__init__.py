@@ -9,17 +9,25 @@ Public API (import from here; the modules behind it may move):
   compensation, read-back), :class:`EventPosition`, :class:`EventBatch`,
   :func:`measurement_records`;
 - catalog view (``catalog``): :class:`ActionSpec`, :class:`Condition`, :func:`list_catalog`;
-- planning (``planning``): :func:`candidate_actions` (:class:`Candidate`),
-  :func:`scenario_for`, :func:`pool_of_activity`, :func:`queue_of_activity`,
+- candidates (``candidates``): :func:`candidates_for` (:class:`Candidate`, :class:`Dropped`,
+  :class:`PlanOpportunity`) from the mined process and the catalog's change kinds;
+  pools of the system matched to the twin's on evidence (``pool_map``: :func:`map_pool`,
+  :func:`state_members`, :class:`PoolMatch`); what the log says before a change
+  (``evidence``: :func:`failure_prior`, :func:`approval_gate`);
+- planning (``planning``): :func:`scenario_for`, :func:`candidate_inputs`,
   :func:`change_kind`, :func:`segment_share`, :func:`blast_radius` (:class:`BlastRadius`),
   :func:`risk_tier`, :func:`boundary_activities`, :func:`default_guardrails`,
-  :func:`cohort_split`, :func:`compensation_description`, :data:`ASSUMED_AUTOMATION_FAILURE`;
+  :func:`cohort_split`, :func:`compensation_description`;
+- the decision (``ranking``): :func:`contract_prediction`, :func:`shortfall`,
+  :func:`conservative_pct`, :func:`decide` (:class:`Weighed`);
 - the one WRITE tool (``invoke``): :func:`invoke_api` with :class:`ApiRequest` / :class:`ApiResult`;
 - READ tools on the enterprise system (``collect``): :func:`fetch_events`, :func:`fetch_config`.
 """
 
 from __future__ import annotations
 
+from closedloop.tools.act.candidates import Candidate, Dropped, candidates_for
+from closedloop.tools.act.candidates import Opportunity as PlanOpportunity
 from closedloop.tools.act.catalog import ActionSpec, Condition, list_catalog
 from closedloop.tools.act.collect import fetch_config, fetch_events
 from closedloop.tools.act.connector import (
@@ -29,23 +37,28 @@ from closedloop.tools.act.connector import (
     connector_path,
     load_manifest,
 )
+from closedloop.tools.act.evidence import AssumedRange, Gate, approval_gate, failure_prior
 from closedloop.tools.act.invoke import ApiRequest, ApiResult, invoke_api
 from closedloop.tools.act.planning import (
-    ASSUMED_AUTOMATION_FAILURE,
     BlastRadius,
-    Candidate,
     blast_radius,
     boundary_activities,
-    candidate_actions,
+    candidate_inputs,
     change_kind,
     cohort_split,
     compensation_description,
     default_guardrails,
-    pool_of_activity,
-    queue_of_activity,
     risk_tier,
     scenario_for,
     segment_share,
+)
+from closedloop.tools.act.pool_map import PoolMatch, map_pool, state_members
+from closedloop.tools.act.ranking import (
+    Weighed,
+    conservative_pct,
+    contract_prediction,
+    decide,
+    shortfall,
 )
 from closedloop.tools.act.system import (
     COHORT_TAG,
@@ -56,37 +69,49 @@ from closedloop.tools.act.system import (
 )
 
 __all__ = [
-    "ASSUMED_AUTOMATION_FAILURE",
     "COHORT_TAG",
     "DEFAULT_CONNECTOR",
     "ActionSpec",
     "ApiRequest",
     "ApiResult",
+    "AssumedRange",
     "BlastRadius",
     "Candidate",
     "Condition",
     "ConnectorManifest",
+    "Dropped",
     "EventBatch",
     "EventPosition",
+    "Gate",
+    "PlanOpportunity",
+    "PoolMatch",
     "System",
+    "Weighed",
+    "approval_gate",
     "blast_radius",
     "boundary_activities",
-    "candidate_actions",
+    "candidate_inputs",
+    "candidates_for",
     "change_kind",
     "cohort_split",
     "compensation_description",
     "connector_document",
     "connector_path",
+    "conservative_pct",
+    "contract_prediction",
+    "decide",
     "default_guardrails",
+    "failure_prior",
     "fetch_config",
     "fetch_events",
     "invoke_api",
     "list_catalog",
     "load_manifest",
+    "map_pool",
     "measurement_records",
-    "pool_of_activity",
-    "queue_of_activity",
     "risk_tier",
     "scenario_for",
     "segment_share",
+    "shortfall",
+    "state_members",
 ]

@@ -1,55 +1,38 @@
-"""Deterministic planning of catalog actions: candidates, their what-if scenarios, risk and guardrails.
+"""Deterministic planning of catalog actions: their what-if scenarios, risk and guardrails.
 
-The Planner agent only chooses among candidates and cites simulations; every
-number of a plan (scenario, blast radius, risk tier, guardrails) comes from here.
-Actions are known only through the connector's catalog: their change kind
-(in the twin's terms) and the roles of their parameters.
-
-Naming conventions still used (to be replaced by planning on the mined log):
-the pool doing an activity is the state's pool whose name prefixes the names
-of the resources that do it (``L1-agent-2`` -> ``L1``, ``APPROVERS-2`` ->
-``APPROVERS``), else the resource prefix itself (:func:`queue_of_activity`).
+The Planner agent only chooses among candidates (:mod:`closedloop.tools.act.candidates`)
+and cites predictions; every number of a plan (scenario, blast radius, risk tier,
+guardrails) comes from here. Actions are known only through the connector's
+catalog: their change kind (in the twin's terms) and the roles of their
+parameters. Pools of the system are matched to the twin's pools on evidence
+(:mod:`closedloop.tools.act.pool_map`), never by a naming convention alone.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from closedloop.contracts import Guardrails
+from closedloop.tools.act.candidates import CAPACITY_KINDS, Candidate
 from closedloop.tools.act.catalog import Condition
+from closedloop.tools.act.evidence import approval_gate, failure_prior
+from closedloop.tools.act.pool_map import capacity_of, twin_pools_of
 from closedloop.tools.connect import Catalog, CatalogAction
 from closedloop.tools.connect.annotations import ChangeKindByParam
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, RESOURCE
-from closedloop.tools.twin import AddCapacity, AutomateActivity, Combined, ProcessTwin
+from closedloop.tools.log.columns import CASE, CASE_PREFIX
+from closedloop.tools.twin import AddCapacity, AutoApprove, AutomateActivity, Combined, ProcessTwin
 
-QUEUE_OF_RESOURCE = re.compile(r"^([A-Za-z0-9]+)[-_ .]")
-# Planning assumption for a bot's failure rate until the Watchdog has measured one.
-ASSUMED_AUTOMATION_FAILURE = 0.15
 # Defaults of the guardrails a live change is watched against.
 MAX_RELATIVE_WORSENING = 0.10
 MIN_CASES_PER_COHORT = 20
 MAX_WRITES = 1
-# An automation candidate: a segment at least this large whose manual handling is this quick.
-ROUTINE_MIN_SHARE = 0.15
-ROUTINE_MAX_PROCESSING_HOURS = 0.25
-CAPACITY_KINDS = ("set_capacity", "add_capacity")
 
 RiskTier = Literal["low", "medium", "high"]
-
-
-class Candidate(BaseModel):
-    """A catalog action worth simulating for an opportunity."""
-
-    action: str
-    params: dict[str, Any]
-    label: str
-    partial: bool = Field(False, description="applied to a treatment share (a control group remains)")
 
 
 class BlastRadius(BaseModel):
@@ -59,26 +42,6 @@ class BlastRadius(BaseModel):
     segment_share: float = Field(ge=0, le=1)
     treatment_share: float = Field(ge=0, le=1)
     reversible: bool = True
-
-
-def queue_of_activity(frame: pd.DataFrame, activity: str) -> str | None:
-    """The resource-name prefix of whoever mostly performs ``activity`` (``L1-agent-2`` -> ``L1``)."""
-    resources = frame.loc[frame[ACTIVITY] == activity, RESOURCE].astype(str)
-    queues = resources.str.extract(QUEUE_OF_RESOURCE)[0].dropna()
-    return None if queues.empty else str(queues.mode().iloc[0])
-
-
-def pool_of_activity(frame: pd.DataFrame, activity: str, pools: Sequence[str]) -> str | None:
-    """The pool of the state whose name prefixes most resources doing ``activity``
-    (the resource-name prefix when no pool matches)."""
-    resources = frame.loc[frame[ACTIVITY] == activity, RESOURCE].dropna().astype(str)
-    names = sorted((str(p) for p in pools), key=len, reverse=True)
-    matched = [next((p for p in names if r == p or (r.startswith(p) and not r[len(p)].isalnum())),
-                    None) for r in resources]
-    found = pd.Series([m for m in matched if m is not None], dtype="object")
-    if not found.empty:
-        return str(found.mode().iloc[0])
-    return queue_of_activity(frame, activity)
 
 
 def change_kind(catalog: Catalog, action: str, params: Mapping[str, Any]) -> str:
@@ -116,122 +79,58 @@ def _condition(entry: CatalogAction, params: Mapping[str, Any]) -> Condition | N
     return Condition.model_validate(value) if isinstance(value, dict) else None
 
 
-def activities_of_pool(frame: pd.DataFrame, pool: str, pools: Sequence[str]) -> list[str]:
-    """Activities of the log mostly performed by ``pool``."""
-    return sorted(a for a in frame[ACTIVITY].unique() if pool_of_activity(frame, a, pools) == pool)
-
-
 def scenario_for(catalog: Catalog, action: str, params: dict[str, Any], twin: ProcessTwin,
-                 frame: pd.DataFrame, pools: Mapping[str, Any],
-                 activity: str) -> AddCapacity | AutomateActivity | Combined:
-    """The what-if scenario of the twin that models a catalog action."""
+                 frame: pd.DataFrame, pools: Mapping[str, Any], activity: str,
+                 members: Mapping[str, list[str]] | None = None, name_hint: bool = True,
+                 ) -> tuple[AddCapacity | AutomateActivity | AutoApprove | Combined,
+                            dict[str, tuple[float, float]]]:
+    """The twin's what-if scenario of a catalog action with ``params`` (e.g. one a model
+    proposed) for an opportunity at ``activity``, and the assumption ranges it needs.
+
+    ScenarioError when the action's pool has no honest mapping onto the twin, or
+    its change kind cannot be simulated.
+    """
     entry = catalog.action(action)
     typed = catalog.validate_params(action, params).model_dump(mode="json")
     kind = change_kind(catalog, action, typed)
     if kind in CAPACITY_KINDS:
         pool, amount = typed[_role(entry, "pool")], int(typed[_role(entry, "amount")])
-        current = pools.get(pool)
-        if current is None:
+        if pool not in pools or capacity_of(pools[pool]) is None:
             raise ScenarioError(f"unknown pool {pool!r}; pools: {sorted(pools)}")
-        acts = activities_of_pool(frame, pool, list(pools))
-        if not acts:
-            raise ScenarioError(f"no activity of the log is worked by pool {pool!r}")
-        extra = amount - int(current) if kind == "set_capacity" else amount
-        twin_pools = sorted({twin.pool_of(a) for a in acts if a in twin.activities})
+        twin_pools = twin_pools_of(twin, pool, pools, members, name_hint)
+        if not twin_pools:
+            raise ScenarioError(f"no pool of the twin maps onto the system's pool {pool!r}")
+        extra = amount - int(capacity_of(pools[pool]) or 0) if kind == "set_capacity" else amount
         changes = [AddCapacity(activity_or_pool=p, extra=extra) for p in twin_pools]
-        return changes[0] if len(changes) == 1 else Combined(changes=changes)
+        return (changes[0] if len(changes) == 1 else Combined(changes=changes)), {}
+    if kind == "approval_threshold":
+        gate = approval_gate(frame, activity)
+        if gate is None:
+            raise ScenarioError(f"the log shows no threshold deciding who goes through {activity}")
+        below = float(typed[_role(entry, "threshold")])
+        return AutoApprove(activity=activity, attribute=gate.attribute, below=below), {}
     condition = _condition(entry, typed)
-    if kind != "automate_activity" or condition is None:
+    if kind not in ("automate_activity", "skip_activity") or condition is None:
         raise ScenarioError(f"change kind {kind!r} of action {action!r} cannot be simulated yet")
-    # The bot takes over the work of the bottleneck's pool: every activity that pool mostly does.
-    pool = pool_of_activity(frame, activity, list(pools))
-    acts = (activities_of_pool(frame, pool, list(pools)) if pool else []) or [activity]
     share = float(typed.get(entry.treatment_share_param or "", 1.0) or 1.0)
     segment = segment_expression(condition)
-    changes = [AutomateActivity(activity=a, segment=segment, share=share,
-                                failure_rate=ASSUMED_AUTOMATION_FAILURE)
-               for a in acts if a in twin.activities]
-    if not changes:
-        raise ScenarioError(f"no activity of pool {pool!r} is in the twin")
-    return changes[0] if len(changes) == 1 else Combined(changes=changes)
+    if kind == "skip_activity" or activity not in twin.activities:
+        return AutomateActivity(activity=activity, segment=segment, share=share,
+                                automated_duration_hours=0.0), {}
+    # The bot takes over the work of the activity's main pool on the segment.
+    acts = [a for a in twin.pools[twin.pool_of(activity)].activities if a in twin.activities]
+    values = condition.value if isinstance(condition.value, list) else [condition.value]
+    prior = failure_prior(frame, condition.field, values if condition.op != "neq" else None, acts)
+    changes = [AutomateActivity(activity=a, segment=segment, share=share) for a in acts]
+    key = "failure_rate" if len(changes) == 1 else "changes.{i}.failure_rate"
+    ranges = {key.format(i=i): (prior.low, prior.high) for i in range(len(changes))}
+    return (changes[0] if len(changes) == 1 else Combined(changes=changes)), ranges
 
 
-def _fill_required_names(entry: CatalogAction, params: dict[str, Any], label: str) -> None:
-    """Required free-text parameters without a role (a rule's name) get the candidate's label."""
-    schema = entry.annotation.params
-    for name in schema.get("required", []):
-        spec = schema.get("properties", {}).get(name, {})
-        if name not in params and spec.get("type") == "string" and "enum" not in spec:
-            params[name] = label[: int(spec.get("maxLength", 120))]
-
-
-def _kind_value(entry: CatalogAction, kind: str) -> tuple[str, Any] | None:
-    """The parameter and value that select change kind ``kind`` (None if it is fixed)."""
-    ck = entry.annotation.change_kind
-    if isinstance(ck, ChangeKindByParam):
-        return next(((ck.param, v) for v, k in ck.values.items() if k == kind), None)
-    return None
-
-
-def candidate_actions(catalog: Catalog, segments: Sequence[Mapping[str, Any]], pool: str | None,
-                      pools: Mapping[str, Any], share: float) -> list[Candidate]:
-    """Deterministic candidate actions for an opportunity (a model may propose others).
-
-    ``segments`` are the insight's case-attribute segments (``segment_profile``),
-    ``pool`` the pool working the activity, ``pools`` the capacity per pool from the
-    state read, ``share`` the treatment share of a partial change.
-    """
-    out: list[Candidate] = []
-    routine = sorted((seg for seg in segments if seg["share"] >= ROUTINE_MIN_SHARE
-                      and seg["mean_processing_hours"] <= ROUTINE_MAX_PROCESSING_HOURS),
-                     key=lambda seg: (seg["mean_processing_hours"], -seg["share"]))[:1]
-    for kind_order in (CAPACITY_KINDS, ("automate_activity",)):
-        for entry in catalog.actions.values():
-            kind = next((k for k in entry.change_kinds if k in kind_order), None)
-            if kind is None:
-                continue
-            made = (_capacity(entry, kind, pool, pools) if kind in CAPACITY_KINDS
-                    else _automation(entry, routine, share))
-            if made is not None:
-                try:
-                    catalog.validate_params(made.action, made.params)
-                except ValidationError:
-                    continue
-                out.append(made)
-    return out
-
-
-def _capacity(entry: CatalogAction, kind: str, pool: str | None,
-              pools: Mapping[str, Any]) -> Candidate | None:
-    if not pool or pool not in pools or not isinstance(pools[pool], int | float):
-        return None
-    amount = int(pools[pool]) + 1 if kind == "set_capacity" else 1
-    params: dict[str, Any] = {_role(entry, "pool"): pool, _role(entry, "amount"): amount}
-    if (selector := _kind_value(entry, kind)) is not None:
-        params[selector[0]] = selector[1]
-    label = f"one more in pool {pool} ({int(pools[pool]) + 1} in all)"
-    _fill_required_names(entry, params, label)
-    return Candidate(action=entry.name, params=params, label=label)
-
-
-def _automation(entry: CatalogAction, routine: Sequence[Mapping[str, Any]],
-                share: float) -> Candidate | None:
-    segment_param = _role(entry, "segment")
-    props = entry.annotation.params.get("properties", {})
-    if not routine or segment_param is None or "field" not in str(props.get(segment_param)):
-        return None  # only condition-shaped segments can be expressed yet
-    seg = routine[0]
-    params: dict[str, Any] = {
-        segment_param: {"field": seg["attribute"], "op": "eq", "value": seg["value"]}}
-    if (selector := _kind_value(entry, "automate_activity")) is not None:
-        params[selector[0]] = selector[1]
-    partial = entry.treatment_share_param is not None
-    if partial:
-        params[entry.treatment_share_param] = share
-    label = (f"automate {seg['attribute']}={seg['value']}"
-             + (f" for {share:.0%} of matching cases" if partial else ""))
-    _fill_required_names(entry, params, f"automate {seg['attribute']}={seg['value']}")
-    return Candidate(action=entry.name, params=params, label=label, partial=partial)
+def candidate_inputs(candidates: list[Candidate], action: str, params: dict[str, Any]
+                     ) -> Candidate | None:
+    """The candidate with exactly this action and these parameters (None if none)."""
+    return next((c for c in candidates if c.action == action and c.params == params), None)
 
 
 def segment_share(frame: pd.DataFrame, condition: Condition | None) -> float:

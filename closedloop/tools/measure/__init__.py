@@ -5,6 +5,10 @@ Public API (import from here; the modules behind it may move):
 - :func:`kpi_delta` (:class:`KpiDelta`) and :func:`cycle_times_by_cohort` (``kpi``);
 - :func:`prediction_summary` -> :class:`closedloop.contracts.Prediction` (``prediction``);
 - :func:`measure_cohorts` -> :class:`closedloop.contracts.KpiMeasurement` (``cohorts``);
+- the Watchdog's measurement of a live change by its design, censored, with guardrails:
+  :func:`measure_change` -> :class:`closedloop.contracts.KpiMeasurement` (``live``);
+- the twin's side of it (``twin_effects``): :func:`twin_counterfactual`,
+  :func:`twin_interference`, :func:`rollout_shares_resources`;
 - designs for the total effect without interference bias, each ->
   :class:`closedloop.contracts.EffectEstimate` (``designs``): :func:`switchback`,
   :func:`before_after_with_counterfactual`, :func:`treatment_control_corrected`
@@ -34,6 +38,7 @@ from closedloop.tools.measure.guardrails import (
     guardrail_kpis,
 )
 from closedloop.tools.measure.kpi import KpiDelta, cycle_times_by_cohort, kpi_delta
+from closedloop.tools.measure.live import measure_change
 from closedloop.tools.measure.prediction import prediction_summary
 from closedloop.tools.measure.sequential import sequential_rework_check
 from closedloop.tools.measure.survival import (
@@ -43,11 +48,17 @@ from closedloop.tools.measure.survival import (
     kaplan_meier,
     restricted_mean,
 )
+from closedloop.tools.measure.twin_effects import (
+    rollout_shares_resources,
+    twin_counterfactual,
+    twin_interference,
+)
 
 __all__ = [
     "STAFFING_KINDS", "Block", "Interval", "KpiDelta", "RestrictedMean", "SurvivalCurve",
     "before_after_with_counterfactual", "case_quality", "case_table", "choose_design", "cycle_times_by_cohort",
     "difference_interval", "guardrail_check", "guardrail_kpis", "interference_correction", "kaplan_meier",
-    "kpi_delta", "measure_cohorts", "prediction_summary", "restricted_mean", "sequential_rework_check",
-    "switchback", "treatment_control_corrected",
+    "kpi_delta", "measure_change", "measure_cohorts", "prediction_summary", "restricted_mean",
+    "rollout_shares_resources", "sequential_rework_check", "switchback", "treatment_control_corrected",
+    "twin_counterfactual", "twin_interference",
 ]

@@ -1,0 +1,260 @@
+"""Candidate changes for an opportunity: the mined process meets the catalog's change kinds.
+
+For an opportunity at an activity, every catalog action whose change kind
+applies gives a candidate (or a recorded reason why it cannot):
+
+- **capacity** (``add_capacity`` / ``set_capacity``): each pool the twin saw
+  doing the activity, mapped onto a pool of the system's state
+  (:mod:`closedloop.tools.act.pool_map`), one more person;
+- **automate** / **skip** (``automate_activity`` / ``skip_activity``): the
+  routine segment of the activity's cases (large and quickly handled); an
+  automation's failure rate enters as a range (:func:`failure_prior`);
+- **threshold** (``approval_threshold``): when the log shows the activity is
+  done only above a numeric attribute's threshold (:func:`approval_gate`),
+  raising it to the median of the gated cases;
+- **route** and **priority** kinds are recorded as not simulated yet.
+
+Nothing here reads names: pools come from who does the work, segments from
+case attributes, gates from attribute values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, Field, ValidationError
+
+from closedloop.tools.act.evidence import approval_gate, failure_prior
+from closedloop.tools.act.pool_map import capacity_of, map_pool
+from closedloop.tools.connect import Catalog, CatalogAction
+from closedloop.tools.connect.annotations import ChangeKindByParam
+from closedloop.tools.twin import AddCapacity, AutoApprove, AutomateActivity, Combined, ProcessTwin
+
+# An automation candidate: a segment at least this large whose manual handling is this quick.
+ROUTINE_MIN_SHARE = 0.15
+ROUTINE_MAX_PROCESSING_HOURS = 0.25
+CAPACITY_KINDS = ("set_capacity", "add_capacity")
+AUTOMATION_KINDS = ("automate_activity", "skip_activity")
+# Cost of a change in "people": one more person is 1, a rule or a setting a fraction of one.
+PERSON_COST, RULE_COST = 1.0, 0.25
+
+
+class Candidate(BaseModel):
+    """A catalog action worth predicting for an opportunity, with its what-if scenario."""
+
+    action: str
+    params: dict[str, Any]
+    label: str
+    partial: bool = Field(False, description="applied to a treatment share (a control group remains)")
+    change_kind: str = ""
+    opportunity_id: int | None = None
+    cost: float = Field(0.0, description="in people: 1 per person added, a fraction per rule")
+    scenario: dict[str, Any] | None = Field(None, description="the twin scenario it is predicted by")
+    assumptions: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    evidence: list[str] = Field(default_factory=list, description="why this candidate, from the log")
+
+
+class Dropped(BaseModel):
+    """A change kind the catalog offers that gave no candidate for an opportunity, and why."""
+
+    action: str
+    change_kind: str
+    opportunity_id: int | None = None
+    reason: str
+
+
+class Opportunity(BaseModel):
+    """What the candidates are for: an activity of the mined process and its case segments."""
+
+    id: int | None = None
+    activity: str
+    kind: str = "bottleneck"
+    segments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _role(entry: CatalogAction, role: str) -> str | None:
+    return entry.annotation.roles.get(role)
+
+
+def _kind_value(entry: CatalogAction, kind: str) -> tuple[str, Any] | None:
+    ck = entry.annotation.change_kind
+    if isinstance(ck, ChangeKindByParam):
+        return next(((ck.param, v) for v, k in ck.values.items() if k == kind), None)
+    return None
+
+
+def _props(entry: CatalogAction) -> dict[str, Any]:
+    return entry.annotation.params.get("properties", {})
+
+
+def _complete(entry: CatalogAction, params: dict[str, Any], kind: str, label: str) -> str | None:
+    """Fill the kind selector and unnamed text parameters; the reason when a required one is left."""
+    if (selector := _kind_value(entry, kind)) is not None:
+        params[selector[0]] = selector[1]
+    for name in entry.annotation.params.get("required", []):
+        spec = _props(entry).get(name, {})
+        if name in params:
+            continue
+        if spec.get("type") == "string" and "enum" not in spec:
+            params[name] = label[: int(spec.get("maxLength", 120))]
+        elif "default" not in spec:
+            return f"required parameter {name!r} has no role the planner can fill"
+    return None
+
+
+def _segment_value(entry: CatalogAction, seg: Mapping[str, Any]) -> Any:
+    """The segment parameter's value for a case-attribute segment (None: not expressible)."""
+    spec = _props(entry).get(_role(entry, "segment") or "", {})
+    if "field" in str(spec):
+        return {"field": seg["attribute"], "op": "eq", "value": seg["value"]}
+    if seg["value"] in (spec.get("enum") or []):
+        return seg["value"]
+    return None
+
+
+def routine_segments(segments: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Segments large enough and handled quickly enough to hand to a bot, quickest first."""
+    return sorted((s for s in segments if s["share"] >= ROUTINE_MIN_SHARE
+                   and s["mean_processing_hours"] <= ROUTINE_MAX_PROCESSING_HOURS),
+                  key=lambda s: (s["mean_processing_hours"], -s["share"]))
+
+
+def candidates_for(catalog: Catalog, opp: Opportunity, twin: ProcessTwin, frame: pd.DataFrame,
+                   pools: Mapping[str, Any], members: Mapping[str, list[str]], share: float,
+                   name_hint: bool = True) -> tuple[list[Candidate], list[Dropped]]:
+    """Every candidate for ``opp`` the catalog's change kinds allow, and the kinds that gave none."""
+    made: list[Candidate] = []
+    dropped: list[Dropped] = []
+    for entry in catalog.actions.values():
+        for kind in entry.change_kinds:
+            if kind in CAPACITY_KINDS:
+                got = _capacity(entry, kind, opp, twin, pools, members, name_hint)
+            elif kind in AUTOMATION_KINDS:
+                got = _automation(entry, kind, opp, twin, frame, share)
+            elif kind == "approval_threshold":
+                got = _threshold(entry, opp, frame)
+            else:
+                got = [f"the twin cannot simulate a {kind} change for this opportunity yet"]
+            for item in got:
+                if isinstance(item, str):
+                    dropped.append(Dropped(action=entry.name, change_kind=kind,
+                                           opportunity_id=opp.id, reason=item))
+                    continue
+                try:
+                    catalog.validate_params(item.action, item.params)
+                except ValidationError as exc:
+                    dropped.append(Dropped(action=entry.name, change_kind=kind, opportunity_id=opp.id,
+                                           reason=f"parameters do not fit the catalog: {exc.errors()[0]['msg']}"))
+                    continue
+                made.append(item.model_copy(update={"change_kind": kind, "opportunity_id": opp.id}))
+    return made, dropped
+
+
+def _capacity(entry: CatalogAction, kind: str, opp: Opportunity, twin: ProcessTwin,
+              pools: Mapping[str, Any], members: Mapping[str, list[str]],
+              name_hint: bool) -> list[Candidate | str]:
+    if opp.activity not in twin.activities:
+        return [f"activity {opp.activity!r} is not in the twin"]
+    out: list[Candidate | str] = []
+    by_state: dict[str, list[str]] = {}
+    notes: dict[str, str] = {}
+    for twin_pool in twin.pools_of(opp.activity):
+        match = map_pool(twin, twin_pool, pools, members, name_hint)
+        if match.state_pool is None:
+            out.append(f"pool {twin_pool!r} (doing {opp.activity}): no honest mapping to the "
+                       f"system's pools: {match.detail}")
+            continue
+        by_state.setdefault(match.state_pool, []).append(twin_pool)
+        notes[match.state_pool] = f"{twin_pool!r} -> {match.state_pool!r} by {match.evidence}: {match.detail}"
+    for state_pool, twin_pools in by_state.items():
+        current = capacity_of(pools[state_pool])
+        if current is None:
+            out.append(f"the state shows no capacity for pool {state_pool!r}")
+            continue
+        amount = current + 1 if kind == "set_capacity" else 1
+        params: dict[str, Any] = {_role(entry, "pool"): state_pool, _role(entry, "amount"): amount}
+        label = f"one more in pool {state_pool} ({current + 1} in all)"
+        if (why := _complete(entry, params, kind, label)) is not None:
+            out.append(why)
+            continue
+        changes = [AddCapacity(activity_or_pool=p, extra=1) for p in twin_pools]
+        scenario = changes[0] if len(changes) == 1 else Combined(changes=changes)
+        out.append(Candidate(action=entry.name, params=params, label=label, cost=PERSON_COST,
+                             scenario=scenario.model_dump(), evidence=[notes[state_pool]]))
+    return out
+
+
+def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: ProcessTwin,
+                frame: pd.DataFrame, share: float) -> list[Candidate | str]:
+    if _role(entry, "segment") is None:
+        return ["the action names no segment parameter"]
+    routine = routine_segments(opp.segments)
+    if not routine:
+        return [(f"no routine segment at {opp.activity} (>= {ROUTINE_MIN_SHARE:.0%} of its cases, "
+                 f"<= {ROUTINE_MAX_PROCESSING_HOURS} h of handling)")]
+    seg = next((s for s in routine if _segment_value(entry, s) is not None), None)
+    if seg is None:
+        shown = ", ".join(f"{s['attribute']}={s['value']}" for s in routine[:3])
+        return [f"the action's segment parameter cannot express the routine segments ({shown})"]
+    params: dict[str, Any] = {_role(entry, "segment"): _segment_value(entry, seg)}
+    activity_param = _role(entry, "activity")
+    if activity_param is not None:
+        allowed = _props(entry).get(activity_param, {}).get("enum")
+        if allowed is not None and opp.activity not in allowed:
+            return [f"the action can only {kind.split('_')[0]} {allowed}, not {opp.activity!r}"]
+        params[activity_param] = opp.activity
+    partial = entry.treatment_share_param is not None
+    if partial:
+        params[entry.treatment_share_param] = share
+    verb = "automate" if kind == "automate_activity" else "skip"
+    name = f"{verb} {opp.activity} for {seg['attribute']}={seg['value']}"
+    if (why := _complete(entry, params, kind, name)) is not None:
+        return [why]
+    segment = f"{seg['attribute']} == {seg['value']!r}"
+    treated = share if partial else 1.0
+    assumptions: dict[str, tuple[float, float]] = {}
+    evidence = [(f"{seg['attribute']}={seg['value']}: {seg['share']:.0%} of {opp.activity}'s "
+                 f"cases, {seg['mean_processing_hours']:.2f} h of handling")]
+    if kind == "skip_activity" or opp.activity not in twin.activities:
+        acts = [opp.activity]
+        changes = [AutomateActivity(activity=opp.activity, segment=segment, share=treated,
+                                    automated_duration_hours=0.0)]
+    else:  # the bot takes over the work of the activity's main pool on this segment
+        acts = [a for a in twin.pools[twin.pool_of(opp.activity)].activities if a in twin.activities]
+        prior = failure_prior(frame, seg["attribute"], [seg["value"]], acts)
+        changes = [AutomateActivity(activity=a, segment=segment, share=treated) for a in acts]
+        key = "failure_rate" if len(changes) == 1 else "changes.{i}.failure_rate"
+        assumptions = {key.format(i=i): (prior.low, prior.high) for i in range(len(changes))}
+        evidence.append(f"bot failure rate {prior.low:.0%}-{prior.high:.0%}: {prior.source}")
+    scenario = changes[0] if len(changes) == 1 else Combined(changes=changes)
+    label = name + (f" for {share:.0%} of matching cases" if partial else "")
+    return [Candidate(action=entry.name, params=params, label=label, partial=partial,
+                      cost=RULE_COST, scenario=scenario.model_dump(), assumptions=assumptions,
+                      evidence=evidence + [f"work taken over: {', '.join(acts)}"])]
+
+
+def _threshold(entry: CatalogAction, opp: Opportunity, frame: pd.DataFrame) -> list[Candidate | str]:
+    gate = approval_gate(frame, opp.activity)
+    if gate is None:
+        return [f"the log shows no numeric threshold deciding who goes through {opp.activity}"]
+    amounts = pd.Series(gate.amounts)
+    raised = float(amounts.quantile(0.5))
+    if raised <= gate.threshold:
+        return ["the gated cases' median is not above the current threshold"]
+    params: dict[str, Any] = {_role(entry, "threshold"): round(raised, 2)}
+    label = f"{opp.activity} only from {gate.attribute} {raised:,.0f} (now from {gate.threshold:,.0f})"
+    if (why := _complete(entry, params, "approval_threshold", label)) is not None:
+        return [why]
+    scenario = AutoApprove(activity=opp.activity, attribute=gate.attribute, below=raised)
+    skipped = float((amounts < raised).mean())
+    return [Candidate(action=entry.name, params=params, label=label, cost=RULE_COST,
+                      scenario=scenario.model_dump(),
+                      evidence=[(f"{opp.activity} runs for {gate.attribute} >= "
+                                 f"{gate.threshold:,.0f} in {gate.accuracy:.0%} of cases "
+                                 f"({gate.gated_cases} gated); raising it skips {skipped:.0%} of them")])]
+
+
+__all__ = ["CAPACITY_KINDS", "Candidate", "Dropped", "Opportunity", "candidates_for",
+           "routine_segments"]

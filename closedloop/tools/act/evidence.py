@@ -1,0 +1,105 @@
+"""What the log can tell about a change before it is made: rework of a segment, approval gates.
+
+- :func:`failure_prior`: the failure rate of a new automation on a segment is
+  not in the log. It enters as a declared prior range, widened by the closest
+  evidence the log has: how often cases of that segment were reworked (an
+  activity of the automated work repeated). The range is shown to the approver.
+- :func:`approval_gate`: an activity done only for cases whose numeric case
+  attribute reaches a threshold (an approval above an amount), found from the
+  cases that did and did not pass through it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+from pydantic import BaseModel
+
+from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX
+
+# A bot nobody has measured yet may fail on anything from none to half of its cases.
+PRIOR_FAILURE = (0.0, 0.5)
+MIN_EVIDENCE_CASES = 20
+GATE_ACCURACY = 0.95  # share of cases the threshold must sort right to count as a gate
+MIN_GATED_CASES = 20
+
+
+class AssumedRange(BaseModel):
+    """A parameter the log cannot show, as the range the prediction samples, and where it came from."""
+
+    name: str
+    low: float
+    high: float
+    source: str
+
+
+def _wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def failure_prior(frame: pd.DataFrame, field: str | None, values: Sequence[str] | None,
+                  activities: Sequence[str]) -> AssumedRange:
+    """The failure-rate range of automating ``activities`` for cases with ``field`` in ``values``.
+
+    The declared prior :data:`PRIOR_FAILURE`, widened (never narrowed) to the 95 %
+    interval of the share of the segment's cases in which one of ``activities`` ran
+    more than once (rework), when the log has enough such cases.
+    """
+    low, high = PRIOR_FAILURE
+    prior = f"declared prior {low:.0%}-{high:.0%} (a new bot's failure rate is not in the log)"
+    col = f"{CASE_PREFIX}{field}" if field else None
+    rows = frame[frame[ACTIVITY].isin(list(activities))]
+    if col is not None and col in rows.columns and values is not None:
+        rows = rows[rows[col].astype(str).isin([str(v) for v in values])]
+    per_case = rows.groupby([CASE, ACTIVITY]).size().groupby(level=0).max()
+    n = len(per_case)
+    if n < MIN_EVIDENCE_CASES:
+        return AssumedRange(name="failure_rate", low=low, high=high,
+                            source=f"{prior}; the log has {n} cases of the segment, too few to widen it")
+    reworked = int((per_case > 1).sum())
+    w_low, w_high = _wilson(reworked, n)
+    return AssumedRange(
+        name="failure_rate", low=round(min(low, w_low), 4), high=round(max(high, w_high), 4),
+        source=f"{prior}; the segment's rework share in the log: {reworked}/{n} cases reworked "
+               f"(95 % interval {w_low:.0%}-{w_high:.0%})"
+               + (", which widens it" if w_low < low or w_high > high else ", within it"))
+
+
+class Gate(BaseModel):
+    """An activity done for the cases whose ``attribute`` reaches ``threshold``."""
+
+    activity: str
+    attribute: str
+    threshold: float
+    accuracy: float
+    gated_cases: int
+    amounts: list[float]
+
+
+def approval_gate(frame: pd.DataFrame, activity: str) -> Gate | None:
+    """The numeric case attribute and threshold that decide whether a case goes through
+    ``activity`` (None when no attribute sorts at least :data:`GATE_ACCURACY` of cases)."""
+    cases = frame.groupby(CASE, sort=False)
+    did = cases[ACTIVITY].agg(lambda a: bool((a == activity).any()))
+    if did.sum() < MIN_GATED_CASES or did.all():
+        return None
+    best: Gate | None = None
+    for col in [c for c in frame.columns if c.startswith(CASE_PREFIX) and c != CASE]:
+        value = pd.to_numeric(cases[col].first(), errors="coerce")
+        if value.isna().mean() > 0.05:
+            continue
+        threshold = float(value[did].min())
+        accuracy = float(((value >= threshold) == did).mean())
+        if accuracy >= GATE_ACCURACY and (best is None or accuracy > best.accuracy):
+            best = Gate(activity=activity, attribute=col.removeprefix(CASE_PREFIX),
+                        threshold=threshold, accuracy=round(accuracy, 4),
+                        gated_cases=int(did.sum()), amounts=sorted(value[did].astype(float)))
+    return best
+
+
+__all__ = ["PRIOR_FAILURE", "AssumedRange", "Gate", "approval_gate", "failure_prior"]

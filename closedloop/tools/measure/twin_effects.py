@@ -1,0 +1,130 @@
+"""The twin's side of a live measurement: its as-is counterfactual and its predicted interference.
+
+A design that compares with a model needs the model's numbers on the
+measured scale. :func:`twin_counterfactual` is the as-is twin's mean cycle time
+(capped at the measurement's censoring horizon, so it compares with a restricted
+mean); :func:`twin_interference` runs the plan's partial rollout and returns the
+twin's total effect per treated case (changed world minus as-is, over every
+case) and its own treatment-minus-control difference, the two inputs of
+:func:`closedloop.tools.measure.interference_correction`. Both use the engine of
+``closedloop.tools.twin`` directly because they need per-case cohorts, which
+``simulate`` only aggregates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from closedloop.tools.base import read_tool
+from closedloop.tools.errors import ScenarioError
+from closedloop.tools.measure.effect import Interval
+from closedloop.tools.twin import (
+    AsIs,
+    Combined,
+    ProcessTwin,
+    Scenario,
+    as_scenario,
+    as_twin,
+    estimate,
+)
+from closedloop.tools.twin.calendar import hours_since, week_epoch
+from closedloop.tools.twin.engine import run
+from closedloop.tools.twin.model import Settings, compile_twin
+from closedloop.tools.twin.scenarios import compile_scenario
+from closedloop.tools.twin.steps import draw_cases
+
+WARMUP_SHARE = 0.10
+
+
+def _interval(values: list[float], source: str) -> Interval:
+    e = estimate(values)
+    return Interval(mean=e.mean, ci_low=e.ci_low, ci_high=e.ci_high, source=source)
+
+
+def _offset(twin: ProcessTwin) -> float:
+    moment = twin.first_case_start or datetime(2024, 1, 1)
+    return hours_since(week_epoch(moment), moment)
+
+
+@read_tool
+def twin_counterfactual(
+    twin: ProcessTwin,
+    tau_hours: float | None = None,
+    cases: int = 600,
+    replications: int = 5,
+    seed: int = 0,
+    scenario: Scenario | None = None,
+) -> Interval:
+    """Mean cycle time (hours) of the twin without the change, capped at ``tau_hours`` when given.
+
+    A measurement with open cases is a restricted mean up to ``tau``; capping
+    the simulated cycle times at the same ``tau`` keeps both on one scale
+    (an uncapped counterfactual would make any change look faster).
+    ``scenario`` (default as-is) is what "without the change" means.
+    """
+    twin = as_twin(twin)
+    m = compile_twin(twin)
+    settings = compile_scenario(twin, m, as_scenario(scenario or AsIs()))
+    warm, offset, means = int(cases * WARMUP_SHARE), _offset(twin), []
+    for r in range(replications):
+        out = run(m, settings, draw_cases(m, cases, offset, (seed, r)), warm)
+        cycle = out.end[warm:] - out.arrivals[warm:]
+        means.append(float(np.minimum(cycle, tau_hours).mean() if tau_hours else cycle.mean()))
+    capped = f", capped at {tau_hours:.1f} h" if tau_hours else ""
+    return _interval(means, f"the as-is twin ({replications} replications{capped})")
+
+
+@read_tool
+def twin_interference(
+    twin: ProcessTwin, scenario: Scenario, cases: int = 600, replications: int = 5, seed: int = 0
+) -> tuple[Interval, Interval]:
+    """(total effect per treated case, treatment-minus-control difference) of a partial rollout, in hours.
+
+    ``scenario`` automates work for a share of a segment (its first automation
+    defines the cohorts: segment cases drawn into the share are treatment, the
+    other segment cases control, as a system assigns them at arrival). The
+    total is (mean cycle time of every case with the rollout minus as-is) over
+    the treated share; the direct difference is treated minus control in the
+    same run. Raises ScenarioError when the scenario has no partial automation.
+    """
+    twin, scenario = as_twin(twin), as_scenario(scenario)
+    m = compile_twin(twin)
+    base = Settings(capacity=m.capacity, router=m.router)
+    what = compile_scenario(twin, m, scenario)
+    if not what.automations:
+        raise ScenarioError("twin_interference needs a scenario that automates work for a share")
+    auto = next(iter(what.automations.values()))
+    warm, offset = int(cases * WARMUP_SHARE), _offset(twin)
+    totals, directs = [], []
+    for r in range(replications):
+        drawn = draw_cases(m, cases, offset, (seed, r))
+        rows = np.asarray(drawn.rows)[warm:]
+        in_segment = np.ones(len(rows), bool) if auto.mask is None else np.asarray(auto.mask)[rows]
+        drawn_in = np.asarray(drawn.u_share)[warm:] < auto.share
+        treated, control = in_segment & drawn_in, in_segment & ~drawn_in
+        if treated.sum() < 2 or control.sum() < 2:
+            continue
+        b, w = run(m, base, drawn, warm), run(m, what, drawn, warm)
+        before, after = b.end[warm:] - b.arrivals[warm:], w.end[warm:] - w.arrivals[warm:]
+        totals.append(float((after.mean() - before.mean()) / treated.mean()))
+        directs.append(float(after[treated].mean() - after[control].mean()))
+    if not totals:
+        raise ScenarioError("the twin's rollout left fewer than 2 treated or control cases")
+    label = f"the twin's partial rollout ({len(totals)} replications)"
+    return _interval(totals, label), _interval(directs, label)
+
+
+@read_tool
+def rollout_shares_resources(twin: ProcessTwin, scenario: Scenario) -> bool:
+    """Whether treated and control cases of a rollout share people in the twin.
+
+    True when an activity the scenario automates (or re-routes) is worked by a
+    pool of people: the control cases keep queueing for that pool, whose load
+    the treated cases change. A scenario touching no pooled activity shares none.
+    """
+    twin, scenario = as_twin(twin), as_scenario(scenario)
+    changes = scenario.changes if isinstance(scenario, Combined) else [scenario]
+    touched = [getattr(c, "activity", None) or getattr(c, "from_activity", None) for c in changes]
+    return any(a in twin.activities and twin.pools_of(a) for a in touched if a)
