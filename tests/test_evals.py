@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from closedloop.cli import main
-from closedloop.evals.runner import EvalCase, load_cases
+from closedloop.evals.runner import CaseResult, EvalCase, load_cases
 from closedloop.evals.scorers import score_guards, score_no_writes, score_plan
 
 PLAN = {"step": "plan", "action": "create_rule", "simulation_id": 3,
@@ -50,6 +50,14 @@ def test_scorers_fail_on_wrong_decisions():
     old = {"steps": [{**PLAN, "predicted": {"delta_pct": -8.0, "ci_high_pct": 0.5}}]}
     assert not score_guards(old, [], expect).passed  # no quantiles: the 95 % bound is the bar
     assert not score_no_writes(state, [{"method": "POST", "path": "/rules"}], expect).passed
+
+
+def test_a_known_gap_must_fail_and_a_fixed_one_is_flagged():
+    gap = "measured shortfall"
+    assert CaseResult(case="c", passed=False, scores=[], outcome=None, known_gap=gap).as_expected
+    assert not CaseResult(case="c", passed=True, scores=[], outcome=None, known_gap=gap).as_expected
+    assert not CaseResult(case="c", passed=False, scores=[], outcome=None).as_expected
+    assert CaseResult(case="c", passed=True, scores=[], outcome=None).as_expected
 
 
 @pytest.mark.slow

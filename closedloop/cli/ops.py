@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from closedloop.cli.common import (
     EXIT_FAILED,
@@ -13,6 +14,9 @@ from closedloop.cli.common import (
     emit,
     settings_from,
 )
+
+if TYPE_CHECKING:  # the handlers import the eval runner lazily
+    from closedloop.evals.runner import CaseResult
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
@@ -55,12 +59,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from closedloop.evals.runner import run_suite
 
     report = run_suite(settings_from(args), folder=args.cases, threshold=args.threshold)
-    lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.case}: " + "; ".join(
+    lines = [f"{_case_label(c)}  {c.case}: " + "; ".join(
         f"{s.scorer} {'ok' if s.passed else 'FAILED: ' + s.detail}" for s in c.scores)
+        + (f"\n      known gap: {c.known_gap}" if c.known_gap else "")
         for c in report.cases]
     lines.append(f"pass rate {report.pass_rate:.0%} (threshold {report.threshold:.0%})")
     emit(args, report.model_dump(mode="json"), "\n".join(lines))
     return 0 if report.passed else EXIT_FAILED
+
+
+def _case_label(case: CaseResult) -> str:
+    """PASS/FAIL, or GAP for a case failing where its known gap says (FIXED once it passes)."""
+    if case.known_gap:
+        return "GAP " if not case.passed else "FIXED (remove its known_gap)"
+    return "PASS" if case.passed else "FAIL"
 
 
 def cmd_db(args: argparse.Namespace) -> int:

@@ -31,6 +31,9 @@ class EvalCase(BaseModel):
     name: str
     sandbox: SandboxSetup = Field(default_factory=SandboxSetup)
     expect: dict[str, Any] = Field(default_factory=dict)
+    # A measured shortfall of the loop, stated in the case (like a strict xfail): the case is
+    # expected to fail until the loop improves, and the suite fails once it passes.
+    known_gap: str | None = None
 
 
 class CaseResult(BaseModel):
@@ -38,6 +41,12 @@ class CaseResult(BaseModel):
     passed: bool
     scores: list[Score]
     outcome: str | None
+    known_gap: str | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        """Passed, or failed exactly where a known gap says it does."""
+        return self.passed != bool(self.known_gap)
 
 
 class EvalReport(BaseModel):
@@ -72,11 +81,12 @@ def run_case(case: EvalCase, base: Settings) -> CaseResult:
             writes = [w for w in c.get("/writes").json() if w["idempotency_key"] not in setup_keys]
     scores = [scorer(state, writes, case.expect) for scorer in SCORERS]
     return CaseResult(case=case.name, passed=all(s.passed for s in scores), scores=scores,
-                      outcome=state.get("outcome"))
+                      outcome=state.get("outcome"), known_gap=case.known_gap)
 
 
 def run_suite(base: Settings, folder: Path | None = None, threshold: float = 1.0) -> EvalReport:
-    """Run every case; the suite passes when the share of passing cases reaches ``threshold``."""
+    """Run every case; the suite passes when the share of cases that behave as expected (pass,
+    or fail where their known gap says) reaches ``threshold``."""
     results = [run_case(case, base) for case in load_cases(folder)]
-    rate = sum(r.passed for r in results) / len(results)
+    rate = sum(r.as_expected for r in results) / len(results)
     return EvalReport(cases=results, pass_rate=rate, threshold=threshold, passed=rate >= threshold)
