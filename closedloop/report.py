@@ -96,9 +96,20 @@ def render_run(state: dict[str, Any]) -> str:
                 lines.append(f"7. WATCH    [{s['agent_model']}] from the system's own events ({m['events']} new): "
                              f"treatment {m['treatment']['mean']:.2f} h (n={m['treatment_n']}) vs control "
                              f"{m['control']['mean']:.2f} h (n={m['control_n']})")
-                lines.append(f"   realized delta {m['delta']:+.2f} h ({m['relative_pct']:+.1f}%), "
+                # A corrected (total) effect includes other cases' speed-up: a share of one
+                # cohort's mean would mislead, so the percentage is shown only for plain designs.
+                share = (f" ({m['relative_pct']:+.1f}%)" if m.get("design") in (None, "treatment_control")
+                         and m.get("relative_pct") is not None else "")
+                lines.append(f"   realized delta {m['delta']:+.2f} h{share}, "
                              f"95% CI [{m['ci_low']:+.2f}, {m['ci_high']:+.2f}] h per treated case; predicted "
                              f"{s['predicted_delta_hours']:+.2f} h")
+                if m.get("design"):
+                    lines.append(f"   design: {m['design']} ({m.get('why', '')})")
+                check = m.get("guardrail_check") or {}
+                if check.get("results"):
+                    lines.append("   guardrails " + ("BREACHED: " if check.get("breached") else "held: ") + "; ".join(
+                        f"{r['kpi']} worse by {r['worsening']:+.2f} {r['unit']} (limit {r['threshold']:g})"
+                        for r in check["results"]))
             else:
                 lines.append(f"7. WATCH    [{s['agent_model']}] {s['rationale']}")
             lines.append(f"   decision: {s['decision'].upper()}")
