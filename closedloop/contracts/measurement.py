@@ -1,0 +1,196 @@
+"""What the Watchdog measures: cohorts, designs, effects, guardrail KPIs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+)
+
+from closedloop.contracts.base import Record
+
+
+class CohortStats(BaseModel):
+    """Mean of a KPI over one cohort with its confidence interval."""
+
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+
+
+class GuardrailThresholds(BaseModel):
+    """How much a guardrail KPI may worsen before the change is aborted (rollout practice defaults).
+
+    Rates are in percentage points (2.0 = two points). Reopen and failure are
+    held to the rework limit (a reopened or failed case is reworked); cost is
+    checked only when a limit is given.
+    """
+
+    max_rework_increase_points: float = Field(default=2.0, ge=0)
+    max_reopen_increase_points: float = Field(default=2.0, ge=0)
+    max_failure_increase_points: float = Field(default=2.0, ge=0)
+    max_sla_drop_points: float = Field(default=1.0, ge=0)
+    max_cost_increase_pct: float | None = Field(default=None, ge=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+
+
+class Guardrails(Record):
+    """The limits a live change is watched against (stored with the plan).
+
+    The guardrail-KPI fields are optional and left out of the dump until set,
+    so plans stored before them keep their shape.
+    """
+
+    max_relative_worsening: float = Field(ge=0)
+    min_cases_per_cohort: int = Field(ge=2)
+    max_writes: int = Field(ge=0)
+    end_activities: list[str]
+    start_activities: list[str]
+    thresholds: GuardrailThresholds | None = None
+    sla_hours: float | None = Field(default=None, gt=0)
+    reopen_activities: list[str] | None = None
+    failure_activities: list[str] | None = None
+
+
+DesignName = Literal["switchback", "before_after_with_counterfactual", "treatment_control_corrected",
+                     "treatment_control"]
+"""How a live change is measured (see ``closedloop.tools.measure.choose_design``)."""
+
+
+class DesignChoice(BaseModel):
+    """The measurement design chosen for a change, and why."""
+
+    design: DesignName
+    why: str
+
+
+class EffectEstimate(BaseModel):
+    """The measured total effect of a change on a KPI (with the change minus without), with its interval.
+
+    ``unit`` is what the interval treats as independent (time blocks in a
+    switchback, cases otherwise); ``estimator`` says whether open cases were
+    censored (restricted mean up to ``tau_hours``) or every case was closed.
+    """
+
+    kpi: str = "cycle_time_hours"
+    design: DesignName
+    why: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    baseline: float
+    changed: float
+    relative_pct: float | None
+    significant: bool
+    unit: Literal["block", "case"]
+    units_changed: int
+    units_baseline: int
+    cases: int
+    open_cases: int
+    estimator: str
+    tau_hours: float | None = None
+    assumptions: list[str] = Field(default_factory=list)
+
+
+class RateStat(BaseModel):
+    """A share of cases (e.g. reworked) with its standard error; ``count`` when it is a plain count."""
+
+    rate: float
+    n: int
+    se: float
+    count: int | None = None
+
+
+class GuardrailKpis(BaseModel):
+    """Quality and cost KPIs of one cohort or period, measured from its events."""
+
+    cases: int
+    open_cases: int
+    rework: RateStat
+    reopen: RateStat
+    failure: RateStat | None = None
+    sla_attainment: RateStat | None = None
+    sla_hours: float | None = None
+    busy_hours: float
+    staff_cost: float
+    cost_per_case: float
+    assumptions: list[str] = Field(default_factory=list)
+
+
+class GuardrailResult(BaseModel):
+    """One guardrail: how much it worsened (positive = worse), its interval, and whether it breached."""
+
+    kpi: str
+    unit: Literal["points", "pct"]
+    baseline: float
+    changed: float
+    worsening: float
+    ci_low: float | None
+    ci_high: float | None
+    threshold: float
+    breached: bool
+
+
+class GuardrailCheck(BaseModel):
+    """All guardrails of a change: it is aborted when any breached."""
+
+    breached: bool
+    breaches: list[str]
+    results: list[GuardrailResult]
+    rule: str
+
+
+class SequentialDecision(BaseModel):
+    """A sequential test's state on the rework proportion: abort early, keep watching, or no breach."""
+
+    decision: Literal["abort", "continue", "no_breach"]
+    n: int
+    stopped_at: int | None
+    log_likelihood_ratio: float
+    upper: float
+    lower: float
+    p0: float
+    p1: float
+    alpha: float
+    beta: float
+    rule: str
+
+
+class KpiMeasurement(Record):
+    """A live change's effect on cycle time, measured from the system's own events since it.
+
+    ``design``/``why``/``effect`` say how the effect was measured (the legacy
+    ``delta``/``ci_*`` repeat ``effect``'s numbers); ``treatment``/``control``
+    are the changed and the baseline cohort or period. ``guardrail_kpis`` are
+    per cohort or period, ``guardrail_check`` and ``sequential`` their checks.
+    Without enough completed cases the cohort statistics and the delta are absent.
+    """
+
+    kpi: str = "cycle_time_hours"
+    source: str
+    events: int
+    min_cases_per_cohort: int
+    enough_cases: bool
+    treatment_n: int
+    control_n: int
+    treatment: CohortStats | None = None
+    control: CohortStats | None = None
+    delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    relative_pct: float | None = None
+    guardrail_breached: bool | None = None
+    guardrail: str | None = None
+    design: DesignName | None = None
+    why: str | None = None
+    effect: EffectEstimate | None = None
+    guardrail_check: GuardrailCheck | None = None
+    guardrail_kpis: dict[str, GuardrailKpis] | None = None
+    sequential: SequentialDecision | None = None
+
+
+# --------------------------------------------------------------------------- approvals
