@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from closedloop.tools.errors import EventLogError
+from closedloop.tools.log import frame_from_records
 from closedloop.tools.log.ingest import load_event_log
 
 BROKEN = Path(__file__).parent / "data" / "broken"
@@ -26,6 +27,21 @@ def test_missing_categorical_case_attribute_is_imputed_and_flagged():
     flags = by_case["imputed:category"].first().to_dict()
     assert flags == {"c1": False, "c2": True, "c3": False, "c4": False}
     assert any("imputed 'category' for 1 cases" in w for w in frame.attrs["warnings"])
+
+
+def test_a_missing_cohort_is_never_imputed():
+    """A case without a cohort is in no experiment; giving it the mode would invent a treated case."""
+    records = [
+        {"case_id": c, "activity": a, "timestamp": f"2026-01-0{d}T10:00:00Z",
+         "attributes": {"category": cat, "cohort": coh}}
+        for c, cat, coh in (("c1", "hw", "treatment"), ("c2", "hw", "treatment"), ("c3", None, None))
+        for d, a in ((1, "register"), (2, "resolve"))
+    ]
+    frame = frame_from_records(records)
+    per_case = frame.groupby("case:concept:name").first()
+    assert per_case["case:cohort"].isna().to_dict() == {"c1": False, "c2": False, "c3": True}
+    assert "imputed:cohort" not in frame.columns
+    assert per_case.loc["c3", "case:category"] == "hw"  # other attributes are still imputed
 
 
 def test_duplicate_events_are_dropped_with_a_warning():

@@ -14,13 +14,13 @@ from closedloop.tools.log.columns import (
     ACTIVITY,
     CASE,
     CASE_PREFIX,
+    COHORT,
     LIFECYCLE,
     RESOURCE,
     START,
     TIMESTAMP,
 )
 
-COHORT = f"{CASE_PREFIX}cohort"
 EVENT_ID = "event_id"
 _COLUMNS = {"case": CASE, "activity": ACTIVITY, "timestamp": TIMESTAMP, "start": START,
             "resource": RESOURCE, "lifecycle": LIFECYCLE, "event_id": EVENT_ID}

@@ -15,6 +15,7 @@ from closedloop.tools.log.columns import (
     ACTIVITY,
     CASE,
     CASE_PREFIX,
+    COHORT,
     LIFECYCLE,
     RESOURCE,
     START,
@@ -43,7 +44,8 @@ def impute_case_attributes(df: pd.DataFrame, warnings: list[str]) -> pd.DataFram
     no value at all gets the mode over cases, and ``imputed:<name>`` is True on
     its rows. Numeric attributes are left missing (a mean would invent data).
     """
-    for col in [c for c in df.columns if c.startswith(CASE_PREFIX) and c != CASE]:
+    # A case without a cohort is in no experiment: filling one in would invent a treated case.
+    for col in [c for c in df.columns if c.startswith(CASE_PREFIX) and c not in (CASE, COHORT)]:
         values = df[col]
         if not values.isna().any() or pd.api.types.is_numeric_dtype(values):
             continue

@@ -16,6 +16,8 @@ RESOURCE = "org:resource"
 GROUP = "org:group"
 LIFECYCLE = "lifecycle:transition"
 CASE_PREFIX = "case:"
+# The experiment cohort of a case (treatment / control), where a connector puts it.
+COHORT = "case:cohort"
 TIME_DTYPE = "datetime64[us, UTC]"
 
 STANDARD_COLUMNS = frozenset({CASE, ACTIVITY, TIMESTAMP, START, RESOURCE, GROUP, LIFECYCLE})
