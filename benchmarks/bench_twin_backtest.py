@@ -12,7 +12,8 @@ Then the twin's own backtest (:func:`closedloop.tools.twin.backtest_twin`):
 cut at 80 % of the time span, fit on what was seen by then (open cases
 censored, kept as the backlog), simulate forward to the log's end, with a
 bootstrap over cases; error, 95 % interval coverage and the training-mean
-baseline.
+baseline. The same on the order-to-cash sandbox's log after 21 days, read through its
+connector as the loop reads it (``--o2c-seeds``; most orders are still unpaid at the cut).
 
     .venv/bin/python benchmarks/bench_twin_backtest.py --replications 10
 """
@@ -79,10 +80,40 @@ def backtest(name: str, replications: int, pooling: str) -> dict:
     }
 
 
+def o2c_frame(seed: int, days: float = 21) -> pd.DataFrame:
+    """The o2c sandbox's events after ``days``, read through its connector (as the loop does)."""
+    from closedloop.demo import advance_clock
+    from closedloop.sandbox.server import SandboxServer
+    from closedloop.tools.act import connector_document, fetch_events, load_manifest
+    from closedloop.tools.act.system import System
+    from closedloop.tools.log import frame_from_records
+
+    with SandboxServer(seed=seed, domain="o2c") as server:
+        advance_clock(server.url, days)
+        system = System.open(connector_document(load_manifest("o2c"), server.url, {}), server.url, {})
+        try:
+            return frame_from_records(fetch_events(system).rows)
+        finally:
+            system.close()
+
+
+def report(name: str, bt) -> str:
+    """One line for a backtest_twin result."""
+    p = bt.predicted
+    return (
+        f"{name} backtest_twin (time cut {bt.cut}): {bt.train_cases} / {bt.test_cases} cases, "
+        f"{bt.open_at_cut} open at the cut; realised {bt.realised_hours:.3f} h, predicted "
+        f"{p.mean:.3f} h [95 %: {p.low95:.3f}, {p.high95:.3f}]: error {bt.error_pct:+.1f} %, "
+        f"{'covered' if bt.covered else 'not covered'}; training mean {bt.baseline_hours:.3f} "
+        f"h: error {bt.baseline_error_pct:+.1f} % ({bt.seconds:.1f} s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replications", type=int, default=10)
     parser.add_argument("--bootstrap", type=int, default=5, help="refits for backtest_twin")
+    parser.add_argument("--o2c-seeds", default="3,7,1", help="o2c sandbox seeds ('' for none)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     rows = []
@@ -101,14 +132,11 @@ def main() -> None:
     for name in LOGS:
         bt = backtest_twin(load_event_log(DATA / name), bootstrap=args.bootstrap)
         rows.append({"log": name, "backtest_twin": bt.model_dump()})
-        p = bt.predicted
-        print(
-            f"{name} backtest_twin (time cut {bt.cut}): {bt.train_cases} / {bt.test_cases} cases, "
-            f"{bt.open_at_cut} open at the cut; realised {bt.realised_hours:.3f} h, predicted "
-            f"{p.mean:.3f} h [95 %: {p.low95:.3f}, {p.high95:.3f}]: error {bt.error_pct:+.1f} %, "
-            f"{'covered' if bt.covered else 'not covered'}; training mean {bt.baseline_hours:.3f} "
-            f"h: error {bt.baseline_error_pct:+.1f} % ({bt.seconds:.1f} s)"
-        )
+        print(report(name, bt))
+    for seed in [int(x) for x in args.o2c_seeds.split(",") if x.strip()]:
+        bt = backtest_twin(o2c_frame(seed), bootstrap=args.bootstrap)
+        rows.append({"log": f"o2c seed {seed}", "backtest_twin": bt.model_dump()})
+        print(report(f"o2c sandbox (seed {seed}, 21 days)", bt))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

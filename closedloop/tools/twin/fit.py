@@ -33,8 +33,9 @@ reasons about. What it holds and how each part is estimated:
   ``PoolModel.contention_hours`` also reports how much waiting fell while the
   resource that did the work was busy with other work.
 - **Capacity**: with ``pooling="profiles"`` and start times (the default for
-  such logs), the staff seen per week, at most the peak number of members
-  ever busy at once (even when stretched: the log's queues are real), and
+  such logs), the staff seen per week (a member seen working on k cases at
+  once, such as a carrier, counts k times), at most the peak number of
+  intervals ever open at once (even when stretched: the log's queues are real), and
   the extraneous delay is the waiting in working hours while a member was
   free (:mod:`closedloop.tools.twin.occupancy`); otherwise at least the staff
   seen, raised until utilisation <= 85 % and the analytic queue wait stays
@@ -75,7 +76,7 @@ from closedloop.tools.twin.frame import (
     sample,
     split_times,
 )
-from closedloop.tools.twin.occupancy import idle_wait_hours, peak_busy
+from closedloop.tools.twin.occupancy import idle_wait_hours, member_slots, peak_busy
 from closedloop.tools.twin.pools import (
     MIN_POOL_SHARE,
     instance_pools,
@@ -285,8 +286,13 @@ def fit_twin(
         if observed_busy and estimated is not None:
             # shared pools with observed busy periods: the staff seen (at most as many as were
             # ever busy at once) is the capacity, even when stretched: raising it would hide
-            # the queueing the log shows
-            capacity = max(1, min(estimated, peak_busy(b_s, b_e) or estimated))
+            # the queueing the log shows; a member working on k cases at once counts k times
+            parallel = member_slots(rows[RESOURCE].to_numpy()[mine], b_s, b_e)
+            servers = weekly_resources(rows, week, parallel) or estimated
+            capacity = max(1, min(servers, peak_busy(b_s, b_e) or servers))
+            if capacity > estimated:
+                warnings.append(f"pool {pool!r}: capacity {capacity}, not {estimated} (people per "
+                                f"week): members work on up to {max(parallel.values())} cases at once")
             wq = queue_wait_hours(rate, mean_s, scv, capacity)
             if load >= MAX_UTILISATION * capacity:
                 warnings.append(
@@ -297,7 +303,7 @@ def fit_twin(
             capacity, wq = stable_capacity(rate, mean_s, scv, estimated, observed_wait)
         if estimated is None:
             unstaffed.append(pool)
-        elif capacity > estimated:
+        elif capacity > estimated and not observed_busy:
             why = []
             if math.ceil(load / MAX_UTILISATION) > estimated:
                 why.append(f"utilisation stays <= {MAX_UTILISATION:.0%} (load {load:.2f})")

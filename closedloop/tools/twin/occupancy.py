@@ -6,6 +6,11 @@ moment, from which the fit reads:
 
 - the *peak* number concurrently busy (a headcount bound better supported
   than "distinct names seen" when people come and go);
+- each member's *parallel slots* (:func:`member_slots`): a resource whose
+  own intervals overlap most of the time it works (a carrier, a bank, a batch
+  job recorded under one name) works on several cases at once and counts as
+  that many servers, or a pool of one such name would be simulated as one
+  server and queue work the log shows running side by side;
 - for each wait (enabled -> start), the *working* hours in which the pool
   had a free member (:func:`idle_wait_hours`): waiting then is not queueing
   for the pool (the customer, a timer, a hand-off) and becomes extraneous
@@ -18,10 +23,14 @@ Times are epoch hours (see :mod:`closedloop.tools.twin.calendar`).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from closedloop.tools.twin.calendar import WeeklyClock
 
-__all__ = ["busy_profile", "idle_wait_hours", "peak_busy"]
+__all__ = ["busy_profile", "idle_wait_hours", "member_slots", "parallel_slots", "peak_busy"]
+
+PARALLEL_SHARE = 0.5  # of a member's busy time on 2+ cases at once: it works in parallel
+MIN_OVERLAP_SHARE = 0.02  # of its busy time: a level reached more rarely is not a slot
 
 
 def busy_profile(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +54,37 @@ def peak_busy(starts: np.ndarray, ends: np.ndarray) -> int:
     """The largest number of intervals open at once (0 without intervals of positive length)."""
     _, counts = busy_profile(starts, ends)
     return int(counts.max()) if len(counts) else 0
+
+
+def parallel_slots(starts: np.ndarray, ends: np.ndarray) -> int:
+    """How many cases one resource works on at once.
+
+    1 unless it is on two or more cases for at least PARALLEL_SHARE of its busy
+    time (a person who now and then overlaps two tasks is still one server;
+    a carrier shipping many orders at once is not); then the largest k held for
+    at least MIN_OVERLAP_SHARE of its busy time (a robust peak). Identical
+    intervals count once: they are copies (a bootstrap's repeated cases), not parallel work.
+    """
+    pairs = np.unique(np.c_[np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)], axis=0)
+    times, counts = busy_profile(pairs[:, 0], pairs[:, 1])
+    if len(times) < 2:
+        return 1
+    span, level = np.diff(times), counts[:-1]
+    busy = float(span[level > 0].sum())
+    if busy <= 0 or float(span[level >= 2].sum()) < PARALLEL_SHARE * busy:
+        return 1
+    at_least = [float(span[level >= k].sum()) / busy for k in range(2, int(level.max()) + 1)]
+    return max(k for k, share in enumerate(at_least, 2) if k == 2 or share >= MIN_OVERLAP_SHARE)
+
+
+def member_slots(resources: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:
+    """Each named resource -> its parallel slots (:func:`parallel_slots`) from its intervals."""
+    out: dict[str, int] = {}
+    res = np.asarray(resources, dtype=object)
+    for r in pd.unique(res):
+        mine = res == r
+        out[str(r)] = parallel_slots(starts[mine], ends[mine])
+    return out
 
 
 def idle_wait_hours(

@@ -16,14 +16,17 @@
   instance of the activity names a resource, to a pool of its own). Resource
   names are only labels: no naming convention is read.
 - **How many**: capacity = median number of distinct resources active in the
-  pool per ISO week (min 1); with start times, at most the peak number of
-  members ever busy at once (:mod:`closedloop.tools.twin.occupancy`).
+  pool per ISO week (min 1); with start times, a member seen working on k
+  cases at once counts k times, and the capacity is at most the peak number
+  of intervals ever open at once (:mod:`closedloop.tools.twin.occupancy`).
 - **When**: the pool's working calendar, the hours of the week holding its
   work (:func:`closedloop.tools.twin.calendar.working_slots`); pools with too
   little data use the calendar of the whole log, or work any time.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -117,12 +120,22 @@ def shares(pools: pd.Series, keys: pd.Series, min_support: int = 0) -> dict[str,
     return out
 
 
-def weekly_resources(rows: pd.DataFrame, week: pd.Series) -> int | None:
-    """Median distinct named resources per ISO week (None when nobody is named)."""
+def weekly_resources(
+    rows: pd.DataFrame, week: pd.Series, slots: Mapping[str, int] | None = None
+) -> int | None:
+    """Median distinct named resources per ISO week (None when nobody is named).
+
+    With ``slots`` (resource -> cases it works on at once) each resource counts
+    that many times: the servers per week rather than the people.
+    """
     named = rows[RESOURCE] != ""
     if not named.any():
         return None
-    per_week = rows.loc[named, RESOURCE].groupby(week[rows.index[named]]).nunique()
+    who = rows.loc[named, RESOURCE].groupby(week[rows.index[named]])
+    if slots is None:
+        per_week = who.nunique()
+    else:
+        per_week = who.agg(lambda r: sum(slots.get(str(x), 1) for x in pd.unique(r)))
     return max(1, int(np.ceil(per_week.median())))
 
 
