@@ -1,8 +1,11 @@
-"""The REST API: runs, approvals, audit trail and policies, plus the Teams bot router.
+"""The REST API: runs, approvals, audit trail and policies, pushed events, mining a pushed
+source and external alerts (``closedloop.api.ingest``, ``closedloop.api.alerts``), plus the
+Teams bot router. docs/api.md shows the live-input endpoints with examples.
 
 Errors are JSON ``{"error", "detail"}``: unknown id -> 404, a run not waiting for what
 was sent -> 409, a bad body -> 422 (FastAPI's validation detail), a tool failing inside
-the loop -> 502 (with the ``run_id`` when a new run stopped).
+the loop -> 502 (with the ``run_id`` when a new run stopped), a body or batch over its size
+limit -> 413, a refused event batch -> 422 naming each bad item by index and field.
 The API has no authentication of its own: serve it on loopback (the default)
 or behind a proxy that authenticates; only ``/teams/messages`` checks a signature.
 """
@@ -17,8 +20,9 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from closedloop.api import teams
+from closedloop.api import alerts, ingest, teams
 from closedloop.api.cards import approval_card, decided_card
+from closedloop.api.ingest_models import EventErrorsOut
 from closedloop.api.models import (
     SCOPE_PATTERN,
     ApprovalStatus,
@@ -37,6 +41,7 @@ from closedloop.api.service import RunFailed, RunnerFactory, Service, approval_v
 from closedloop.contracts import NotPaused, RunNotFound
 from closedloop.settings import Settings, get_settings
 from closedloop.tools.errors import ToolError
+from closedloop.tools.log.ingest_events import BatchInvalid, BatchTooLarge
 
 RunId = Annotated[str, Path(min_length=1, max_length=128)]
 ApprovalId = Annotated[int, Path(ge=1)]
@@ -167,5 +172,30 @@ def create_app(settings: Settings | None = None, runner_factory: RunnerFactory |
     def post_policy(scope: Scope, body: PolicyIn) -> PolicyView:
         return service.policy(scope, mode=body.mode, kill_switch=body.kill_switch, by=body.by)
 
+    @app.exception_handler(BatchInvalid)
+    async def _bad_batch(_: Request, exc: BatchInvalid) -> JSONResponse:
+        body = EventErrorsOut(error="invalid_events", detail=f"nothing stored: {exc}", errors=exc.errors)
+        return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=422)
+
+    @app.exception_handler(alerts.InvalidAlert)
+    async def _bad_alert(_: Request, exc: alerts.InvalidAlert) -> JSONResponse:
+        body = {"error": "invalid_alert", "detail": str(exc), "errors": exc.errors}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(ingest.BadBody)
+    async def _bad_body(_: Request, exc: ingest.BadBody) -> JSONResponse:
+        return _json_error(422, "bad_body", str(exc))
+
+    @app.exception_handler(BatchTooLarge)
+    @app.exception_handler(ingest.TooLarge)
+    async def _too_large(_: Request, exc: Exception) -> JSONResponse:
+        return _json_error(413, "too_large", str(exc))
+
+    @app.exception_handler(ingest.UnknownSource)
+    async def _unknown_source(_: Request, exc: ingest.UnknownSource) -> JSONResponse:
+        return _json_error(404, "not_found", str(exc))
+
+    app.include_router(ingest.build_router(service))
+    app.include_router(alerts.build_router(service))
     app.include_router(teams.build_router(service))
     return app

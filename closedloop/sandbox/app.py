@@ -37,6 +37,7 @@ from closedloop.sandbox.service import (
     install_bearer_auth,
     keyed_write,
 )
+from closedloop.sandbox.servicenow import add_servicenow_routes
 from closedloop.sandbox.simulation import SimEvent, Simulation
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -74,6 +75,30 @@ class _State:
             "attributes": event.attributes,
         }
 
+    def add_rule(self, body: RuleIn) -> dict[str, Any]:
+        """Activate a new rule (the caller holds the simulation lock); its stored record."""
+        self.rule_counter += 1
+        rule_id = f"R{self.rule_counter:04d}"
+        value = body.condition.value
+        self.sim.add_rule(Rule(
+            rule_id=rule_id, name=body.name, field=body.condition.field,
+            op=body.condition.op, value=value if isinstance(value, str) else tuple(value),
+            action_type=body.action.type, queue=getattr(body.action, "queue", None),
+            treatment_share=body.treatment_share,
+        ))
+        out = {"rule_id": rule_id, **body.model_dump(mode="json"),
+               "created_at": self.sim.calendar.iso(self.sim.now)}
+        self.rules[rule_id] = out
+        return out
+
+    def remove_rule(self, rule_id: str) -> bool:
+        """Deactivate a rule (the caller holds the simulation lock); False if unknown."""
+        if rule_id not in self.rules:
+            return False
+        self.sim.remove_rule(rule_id)
+        del self.rules[rule_id]
+        return True
+
     def idempotent(
         self, request: Request, key: str | None, body: Any,
         apply: Callable[[], tuple[int, dict[str, Any]]],
@@ -99,6 +124,7 @@ def _reused(key: str) -> dict[str, Any]:
 def create_app(
     seed: int = 7, start: datetime | None = None, speed: float = 0.0,
     api_token: str | None = None, regime: str = DEFAULT_REGIME,
+    servicenow_auth: tuple[str, str] | None = None,
 ) -> FastAPI:
     """Build the sandbox app: a seeded helpdesk simulation behind a small REST API.
 
@@ -106,7 +132,9 @@ def create_app(
     second); 0 leaves it manual (``POST /clock/advance``). With ``api_token`` every
     endpoint except ``/health`` requires ``Authorization: Bearer <token>``.
     ``regime`` names the hidden dynamics (:data:`closedloop.sandbox.params.REGIMES`;
-    ValueError for an unknown one); the API never reveals it.
+    ValueError for an unknown one); the API never reveals it. The same simulation is
+    also served as a ServiceNow-style Table API (:mod:`closedloop.sandbox.servicenow`),
+    behind basic auth when ``servicenow_auth`` = (user, password) is given.
     """
     state = _State(Simulation(seed=seed, start=start, params=params_for(regime)), speed)
     sim = state.sim
@@ -176,19 +204,7 @@ def create_app(
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         def apply() -> tuple[int, dict[str, Any]]:
-            state.rule_counter += 1
-            rule_id = f"R{state.rule_counter:04d}"
-            value = body.condition.value
-            sim.add_rule(Rule(
-                rule_id=rule_id, name=body.name, field=body.condition.field,
-                op=body.condition.op, value=value if isinstance(value, str) else tuple(value),
-                action_type=body.action.type, queue=getattr(body.action, "queue", None),
-                treatment_share=body.treatment_share,
-            ))
-            out = {"rule_id": rule_id, **body.model_dump(mode="json"),
-                   "created_at": sim.calendar.iso(sim.now)}
-            state.rules[rule_id] = out
-            return 201, out
+            return 201, state.add_rule(body)
 
         return state.idempotent(request, idempotency_key, body.model_dump(mode="json"), apply)
 
@@ -199,15 +215,14 @@ def create_app(
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         def apply() -> tuple[int, dict[str, Any]]:
-            if rule_id not in state.rules:
+            if not state.remove_rule(rule_id):
                 return 404, {"error": "unknown_rule", "detail": f"No active rule {rule_id!r}"}
-            sim.remove_rule(rule_id)
-            del state.rules[rule_id]
             return 200, {"rule_id": rule_id, "deleted": True}
 
         return state.idempotent(request, idempotency_key, None, apply)
 
     add_writes_route(app, sim, state.ledger)
+    add_servicenow_routes(app, state, basic_auth=servicenow_auth)
     return app
 
 

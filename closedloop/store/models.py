@@ -3,6 +3,9 @@
 EventLog -> MiningRun -> Insight -> Opportunity -> Simulation/Plan -> Approval
 -> Execution -> KpiSnapshot -> Verdict, every row pointing at where it came
 from; AuditEvent records every prompt, model answer and tool call by run id.
+PushedEventRow holds events systems push (``POST /events``); Alert holds external
+process-mining alerts, each imported as an Opportunity (without an insight until a
+run mines the process and triage finds the same fingerprint).
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ class Opportunity(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("fingerprint", name="uq_opportunity_fingerprint"),)
     id: int | None = Field(default=None, primary_key=True)
-    insight_id: int = Field(foreign_key="insight.id", index=True)
+    insight_id: int | None = Field(default=None, foreign_key="insight.id", index=True,
+                                   description="None for an opportunity imported from an alert")
     fingerprint: str
     process: str
     pattern: str
@@ -220,3 +224,37 @@ class AuditEvent(SQLModel, table=True):
     kind: str = Field(description="prompt|model_answer|tool_call|tool_result|tool_error|gate|decision")
     payload: dict = _json()
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PushedEventRow(SQLModel, table=True):
+    """One event a system pushed; ``id`` is its arrival order (the paging cursor)."""
+
+    __tablename__ = "pushedevent"
+    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_pushedevent_source_event"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    event_id: str
+    case_id: str
+    activity: str
+    timestamp: datetime
+    start_timestamp: datetime | None = None
+    resource: str | None = None
+    lifecycle: str | None = None
+    cohort: str | None = None
+    attributes: dict = _json()
+    digest: str = Field(description="hash of the content: a replay with other content is a conflict")
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class Alert(SQLModel, table=True):
+    """An external process-mining alert (webhook payload) and the opportunity it became."""
+
+    __table_args__ = (UniqueConstraint("source", "alert_id", name="uq_alert_source_alert_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True, description="who sent it, e.g. celonis")
+    alert_id: str | None = Field(default=None, description="the sender's id: a redelivery is a replay")
+    fingerprint: str = Field(index=True)
+    opportunity_id: int = Field(foreign_key="opportunity.id", index=True)
+    mapped: dict = _json()
+    payload: dict = _json()
+    received_at: datetime = Field(default_factory=utcnow)
