@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
-from sqlmodel import select
+from sqlmodel import select, update
 
 from closedloop.agents.context import LoopContext
 from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
@@ -109,12 +109,14 @@ def triage(ctx: LoopContext, run_id: str, mining_run_id: int, scope: str) -> dic
             fp = fingerprint(scope, insight.kind, insight.activity)
             existing = session.exec(select(Opportunity).where(Opportunity.fingerprint == fp)).first()
             if existing:
-                existing.seen_count += 1
-                existing.insight_id = insight.id
-                existing.impact, existing.priority = score["impact"], score["priority"]
-                existing.rationale = rationale.get(insight.id, existing.rationale)
+                # One UPDATE increments in the database: two runs seeing it at once must both count.
+                changes = {"seen_count": Opportunity.seen_count + 1, "insight_id": insight.id,
+                           "impact": score["impact"], "priority": score["priority"],
+                           "rationale": rationale.get(insight.id, existing.rationale)}
                 if existing.status in ("dismissed", "acted"):
-                    existing.status = "open"
+                    changes["status"] = "open"
+                session.exec(update(Opportunity).where(Opportunity.id == existing.id).values(**changes))
+                session.refresh(existing)
                 opp = existing
             else:
                 opp = Opportunity(

@@ -27,6 +27,7 @@ from closedloop.tools.connect import (
     build_events_request,
     build_read_request,
     build_verify_request,
+    fill_path,
     fill_pointer,
     make_connector_auth,
     map_events_page,
@@ -94,7 +95,9 @@ class System:
         """Where events come from (the feed's URL without query), for the store."""
         if self.catalog.events is None:
             raise ConnectorError(f"connector {self.name!r} has no event feed")
-        return self.base_url + self.catalog.events.operation.path
+        feed = self.catalog.events
+        return fill_path(self.base_url, feed.operation.path, dict(feed.annotation.request.path),
+                         "events source")
 
     def read_events(self, position: EventPosition | None = None,
                     max_events: int = MAX_EVENTS) -> EventBatch:

@@ -84,6 +84,7 @@ def load_connector(spec: dict[str, Any], overlay: Overlay | None = None) -> Cata
     """The catalog of ``spec`` with ``overlay`` applied (if any); the spec is not modified."""
     return build_catalog(apply_overlay(spec, overlay) if overlay is not None else spec)
 
+from closedloop.tools.connect.urls import fill_path
 
 __all__ = [
     "COHORT",
@@ -120,6 +121,7 @@ __all__ = [
     "build_verify_request",
     "check_connector",
     "fetch_spec",
+    "fill_path",
     "fill_pointer",
     "load_connector",
     "load_overlay",

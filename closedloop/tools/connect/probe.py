@@ -31,12 +31,12 @@ from closedloop.tools.connect.request import (
 )
 from closedloop.tools.connect.spec import pointer_get
 from closedloop.tools.connect.templates import fill_pointer
-from closedloop.tools.log.columns import ACTIVITY, CASE, RESOURCE, START, TIMESTAMP
+from closedloop.tools.log.columns import ACTIVITY, CASE, LIFECYCLE, RESOURCE, START, TIMESTAMP
 
 Status = Literal["ok", "note", "missing", "wrong"]
 CHECK_KEY = "closedloop-check-0001"  # the idempotency key shown on requests never sent
 _FIELD_COLUMNS = {"case": CASE, "activity": ACTIVITY, "timestamp": TIMESTAMP, "start": START,
-                  "resource": RESOURCE, "lifecycle": "lifecycle", "event_id": "event_id",
+                  "resource": RESOURCE, "lifecycle": LIFECYCLE, "event_id": "event_id",
                   "cohort": COHORT}
 
 
