@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     canary_share: float = Field(default=0.5, gt=0, le=1, validation_alias="CLOSEDLOOP_CANARY_SHARE")
     simulation_replications: int = Field(default=5, ge=2, le=100, validation_alias="CLOSEDLOOP_SIM_REPLICATIONS")
     simulation_cases: int = Field(default=600, ge=50, validation_alias="CLOSEDLOOP_SIM_CASES")
+    prediction_days: float = Field(
+        default=14.0, ge=0, validation_alias="CLOSEDLOOP_PREDICTION_DAYS",
+        description="Planner predicts each change over the cases arriving in this many days after "
+                    "the log's end, from its open cases (default 14: the demo's observe window, "
+                    "what the Watchdog measures); 0 predicts the steady state of "
+                    "CLOSEDLOOP_SIM_CASES cases from an empty system",
+    )
     seed: int = Field(default=7, validation_alias="CLOSEDLOOP_SEED")
     default_scope: str = Field(default="helpdesk", validation_alias="CLOSEDLOOP_SCOPE")
     default_mode: str = Field(

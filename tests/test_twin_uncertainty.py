@@ -15,6 +15,7 @@ from closedloop.tools.twin import (
     fit_twin,
     predict,
     simulate_forward,
+    simulate_horizon,
 )
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -140,3 +141,29 @@ def test_a_bad_assumption_names_the_problem(small) -> None:
         predict(twin, scenario, assumptions={"not_a_field": (0.0, 1.0)}, bootstrap=0)
     with pytest.raises(ScenarioError, match="below low"):
         predict(twin, scenario, assumptions={"failure_rate": (0.5, 0.1)}, bootstrap=0)
+
+
+def test_a_horizon_prediction_starts_from_the_backlog_and_follows_its_cases(half_open) -> None:
+    _, seen = half_open
+    twin = fit_twin(seen)
+    scenario = AddCapacity(activity_or_pool="B", extra=1)
+    pred = predict(twin, scenario, bootstrap=0, replications=3, horizon_hours=100.0,
+                   drain_hours=50.0)
+    assert pred.horizon_hours == 100.0
+    assert pred.result.warmup_cases == len(twin.open_cases) > 0  # the backlog is in the system
+    assert 60 < pred.result.cases < 140  # the cases arriving in 100 h (about one an hour)
+    # B waits ~300 h: the horizon's cases are followed until the drain ends, not to their end
+    assert pred.result.as_is.cycle_time_p90_hours.mean <= 150.0 + 1e-6
+    empty = simulate_horizon(twin, scenario, 100.0, drain_hours=50.0, replications=1,
+                             backlog=False)
+    assert empty.warmup_cases == 0 and empty.cases == pytest.approx(pred.result.cases, rel=0.3)
+
+
+def test_a_log_without_a_backlog_is_predicted_in_the_steady_state(small) -> None:
+    _, twin = small
+    scenario = AddCapacity(activity_or_pool="B", extra=1)
+    pred = predict(twin, scenario, bootstrap=0, cases=200, replications=3, horizon_hours=100.0)
+    steady = predict(twin, scenario, bootstrap=0, cases=200, replications=3)
+    assert twin.open_cases == [] and pred.horizon_hours is None
+    assert any("no open cases" in n for n in pred.notes)
+    assert pred.delta_pct == steady.delta_pct

@@ -1,9 +1,12 @@
 """Planner: every opportunity x every applicable change kind -> one reversible plan, or "no change".
 
 Candidates come from the mined process and the connector's catalog
-(:func:`closedloop.tools.act.candidates_for`); each is predicted with the
-twin's ``predict`` (simulation noise, a bootstrap over cases, declared
-assumptions) and judged on its conservative bound, ranked per cost and risk
+(:func:`closedloop.tools.act.candidates_for`; a route's segment is picked by
+a cheap point run of the twin); each is predicted with the twin's
+``predict`` (simulation noise, a bootstrap over cases shared by all
+candidates, declared assumptions) over the horizon a change is judged on
+(``prediction_days`` from the log's end, its open cases as backlog) and
+judged on its conservative bound, ranked per cost and risk
 (:mod:`closedloop.tools.act.ranking`). A twin that fails its own backtest
 is not acted on. "No change" is a recorded decision with every candidate
 considered and why it failed.
@@ -61,12 +64,17 @@ from closedloop.tools.twin import (
     backtest_twin,
     fit_twin,
     predict,
+    simulate,
+    simulate_horizon,
     twin_passes_backtest,
 )
+from closedloop.tools.twin.uncertainty import bootstrap_twins
 
 # Twins refitted on resampled cases per prediction (parameter uncertainty); more narrows the
 # Student-t tails of the interval, each costs one refit and one simulated replication.
 PLAN_BOOTSTRAP = 8
+# Replications of the cheap point run that picks among the segments a route could take.
+SCREEN_REPLICATIONS = 2
 
 
 class PlanProposal(BaseModel):
@@ -118,6 +126,40 @@ def _calibrated_twin(ctx: LoopContext, dataset: Dataset, frame: Any) -> ProcessT
     return twin
 
 
+def _refits(ctx: LoopContext, dataset: Dataset, frame: Any, twin: ProcessTwin) -> list[ProcessTwin]:
+    """The bootstrap refits of the dataset's twin, shared by every prediction of the run."""
+    key = f"refits:{dataset.sha256}:{ctx.settings.seed}:{PLAN_BOOTSTRAP}"
+    if key not in ctx.cache:
+        ctx.cache[key] = bootstrap_twins(frame, twin, PLAN_BOOTSTRAP, ctx.settings.seed)
+    return ctx.cache[key]
+
+
+def _horizon_hours(ctx: LoopContext) -> float | None:
+    """The horizon a change is predicted over (None: the steady state)."""
+    days = ctx.settings.prediction_days
+    return days * 24.0 if days > 0 else None
+
+
+def _screen(ctx: LoopContext, twin: ProcessTwin) -> Any:
+    """A cheap point prediction (% change of mean cycle time) to pick among a route's segments."""
+    s, horizon = ctx.settings, _horizon_hours(ctx)
+    seen: dict[str, float] = {}  # two opportunities at one pool screen the same routes
+
+    def screen(scenario: Any) -> float:
+        key = scenario.model_dump_json()
+        if key not in seen:
+            if horizon is not None and twin.open_cases and twin.log_end:
+                r = simulate_horizon(twin, scenario, horizon, replications=SCREEN_REPLICATIONS,
+                                     seed=s.seed)
+            else:
+                r = simulate(twin, scenario, cases=s.simulation_cases,
+                             replications=SCREEN_REPLICATIONS, seed=s.seed)
+            seen[key] = r.predicted_delta_pct.mean
+        return seen[key]
+
+    return screen
+
+
 def _opportunities(ctx: LoopContext, opportunity_ids: list[int]) -> list[tuple[Any, ...]]:
     """Each opportunity (above the priority bar, in triage order) with its insight, data, frame."""
     found = []
@@ -158,7 +200,7 @@ def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str
         view = PlanOpportunity(id=opp.id, activity=opp.activity, kind=opp.pattern,
                                segments=insight.detail.get("segments", []))
         made, dropped = candidates_for(system.catalog, view, twin, frame, config["pools"], members,
-                                       ctx.settings.canary_share)
+                                       ctx.settings.canary_share, screen=_screen(ctx, twin))
         # The same change found for two opportunities (one pool doing both) is predicted once.
         known = {(c.action, json.dumps(c.scenario, sort_keys=True)) for c in candidates}
         candidates += [c for c in made
@@ -166,14 +208,15 @@ def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str
         considered += [Weighed(label=f"{d.action} ({d.change_kind}) at {opp.activity}",
                                action=d.action, change_kind=d.change_kind, opportunity_id=opp.id,
                                verdict="not_simulated", reason=d.reason) for d in dropped]
+    refits = _refits(ctx, found[0][2], frame, twin)
     return _plan_for(ctx, run_id, scope, system, config, found, twin, frame, candidates,
-                     considered, audit)
+                     considered, audit, refits)
 
 
 def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config: dict[str, Any],
               found: list[tuple[Any, ...]], twin: ProcessTwin, frame: Any,
               candidates: list[Candidate], considered: list[Weighed],
-              audit: AuditTrail) -> dict[str, Any]:
+              audit: AuditTrail, refits: list[ProcessTwin]) -> dict[str, Any]:
     """The Planner agent over every candidate; each prediction stored as a simulation."""
     s = ctx.settings
     pools = config["pools"]
@@ -202,8 +245,9 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
         else:
             scenario, ranges = scenario_for(system.catalog, action, params, twin, frame, pools,
                                             opp.activity, members)
-        pred = predict(twin, scenario, frame=frame, assumptions=ranges, bootstrap=PLAN_BOOTSTRAP,
-                       cases=s.simulation_cases, replications=s.simulation_replications, seed=s.seed)
+        pred = predict(twin, scenario, frame=frame, assumptions=ranges, refits=refits,
+                       cases=s.simulation_cases, replications=s.simulation_replications, seed=s.seed,
+                       horizon_hours=_horizon_hours(ctx))
         source = next((e for e in (known.evidence if known else []) if "failure rate" in e), None)
         summary = contract_prediction(pred, source)
         blast = blast_radius(system.catalog, frame, action, params)
@@ -213,7 +257,8 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
                                  params=params, predicted=summary, cost=cost, risk_tier=tier,
                                  verdict="", change_kind=known.change_kind if known else "",
                                  opportunity_id=opp.id,
-                                 evidence=known.evidence if known else [])],
+                                 evidence=known.evidence if known else [],
+                                 unmeasurable=known.unmeasurable if known else None)],
                         s.min_predicted_improvement_pct)[0]
         result = {**pred.result.model_dump(mode="json"), "prediction": summary.model_dump()}
         with transaction(ctx.engine) as session:

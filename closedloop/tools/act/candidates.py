@@ -12,7 +12,14 @@ applies gives a candidate (or a recorded reason why it cannot):
 - **threshold** (``approval_threshold``): when the log shows the activity is
   done only above a numeric attribute's threshold (:func:`approval_gate`),
   raising it to the median of the gated cases;
-- **route** and **priority** kinds are recorded as not simulated yet.
+- **route** (``route_segment``): each other pool of the system that one twin
+  pool maps onto (:mod:`~closedloop.tools.act.pool_map`) may take a segment
+  of the activity's cases straight away (the twin's ``RouteSegment``), for
+  the segments whose cases those people already worked on in the log
+  (at least ROUTE_MIN_EVIDENCE of them); with a ``screen`` (the predicted
+  change of a scenario, cheap) the segment it predicts best is kept per pool,
+  else the largest;
+- **priority** kinds are recorded as not simulated yet.
 
 Nothing here reads names: pools come from who does the work, segments from
 case attributes, gates from attribute values.
@@ -20,17 +27,26 @@ case attributes, gates from attribute values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
-from closedloop.tools.act.evidence import approval_gate, failure_prior
-from closedloop.tools.act.pool_map import capacity_of, map_pool
+from closedloop.tools.act.evidence import approval_gate, failure_prior, handled_by
+from closedloop.tools.act.pool_map import capacity_of, map_pool, twin_pools_of
 from closedloop.tools.connect import Catalog, CatalogAction
 from closedloop.tools.connect.annotations import ChangeKindByParam
-from closedloop.tools.twin import AddCapacity, AutoApprove, AutomateActivity, Combined, ProcessTwin
+from closedloop.tools.errors import ScenarioError
+from closedloop.tools.twin import (
+    AddCapacity,
+    AutoApprove,
+    AutomateActivity,
+    Combined,
+    ProcessTwin,
+    RouteSegment,
+    route_plan,
+)
 
 # An automation candidate: a segment at least this large whose manual handling is this quick.
 ROUTINE_MIN_SHARE = 0.15
@@ -39,6 +55,10 @@ CAPACITY_KINDS = ("set_capacity", "add_capacity")
 AUTOMATION_KINDS = ("automate_activity", "skip_activity")
 # Cost of a change in "people": one more person is 1, a rule or a setting a fraction of one.
 PERSON_COST, RULE_COST = 1.0, 0.25
+# A segment is routed only to people who already worked on at least this many of its cases.
+ROUTE_MIN_EVIDENCE = 20
+# The predicted change of mean cycle time (%) of a scenario: cheap, used to pick among segments.
+Screen = Callable[[Any], float]
 
 
 class Candidate(BaseModel):
@@ -52,6 +72,7 @@ class Candidate(BaseModel):
     opportunity_id: int | None = None
     cost: float = Field(0.0, description="in people: 1 per person added, a fraction per rule")
     scenario: dict[str, Any] | None = Field(None, description="the twin scenario it is predicted by")
+    unmeasurable: str | None = Field(None, description="why its effect could not be measured")
     assumptions: dict[str, tuple[float, float]] = Field(default_factory=dict)
     evidence: list[str] = Field(default_factory=list, description="why this candidate, from the log")
 
@@ -123,8 +144,10 @@ def routine_segments(segments: Sequence[Mapping[str, Any]]) -> list[Mapping[str,
 
 def candidates_for(catalog: Catalog, opp: Opportunity, twin: ProcessTwin, frame: pd.DataFrame,
                    pools: Mapping[str, Any], members: Mapping[str, list[str]], share: float,
-                   name_hint: bool = True) -> tuple[list[Candidate], list[Dropped]]:
-    """Every candidate for ``opp`` the catalog's change kinds allow, and the kinds that gave none."""
+                   name_hint: bool = True, screen: Screen | None = None,
+                   ) -> tuple[list[Candidate], list[Dropped]]:
+    """Every candidate for ``opp`` the catalog's change kinds allow, and the kinds that gave none
+    (``screen`` picks among a route's segments, see the module docstring)."""
     made: list[Candidate] = []
     dropped: list[Dropped] = []
     for entry in catalog.actions.values():
@@ -135,6 +158,8 @@ def candidates_for(catalog: Catalog, opp: Opportunity, twin: ProcessTwin, frame:
                 got = _automation(entry, kind, opp, twin, frame, share)
             elif kind == "approval_threshold":
                 got = _threshold(entry, opp, frame)
+            elif kind == "route_segment":
+                got = _route(entry, opp, twin, frame, pools, members, share, name_hint, screen)
             else:
                 got = [f"the twin cannot simulate a {kind} change for this opportunity yet"]
             for item in got:
@@ -235,6 +260,87 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
                       evidence=evidence + [f"work taken over: {', '.join(acts)}"])]
 
 
+def _route(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: pd.DataFrame,
+           pools: Mapping[str, Any], members: Mapping[str, list[str]], share: float,
+           name_hint: bool, screen: Screen | None) -> list[Candidate | str]:
+    target_param = _role(entry, "target")
+    if _role(entry, "segment") is None or target_param is None:
+        return ["the action names no segment or target parameter"]
+    if opp.activity not in twin.activities:
+        return [f"activity {opp.activity!r} is not in the twin"]
+    source = twin.pool_of(opp.activity)
+    own = map_pool(twin, source, pools, members, name_hint).state_pool
+    allowed = _props(entry).get(target_param, {}).get("enum")
+    out: list[Candidate | str] = []
+    for queue in [str(q) for q in pools if q != own and (allowed is None or q in allowed)]:
+        mapped = twin_pools_of(twin, queue, pools, members, name_hint)
+        if len(mapped) != 1 or mapped[0] == source:
+            out.append(f"queue {queue!r}: {len(mapped)} pools of the twin map onto it" if
+                       len(mapped) != 1 else f"queue {queue!r} is the pool doing {opp.activity}")
+            continue
+        made = _route_to(entry, opp, twin, frame, share, source, queue, mapped[0], screen)
+        out.append(made)
+    return out or ["the system has no other queue to route to"]
+
+
+def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: pd.DataFrame,
+              share: float, source: str, queue: str, target: str,
+              screen: Screen | None) -> Candidate | str:
+    """The route of the best segment of ``opp``'s cases from twin pool ``source`` to ``target``
+    (the system's ``queue``), or why there is none."""
+    try:
+        plan = route_plan(twin, source, target)
+    except ScenarioError as exc:
+        return f"queue {queue!r}: the twin cannot route there: {exc}"
+    people = twin.pools[target].resource_names
+    partial = entry.treatment_share_param is not None
+    treated = share if partial else 1.0
+    options: list[tuple[Mapping[str, Any], RouteSegment, str]] = []
+    for seg in opp.segments:
+        if _segment_value(entry, seg) is None:
+            continue
+        done = handled_by(frame, people, seg["attribute"], plan.enter)
+        worked, total = done.get(str(seg["value"]), (0, 0))
+        if worked < ROUTE_MIN_EVIDENCE:
+            continue
+        scenario = RouteSegment(segment=f"{seg['attribute']} == {seg['value']!r}",
+                                from_pool=source, to_pool=target, share=treated)
+        why = (f"{seg['attribute']}={seg['value']}: {queue}'s people did {plan.enter} in "
+               f"{worked} of its {total} cases; routed, its cases skip {plan.leave} and go "
+               f"straight to {plan.enter}")
+        options.append((seg, scenario, why))
+    if not options:
+        return (f"queue {queue!r}: no segment of {opp.activity}'s cases the action can express "
+                f"in which its people already did {plan.enter} (>= {ROUTE_MIN_EVIDENCE} cases)")
+    try:
+        ranked = sorted(options, key=lambda o: screen(o[1])) if screen else options
+    except ScenarioError as exc:
+        return f"queue {queue!r}: the twin cannot simulate the route: {exc}"
+    seg, scenario, evidence = ranked[0]
+    params: dict[str, Any] = {_role(entry, "segment"): _segment_value(entry, seg),
+                              _role(entry, "target"): queue}
+    if partial:
+        params[entry.treatment_share_param] = share
+    name = f"route {seg['attribute']}={seg['value']} to {queue}"
+    if (why := _complete(entry, params, "route_segment", name)) is not None:
+        return why
+    if len(options) == 1:
+        how = "the only segment with such evidence"
+    elif screen:
+        how = f"the best of {len(options)} such segments as the twin screened them"
+    else:
+        how = "the largest of the segments with such evidence (not screened)"
+    # Routed cases free the source pool for every case there: control cases speed up too, so
+    # treatment vs control cannot see the route's total effect (a switchback could).
+    unmeasurable = (f"not measurable as split: the control cases share {source!r}, which the "
+                    "route relieves, so treatment vs control would miss its effect"
+                    if partial else None)
+    return Candidate(action=entry.name, params=params, partial=partial, cost=RULE_COST,
+                     label=name + (f" for {share:.0%} of matching cases" if partial else ""),
+                     scenario=scenario.model_dump(), unmeasurable=unmeasurable,
+                     evidence=[evidence, f"twin pool {target!r} -> queue {queue!r}; {how}"])
+
+
 def _threshold(entry: CatalogAction, opp: Opportunity, frame: pd.DataFrame) -> list[Candidate | str]:
     gate = approval_gate(frame, opp.activity)
     if gate is None:
@@ -256,5 +362,5 @@ def _threshold(entry: CatalogAction, opp: Opportunity, frame: pd.DataFrame) -> l
                                  f"({gate.gated_cases} gated); raising it skips {skipped:.0%} of them")])]
 
 
-__all__ = ["CAPACITY_KINDS", "Candidate", "Dropped", "Opportunity", "candidates_for",
-           "routine_segments"]
+__all__ = ["CAPACITY_KINDS", "ROUTE_MIN_EVIDENCE", "Candidate", "Dropped", "Opportunity",
+           "Screen", "candidates_for", "routine_segments"]

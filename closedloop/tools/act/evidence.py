@@ -7,6 +7,9 @@
 - :func:`approval_gate`: an activity done only for cases whose numeric case
   attribute reaches a threshold (an approval above an amount), found from the
   cases that did and did not pass through it.
+- :func:`handled_by`: in how many of a segment's cases a group of people
+  already did an activity (the evidence that they can take the segment's work
+  when it is routed to them).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 import pandas as pd
 from pydantic import BaseModel
 
-from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX
+from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, RESOURCE
 
 # A bot nobody has measured yet may fail on anything from none to half of its cases.
 PRIOR_FAILURE = (0.0, 0.5)
@@ -102,4 +105,22 @@ def approval_gate(frame: pd.DataFrame, activity: str) -> Gate | None:
     return best
 
 
-__all__ = ["PRIOR_FAILURE", "AssumedRange", "Gate", "approval_gate", "failure_prior"]
+def handled_by(frame: pd.DataFrame, people: Sequence[str], field: str,
+               activity: str | None = None) -> dict[str, tuple[int, int]]:
+    """Per value of case attribute ``field``: (cases in which some of ``people`` did
+    ``activity`` (any activity when None), cases)."""
+    col = f"{CASE_PREFIX}{field}"
+    if col not in frame.columns or RESOURCE not in frame.columns:
+        return {}
+    per_case = frame.groupby(CASE, sort=False)[col].first().astype(str)
+    did = frame[RESOURCE].isin(list(people))
+    if activity is not None:
+        did &= frame[ACTIVITY] == activity
+    worked = set(frame.loc[did, CASE])
+    hit = per_case.index.isin(list(worked))
+    counts = pd.DataFrame({"value": per_case.to_numpy(), "hit": hit}).groupby("value")["hit"]
+    return {str(v): (int(h), int(n)) for v, h, n in zip(counts.sum().index, counts.sum(),
+                                                         counts.size(), strict=True)}
+
+
+__all__ = ["PRIOR_FAILURE", "AssumedRange", "Gate", "approval_gate", "failure_prior", "handled_by"]

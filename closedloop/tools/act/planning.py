@@ -25,7 +25,14 @@ from closedloop.tools.connect import Catalog, CatalogAction
 from closedloop.tools.connect.annotations import ChangeKindByParam
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log.columns import CASE, CASE_PREFIX
-from closedloop.tools.twin import AddCapacity, AutoApprove, AutomateActivity, Combined, ProcessTwin
+from closedloop.tools.twin import (
+    AddCapacity,
+    AutoApprove,
+    AutomateActivity,
+    Combined,
+    ProcessTwin,
+    RouteSegment,
+)
 
 # Defaults of the guardrails a live change is watched against.
 MAX_RELATIVE_WORSENING = 0.10
@@ -82,8 +89,8 @@ def _condition(entry: CatalogAction, params: Mapping[str, Any]) -> Condition | N
 def scenario_for(catalog: Catalog, action: str, params: dict[str, Any], twin: ProcessTwin,
                  frame: pd.DataFrame, pools: Mapping[str, Any], activity: str,
                  members: Mapping[str, list[str]] | None = None, name_hint: bool = True,
-                 ) -> tuple[AddCapacity | AutomateActivity | AutoApprove | Combined,
-                            dict[str, tuple[float, float]]]:
+                 ) -> tuple[AddCapacity | AutomateActivity | AutoApprove | RouteSegment
+                            | Combined, dict[str, tuple[float, float]]]:
     """The twin's what-if scenario of a catalog action with ``params`` (e.g. one a model
     proposed) for an opportunity at ``activity``, and the assumption ranges it needs.
 
@@ -110,9 +117,11 @@ def scenario_for(catalog: Catalog, action: str, params: dict[str, Any], twin: Pr
         below = float(typed[_role(entry, "threshold")])
         return AutoApprove(activity=activity, attribute=gate.attribute, below=below), {}
     condition = _condition(entry, typed)
+    share = float(typed.get(entry.treatment_share_param or "", 1.0) or 1.0)
+    if kind == "route_segment" and condition is not None:
+        return _route(entry, typed, condition, share, twin, pools, activity, members, name_hint), {}
     if kind not in ("automate_activity", "skip_activity") or condition is None:
         raise ScenarioError(f"change kind {kind!r} of action {action!r} cannot be simulated yet")
-    share = float(typed.get(entry.treatment_share_param or "", 1.0) or 1.0)
     segment = segment_expression(condition)
     if kind == "skip_activity" or activity not in twin.activities:
         return AutomateActivity(activity=activity, segment=segment, share=share,
@@ -125,6 +134,23 @@ def scenario_for(catalog: Catalog, action: str, params: dict[str, Any], twin: Pr
     key = "failure_rate" if len(changes) == 1 else "changes.{i}.failure_rate"
     ranges = {key.format(i=i): (prior.low, prior.high) for i in range(len(changes))}
     return (changes[0] if len(changes) == 1 else Combined(changes=changes)), ranges
+
+
+def _route(entry: CatalogAction, typed: Mapping[str, Any], condition: Condition, share: float,
+           twin: ProcessTwin, pools: Mapping[str, Any], activity: str,
+           members: Mapping[str, list[str]] | None, name_hint: bool) -> RouteSegment:
+    """The twin's route of a segment from the pool doing ``activity`` to the action's queue."""
+    queue = typed.get(_role(entry, "target") or "")
+    if queue not in pools:
+        raise ScenarioError(f"route to unknown queue {queue!r}; queues: {sorted(pools)}")
+    if activity not in twin.activities:
+        raise ScenarioError(f"activity {activity!r} is not in the twin")
+    mapped = twin_pools_of(twin, str(queue), pools, members, name_hint)
+    if len(mapped) != 1:
+        raise ScenarioError(f"{len(mapped)} pools of the twin map onto queue {queue!r}: "
+                            "no honest route")
+    return RouteSegment(segment=segment_expression(condition), from_pool=twin.pool_of(activity),
+                        to_pool=mapped[0], share=share)
 
 
 def candidate_inputs(candidates: list[Candidate], action: str, params: dict[str, Any]

@@ -9,6 +9,9 @@ afford its Student-t tails are wide, so requiring it wholly below zero
 would refuse even changes that halve cycle time (see the report of issue 9's
 planner work). Cleared candidates rank by that bound per cost and risk;
 when none clears, "no change" is the decision, with each candidate's reason.
+A candidate whose effect the loop could not measure (``unmeasurable``, e.g. a
+route split into treatment and control that share the relieved pool) is
+predicted and listed but never clears.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ class Weighed(BaseModel):
     verdict: str = Field(description="chosen, cleared, below_bar, failed or not_simulated")
     reason: str = ""
     evidence: list[str] = Field(default_factory=list)
+    unmeasurable: str | None = Field(
+        None, description="why the loop could not measure this change's effect (never chosen)")
 
 
 def decide(weighed: list[Weighed], min_improvement_pct: float) -> list[Weighed]:
@@ -96,7 +101,7 @@ def decide(weighed: list[Weighed], min_improvement_pct: float) -> list[Weighed]:
         if w.predicted is None:
             out.append(w)
             continue
-        why = shortfall(w.predicted, min_improvement_pct)
+        why = shortfall(w.predicted, min_improvement_pct) or w.unmeasurable
         s = score(w.predicted, w.cost, w.risk_tier or "high")
         out.append(w.model_copy(update={"score": s, "verdict": "below_bar" if why else "cleared",
                                         "reason": why or f"clears the bar; score {s}"}))

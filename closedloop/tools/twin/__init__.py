@@ -17,14 +17,19 @@ Public API (import from here; the modules behind it may move):
   :class:`BacktestVerdict` (the Planner's gate);
 - censoring: cases open at the log's end are ``ProcessTwin.open_cases``
   (:class:`OpenCase`); :func:`simulate_forward` (``forward``) runs from a
-  moment with that backlog;
+  moment with that backlog; :func:`simulate_horizon` is the what-if over the
+  days a change is judged on (from the log's end with its backlog, the cases
+  arriving in the horizon followed :data:`DRAIN_HOURS` more), which
+  ``predict(..., horizon_hours=...)`` uses;
 - simulation: :func:`simulate` (``simulate``) -> :class:`SimulationResult` of
   :class:`KpiEstimates` / :class:`Estimate` (``kpis``; :func:`estimate` is the
   95 % t-interval over replications); :func:`simulate_log` writes a simulated
   event log with :data:`LOG_COLUMNS`;
 - scenarios (``scenarios``): :class:`AsIs`, :class:`AddCapacity`,
   :class:`SetShiftCapacity`, :class:`ChangeCalendar`, :class:`AutomateActivity`,
-  :class:`ChangeRouting`, :class:`AutoApprove`, :class:`Prioritise`,
+  :class:`ChangeRouting`, :class:`RouteSegment` (a segment sent straight to
+  another pool; :func:`route_plan` in ``rerouting`` says where it goes in the
+  twin, or why it cannot), :class:`AutoApprove`, :class:`Prioritise`,
   :class:`BatchActivity`, :class:`Combined`, the union :data:`Scenario`,
   :func:`as_scenario`, :func:`resolve_pool`;
 - building blocks callers need: :func:`queue_wait_hours` (``queueing``, M/G/c),
@@ -46,7 +51,12 @@ from closedloop.tools.twin.distributions import (
     fit_duration,
 )
 from closedloop.tools.twin.fit import Pooling, fit_twin
-from closedloop.tools.twin.forward import ForwardRun, simulate_forward
+from closedloop.tools.twin.forward import (
+    DRAIN_HOURS,
+    ForwardRun,
+    simulate_forward,
+    simulate_horizon,
+)
 from closedloop.tools.twin.kpis import Estimate, KpiEstimates, estimate
 from closedloop.tools.twin.process_twin import (
     ActivityModel,
@@ -57,6 +67,7 @@ from closedloop.tools.twin.process_twin import (
     as_twin,
 )
 from closedloop.tools.twin.queueing import queue_wait_hours
+from closedloop.tools.twin.rerouting import RoutePlan, route_plan
 from closedloop.tools.twin.routing import END
 from closedloop.tools.twin.scenarios import (
     AddCapacity,
@@ -68,6 +79,7 @@ from closedloop.tools.twin.scenarios import (
     ChangeRouting,
     Combined,
     Prioritise,
+    RouteSegment,
     Scenario,
     SetShiftCapacity,
     as_scenario,
@@ -78,6 +90,7 @@ from closedloop.tools.twin.uncertainty import Assumption, Prediction, predict
 
 __all__ = [
     "DAYS",
+    "DRAIN_HOURS",
     "END",
     "HOURS_PER_WEEK",
     "LOG_COLUMNS",
@@ -106,6 +119,8 @@ __all__ = [
     "Prioritise",
     "ProcessTwin",
     "Quantiles",
+    "RoutePlan",
+    "RouteSegment",
     "Scenario",
     "SetShiftCapacity",
     "SimulationResult",
@@ -120,8 +135,10 @@ __all__ = [
     "predict",
     "queue_wait_hours",
     "resolve_pool",
+    "route_plan",
     "simulate",
     "simulate_forward",
+    "simulate_horizon",
     "simulate_log",
     "twin_passes_backtest",
     "working_slots",

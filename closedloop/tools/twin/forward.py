@@ -7,28 +7,47 @@ cases arrive on the twin's calendar, and the simulated cases that started at
 or after ``start`` are observed the way a log cut at ``until`` shows them
 (steps completed by then; a case's cycle time from its first recorded start
 to its last recorded end, open cases as far as they got).
+
+:func:`simulate_horizon` is the what-if over the horizon a change is judged
+on: from the log's end with its backlog, as-is and scenario on the same
+cases (common random numbers), the cases that *arrive* within
+``horizon_hours`` followed until they finish or a drain period ends (cases
+still open then count with their age so far), the way a before/after
+measurement of the next days sees them; new cases keep arriving during the
+drain, so the window's cases compete with them as they would.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
+from closedloop.tools.errors import ScenarioError
 from closedloop.tools.twin.calendar import hours_since, week_epoch
-from closedloop.tools.twin.engine import run
-from closedloop.tools.twin.model import compile_twin
-from closedloop.tools.twin.process_twin import ProcessTwin
+from closedloop.tools.twin.engine import RunOutput, run
+from closedloop.tools.twin.kpis import (
+    aggregate_kpis,
+    estimate,
+    kpi_difference,
+    run_kpis,
+    staffed_clocks,
+)
+from closedloop.tools.twin.model import EngineModel, Settings, compile_twin
+from closedloop.tools.twin.process_twin import ProcessTwin, as_twin
+from closedloop.tools.twin.rerouting import routed_rows
 from closedloop.tools.twin.routing import START as ROUTE_START
-from closedloop.tools.twin.scenarios import AsIs, Scenario, compile_scenario
+from closedloop.tools.twin.scenarios import AsIs, Scenario, as_scenario, compile_scenario
+from closedloop.tools.twin.simulate import MAX_REPLICATIONS, SimulationResult
 from closedloop.tools.twin.steps import Cases, draw_cases
 
-__all__ = ["ForwardRun", "simulate_forward"]
+__all__ = ["DRAIN_HOURS", "ForwardRun", "simulate_forward", "simulate_horizon"]
 
 MAX_FORWARD_CASES = 200_000
 SLACK = 1.5  # more arrivals drawn than expected, so the window is always filled
+DRAIN_HOURS = 7 * 24.0  # cases of the horizon are followed this long after it (as the harness does)
 
 
 @dataclass
@@ -97,4 +116,114 @@ def simulate_forward(
         cases=len(cycle),
         open_at_end=int((ends > t1).sum()),
         backlog=nb,
+    )
+
+
+def _cases(twin: ProcessTwin, m: EngineModel, t0: float, t_end: float, seed: int,
+           replication: int, backlog: bool) -> tuple[Cases, int]:
+    """The backlog at ``t0`` (if asked) and the new cases arriving before ``t_end``."""
+    clock = m.arrival_clock
+    expected = (clock.forward(t_end) - clock.forward(t0)) / max(float(m.arrival_units.mean()), 1e-9)
+    n_new = int(min(MAX_FORWARD_CASES, max(10, SLACK * expected + 20)))
+    new = draw_cases(m, n_new, t0, (seed, replication))
+    keep = int(np.searchsorted(new.arrivals, t_end, side="left"))
+    resume = _backlog(twin, {a: i for i, a in enumerate(m.acts)}) if backlog else []
+    nb = len(resume)
+    rng = np.random.default_rng([seed, replication, 7])
+    cases = Cases(
+        arrivals=np.r_[np.full(nb, t0), new.arrivals[:keep]],
+        rows=rng.integers(0, max(m.n_rows, 1), nb).tolist() + new.rows[:keep],
+        u_share=rng.random(nb).tolist() + new.u_share[:keep],
+        seed=(seed, replication),
+        resume=[*resume, *([None] * keep)],
+    )
+    return cases, nb
+
+
+def _window(out: RunOutput, first: int, t0: float, t1: float, t2: float) -> RunOutput:
+    """The run restricted to the cases arriving in [t0, t1), each followed up to t2."""
+    arr = out.arrivals[first:]
+    sel = first + np.flatnonzero((arr >= t0) & (arr < t1))
+    return replace(out, arrivals=out.arrivals[sel], end=np.minimum(out.end[sel], t2),
+                   wait=out.wait[sel], delay=out.delay[sel], cost=out.cost[sel],
+                   treated=out.treated[sel], rework=out.rework[sel], warm=0)
+
+
+def simulate_horizon(
+    twin: ProcessTwin,
+    scenario: Scenario,
+    horizon_hours: float,
+    drain_hours: float = DRAIN_HOURS,
+    replications: int = 5,
+    seed: int = 0,
+    sla_hours: float | None = None,
+    start: datetime | None = None,
+    backlog: bool = True,
+) -> SimulationResult:
+    """As-is and ``scenario`` from ``start`` (default: the log's end) over ``horizon_hours``.
+
+    Each replication runs the twin's open cases (with ``backlog``) and new
+    arrivals up to ``horizon_hours + drain_hours`` twice, as-is and with the
+    scenario, on the same cases; the KPIs are those of the cases arriving in
+    the horizon, their cycle time cut at the drain's end (``cases`` of the
+    result: the mean number of them). Returns the same
+    :class:`SimulationResult` as :func:`~closedloop.tools.twin.simulate.simulate`
+    (``warmup_cases`` = the backlog). ScenarioError for a bad size or a twin
+    without a log end.
+    """
+    twin, scenario = as_twin(twin), as_scenario(scenario)
+    moment = start or twin.log_end
+    if moment is None:
+        raise ScenarioError("the twin has no log end to simulate forward from; give a start")
+    if horizon_hours <= 0 or drain_hours < 0:
+        raise ScenarioError(f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, "
+                            f"{drain_hours}")
+    if not 1 <= replications <= MAX_REPLICATIONS or seed < 0:
+        raise ScenarioError(f"replications must be 1..{MAX_REPLICATIONS} and seed >= 0")
+    m = compile_twin(twin)
+    base_s = Settings(capacity=m.capacity, router=m.router)
+    what_s = compile_scenario(twin, m, scenario)
+    clocks = staffed_clocks(base_s), staffed_clocks(what_s)
+    t0 = hours_since(week_epoch(moment), moment)
+    t1, t2 = t0 + horizon_hours, t0 + horizon_hours + drain_hours
+    runs: tuple[list, list] = ([], [])
+    deltas, pcts, sizes, backlogs = [], [], [], []
+    for r in range(replications):
+        cases, nb = _cases(twin, m, t0, t2, seed, r, backlog)
+        kpis = []
+        for i, settings in enumerate((base_s, what_s)):
+            if i and isinstance(scenario, AsIs):
+                kpis.append(kpis[0])
+                break
+            out = run(m, settings, cases, nb)
+            routed = routed_rows(settings)
+            if routed is not None:  # a routed case is treated though no step of it is automated
+                out.treated = out.treated | routed[np.asarray(cases.rows, dtype=np.int64)]
+            view = _window(out, nb, t0, t1, t2)
+            if not len(view.arrivals):
+                raise ScenarioError(f"no case arrives in the {horizon_hours:g} h horizon")
+            kpis.append(run_kpis(m, settings, view, clocks[i], sla_hours))
+        for side, k in zip(runs, kpis, strict=True):
+            side.append(k)
+        deltas.append(kpi_difference(kpis[1], kpis[0]))
+        b = kpis[0]["cycle_time_mean_hours"]
+        pcts.append(100.0 * (kpis[1]["cycle_time_mean_hours"] - b) / b if b > 0 else 0.0)
+        sizes.append(len(view.arrivals))
+        backlogs.append(nb)
+    notes = list(twin.warnings) + m.notes
+    return SimulationResult(
+        scenario=scenario, cases=int(np.mean(sizes)), replications=replications, seed=seed,
+        warmup_cases=int(np.mean(backlogs)),
+        capacity_as_is={p: max(c) for p, c in zip(m.pools, base_s.capacity, strict=True)},
+        capacity_what_if={p: max(c) for p, c in zip(m.pools, what_s.capacity, strict=True)},
+        as_is=aggregate_kpis(runs[0]), what_if=aggregate_kpis(runs[1]),
+        delta=aggregate_kpis(deltas), predicted_delta_pct=estimate(pcts),
+        treated_share=estimate([w["treated_share"] for w in runs[1]]),
+        observed=twin.observed, notes=notes, sla_hours=sla_hours,
+        cost_per_hour=dict(zip(m.pools, m.cost_per_hour, strict=True)),
+        per_replication={
+            "delta_pct": pcts,
+            "delta_cycle_hours": [d["cycle_time_mean_hours"] for d in deltas],
+            "delta_waiting_hours": [d["waiting_mean_hours"] for d in deltas],
+        },
     )

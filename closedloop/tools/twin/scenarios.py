@@ -20,6 +20,7 @@ from closedloop.tools.rules.conditions import compile_condition
 from closedloop.tools.twin.calendar import DAYS, HOURS_PER_WEEK, slots_for
 from closedloop.tools.twin.model import Automation, Batch, EngineModel, Settings, Skip
 from closedloop.tools.twin.process_twin import ProcessTwin
+from closedloop.tools.twin.rerouting import route_segment
 from closedloop.tools.twin.routing import END
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -106,6 +107,24 @@ class ChangeRouting(_Scenario):
     probability: float = Field(ge=0.0, le=1.0)
 
 
+class RouteSegment(_Scenario):
+    """Send a share of a segment's cases straight to another pool (a routing rule).
+
+    Cases in ``segment`` that would enter ``from_pool`` at its entry activity
+    (the one by which cases mostly come into it) do the entry activity of
+    ``to_pool`` there instead, by that pool, and go on as cases leaving it do
+    (see :mod:`closedloop.tools.twin.rerouting`). Pools may be named by an
+    activity (its main pool). ScenarioError when the twin cannot steer only
+    these cases.
+    """
+
+    kind: Literal["route_segment"] = "route_segment"
+    segment: str
+    from_pool: str
+    to_pool: str
+    share: float = Field(1.0, ge=0.0, le=1.0)
+
+
 class AutoApprove(_Scenario):
     """Cases whose numeric ``attribute`` is below ``below`` skip ``activity``.
 
@@ -155,7 +174,7 @@ class BatchActivity(_Scenario):
 
 Change = Annotated[
     AddCapacity | AutomateActivity | SetShiftCapacity | ChangeCalendar | ChangeRouting
-    | AutoApprove | Prioritise | BatchActivity,
+    | RouteSegment | AutoApprove | Prioritise | BatchActivity,
     Field(discriminator="kind"),
 ]  # fmt: skip
 
@@ -169,7 +188,7 @@ class Combined(_Scenario):
 
 Scenario = Annotated[
     AsIs | AddCapacity | AutomateActivity | SetShiftCapacity | ChangeCalendar | ChangeRouting
-    | AutoApprove | Prioritise | BatchActivity | Combined,
+    | RouteSegment | AutoApprove | Prioritise | BatchActivity | Combined,
     Field(discriminator="kind"),
 ]  # fmt: skip
 _SCENARIO = TypeAdapter(Scenario)
@@ -265,6 +284,9 @@ def compile_scenario(twin: ProcessTwin, m: EngineModel, scenario: Any) -> Settin
             a = index[_activity(twin, change.from_activity)]
             to = _activity(twin, change.to_activity, allow_end=True)
             s.router.set_share(a, index.get(to, -1), change.probability)
+        elif isinstance(change, RouteSegment):
+            route_segment(twin, m, s, _segment(twin, m, change.segment), change.share,
+                          resolve_pool(twin, change.from_pool), resolve_pool(twin, change.to_pool))
         elif isinstance(change, AutoApprove):
             a = index[_activity(twin, change.activity)]
             then = None
@@ -302,6 +324,7 @@ def _threshold_mask(twin: ProcessTwin, m: EngineModel, attribute: str, below: fl
 
 __all__ = [
     "DAYS", "AddCapacity", "AsIs", "AutoApprove", "AutomateActivity", "BatchActivity",
-    "ChangeCalendar", "ChangeRouting", "Combined", "Prioritise", "Scenario", "SetShiftCapacity",
+    "ChangeCalendar", "ChangeRouting", "Combined", "Prioritise", "RouteSegment", "Scenario",
+    "SetShiftCapacity",
     "as_scenario", "compile_scenario", "resolve_pool",
 ]  # fmt: skip

@@ -14,7 +14,17 @@ widens its interval by the two sources simulation noise alone leaves out:
   result for the approver.
 
 Each draw is one as-is / what-if replication pair at the requested size, so
-the spread is that of one realisation of the change. The predictive
+the spread is that of one realisation of the change.
+
+Two ways to run a draw: the **steady state** (``simulate``: ``cases`` cases
+from an empty system, a warm-up left out), or, with ``horizon_hours``, the
+**horizon a change is judged on** (``simulate_horizon``: from the log's end
+with the twin's open cases as backlog, the cases arriving within the horizon
+followed until they finish or a drain period ends). The horizon is what a
+measurement of the next days sees. A log with no open cases at its end has
+no backlog to start from: there the steady state is used and a note says so
+(``from_backlog=False`` runs the horizon from an empty system instead). A
+refitted twin keeps the original's arrival process, backlog and log end. The predictive
 distribution is a Student t around the point run's mean with the largest
 spread seen (simulation only, with assumptions, with parameters; its number
 of draws sets the degrees of freedom): p10 / p50
@@ -36,6 +46,7 @@ from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log.columns import CASE
 from closedloop.tools.twin.calibration import Quantiles, predictive_quantiles, widest
 from closedloop.tools.twin.fit import fit_twin
+from closedloop.tools.twin.forward import DRAIN_HOURS, simulate_horizon
 from closedloop.tools.twin.process_twin import ProcessTwin, as_twin
 from closedloop.tools.twin.scenarios import Scenario, as_scenario
 from closedloop.tools.twin.simulate import SimulationResult, simulate
@@ -47,7 +58,7 @@ SEED_STRIDE = 10_007  # draws use seeds far from the point run's
 KEYS = ("delta_pct", "delta_cycle_hours", "delta_waiting_hours")
 ARRIVAL_FIELDS = (
     "mean_interarrival_hours", "interarrival_hours", "arrival_profile", "arrival_rates",
-    "arrival_gap_units", "first_case_start", "open_cases",
+    "arrival_gap_units", "first_case_start", "open_cases", "log_end",
 )  # fmt: skip
 
 
@@ -78,6 +89,9 @@ class Prediction(BaseModel):
     )
     notes: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+    horizon_hours: float | None = Field(
+        None, description="cases arriving within this many hours of the log's end (None: steady "
+                          "state from an empty system)")
 
 
 def resample_cases(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -170,6 +184,10 @@ def predict(
     replications: int = 5,
     seed: int = 0,
     sla_hours: float | None = None,
+    horizon_hours: float | None = None,
+    from_backlog: bool = True,
+    drain_hours: float = DRAIN_HOURS,
+    refits: list[ProcessTwin] | None = None,
 ) -> Prediction:
     """Predict a scenario's effect with simulation, parameter and assumption uncertainty.
 
@@ -182,6 +200,16 @@ def predict(
     ``cases`` x ``replications``, assumptions at their midpoint), p10 / p50 /
     p90 and 95 % intervals of the change, each assumption, and the spread
     per source. ScenarioError for an unknown assumption or a bad range.
+
+    With ``horizon_hours`` every draw simulates forward from the log's end
+    (the twin's open cases as backlog when ``from_backlog``, else from an
+    empty system) and measures the cases arriving within the horizon,
+    followed ``drain_hours`` more (``cases`` is then unused); without it, or
+    when the twin has no open cases or no log end to start from, the steady
+    state of ``cases`` cases is simulated (a note says which). ``refits``:
+    twins already refitted by :func:`bootstrap_twins` (so that predictions of
+    several scenarios share them and the refits are paid once); they stand
+    in for ``bootstrap`` and ``frame``.
     """
     began = time.perf_counter()
     twin, scenario = as_twin(twin), as_scenario(scenario)
@@ -189,25 +217,38 @@ def predict(
     if bootstrap < 0:
         raise ScenarioError(f"bootstrap must be >= 0, got {bootstrap}")
     point_scenario = with_values(scenario, {a.name: a.point for a in declared})
-    point = simulate(twin, point_scenario, cases=cases, replications=replications, seed=seed,
-                     sla_hours=sla_hours)  # fmt: skip
+    notes: list[str] = []
+    horizon = horizon_hours
+    if horizon is not None and from_backlog and not (twin.open_cases and twin.log_end):
+        horizon = None
+        notes.append("no open cases at the log's end to start from: steady-state prediction "
+                     f"({cases} cases from an empty system), not the {horizon_hours:g} h horizon")
+
+    def run(tw: ProcessTwin, sc: Scenario, reps: int, run_seed: int) -> SimulationResult:
+        if horizon is None:
+            return simulate(tw, sc, cases=cases, replications=reps, seed=run_seed,
+                            sla_hours=sla_hours)  # fmt: skip
+        return simulate_horizon(tw, sc, horizon, drain_hours=drain_hours, replications=reps,
+                                seed=run_seed, sla_hours=sla_hours, backlog=from_backlog)
+
+    point = run(twin, point_scenario, replications, seed)
     groups: dict[str, dict[str, list[float]]] = {"simulation": point.per_replication}
     rng = np.random.default_rng([seed, 17])
-    notes: list[str] = []
 
     def draws(twins: list[ProcessTwin], offset: int) -> dict[str, list[float]]:
         got: dict[str, list[float]] = {k: [] for k in KEYS}
         for i, tw in enumerate(twins):
             values = {a.name: float(rng.uniform(a.low, a.high)) for a in declared}
-            r = simulate(tw, with_values(scenario, values), cases=cases, replications=1,
-                         seed=seed + SEED_STRIDE * (offset + i + 1), sla_hours=sla_hours)  # fmt: skip
+            r = run(tw, with_values(scenario, values), 1, seed + SEED_STRIDE * (offset + i + 1))
             for k in KEYS:
                 got[k].extend(r.per_replication[k])
         return got
 
     if declared:
         groups["assumptions"] = draws([twin] * replications, 0)
-    if bootstrap and frame is not None:
+    if refits:
+        groups["parameters"] = draws(refits, replications)
+    elif bootstrap and frame is not None:
         groups["parameters"] = draws(bootstrap_twins(frame, twin, bootstrap, seed), replications)
     elif bootstrap:
         notes.append("no event frame given: parameter uncertainty (bootstrap) left out")
@@ -227,9 +268,10 @@ def predict(
         delta_cycle_hours=summary("delta_cycle_hours"),
         delta_waiting_hours=summary("delta_waiting_hours"),
         replications=replications,
-        bootstrap=bootstrap if frame is not None else 0,
+        bootstrap=len(refits) if refits else bootstrap if frame is not None else 0,
         assumptions=declared,
         spread=spread,
         notes=notes + point.notes,
         seconds=time.perf_counter() - began,
+        horizon_hours=horizon,
     )
