@@ -90,6 +90,9 @@ def run_loop(seed: int, regime: str, tmp: Path) -> dict[str, Any]:
 
 
 def _prediction(result: dict[str, Any]) -> dict[str, float]:
+    """The interval the Planner acted on (its stored prediction), else the simulation's own."""
+    if "prediction" in result:
+        return dict(result["prediction"])
     from closedloop.tools.measure import prediction_summary
 
     return prediction_summary(result).model_dump()

@@ -63,6 +63,10 @@ def test_change_from_loop_actions() -> None:
         "name": "r", "condition": {"field": "category", "op": "eq", "value": "password"},
         "rule_action": "auto_resolve", "treatment_share": 0.5})
     assert isinstance(rule, RuleChange) and rule.treatment_share == 0.5
+    route = change_from_action("create_rule", {
+        "name": "r", "condition": {"field": "category", "op": "eq", "value": "software"},
+        "rule_action": "route", "route_queue": "L2", "treatment_share": 1.0})
+    assert route.action == {"type": "route", "queue": "L2"}  # the connector names it route_queue
     assert change_from_action("none", {}) == NoChange()
     with pytest.raises(ValueError, match="no counterfactual"):
         change_from_action("delete_everything", {})

@@ -153,7 +153,7 @@ def change_from_action(action: str, params: dict[str, Any]) -> NoChange | Staffi
         kind = params.get("rule_action", "auto_resolve")
         rule_action = {"type": kind}
         if kind == "route":
-            rule_action["queue"] = params["queue"]
+            rule_action["queue"] = params.get("route_queue", params.get("queue"))
         return RuleChange(name=params.get("name", "rule"), condition=params["condition"],
                           action=rule_action, treatment_share=params.get("treatment_share", 1.0))  # fmt: skip
     raise ValueError(f"no counterfactual for action {action!r}")
