@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["mining.md", "discovery.md", "twin.md", "optimize_rules.md", "counterfactual.md"]
+ORDER = ["mining.md", "discovery.md", "twin.md", "twin_truth.md", "optimize_rules.md", "counterfactual.md"]
 
 INTRO = """# Benchmarks
 
