@@ -1,7 +1,10 @@
 """The closed loop on order-to-cash, reached only through its connector (spec + overlay).
 
-The o2c twin passes its own backtest (issue 9 item 3), so the Planner predicts every candidate
-change the catalog offers. Predicted in the steady state, at the default bar (5 % shorter with
+Triage ranks what the connected system can act on (issue 10): "Receive Payment" (customers
+paying invoices: no team of the company does it, no catalog action changes it) is the longest
+delay but is not selected, with the reason recorded; "Manual Approval", which the catalog's
+threshold and headcount actions can change, is. The o2c twin passes its own backtest (issue 9
+item 3), so the Planner predicts every candidate change the catalog offers. Predicted in the steady state, at the default bar (5 % shorter with
 90 % confidence) none clears it on this log and the loop records an honest "no change" with each
 candidate's prediction and why it fell short; with the bar lowered (and over the default 14-day
 horizon from the log's backlog) it proposes the best one and waits for approval.
@@ -17,7 +20,7 @@ from closedloop.demo import advance_clock
 from closedloop.graphs.runner import LoopRunner
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
-from closedloop.store.models import AuditEvent, CatalogVersion, Execution, LoopRun, Plan
+from closedloop.store.models import AuditEvent, CatalogVersion, Execution, Insight, LoopRun, Plan
 from closedloop.tools.connect import NotInCatalogError
 
 pytestmark = pytest.mark.slow
@@ -43,6 +46,12 @@ def _calibration(runner: LoopRunner, run_id: str) -> dict:
     return events[0].payload
 
 
+def _insight(runner: LoopRunner, activity: str) -> Insight:
+    with Session(runner.engine) as s:
+        return s.exec(select(Insight).where(Insight.activity == activity,
+                                            Insight.kind == "bottleneck")).one()
+
+
 def test_o2c_twin_passes_its_backtest_and_no_change_clears_the_default_bar(tmp_path, sandbox):
     # Steady state (no horizon): over the 14-day horizon from the backlog the threshold change
     # is predicted at about -13 % and clears the bar; no o2c counterfactual truth says which is right.
@@ -52,10 +61,23 @@ def test_o2c_twin_passes_its_backtest_and_no_change_clears_the_default_bar(tmp_p
         with pytest.raises(NotInCatalogError):  # nothing outside the catalog can be built
             system.action_request("deleteAutoApprovalRule", {}, "closedloop-test-key-1")
         calibration = _calibration(runner, state["run_id"])
+        payment, approval = _insight(runner, "Receive Payment"), _insight(runner, "Manual Approval")
         with Session(runner.engine) as s:
             run = s.get(LoopRun, state["run_id"])
             versions = s.exec(select(CatalogVersion)).all()
             assert s.exec(select(Plan)).all() == [] and s.exec(select(Execution)).all() == []
+    # Triage: the longest delay is one the system cannot change, and says why; the approval the
+    # catalog can change is selected.
+    triage = next(s for s in state["steps"] if s["step"] == "triage")
+    selected = [o["activity"] for o in triage["opportunities"]]
+    assert "Receive Payment" not in selected and selected[0] == "Manual Approval"
+    assert payment.detail["actionability"]["actionable"] is False
+    assert payment.detail["score"]["feasibility"] == 0.1
+    assert payment.detail["score"]["priority"] < 0.05 <= approval.detail["score"]["priority"]
+    reasons = " ".join(c["reason"] for c in payment.detail["actionability"]["checks"])
+    assert "no honest mapping" in reasons and "no numeric threshold" in reasons
+    assert set(approval.detail["actionability"]["kinds"]) == {"approval_threshold", "set_capacity"}
+    assert "Receive Payment" in triage["summary"]
     # The twin's predictions are trusted: its backtest error is within the limit and its
     # interval covers what the log later showed.
     backtest = calibration["backtest"]

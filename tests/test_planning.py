@@ -9,6 +9,7 @@ import pytest
 from closedloop.contracts import Prediction
 from closedloop.sandbox.app import create_app
 from closedloop.tools.act import planning
+from closedloop.tools.act.actionability import actionability
 from closedloop.tools.act.candidates import Opportunity, candidates_for
 from closedloop.tools.act.catalog import Condition
 from closedloop.tools.act.evidence import approval_gate, failure_prior
@@ -145,6 +146,32 @@ def test_candidates_come_from_the_catalogs_change_kinds(catalog, frame, twin) ->
     assert [d.change_kind for d in dropped] == ["route_segment"]
     assert planning.change_kind(catalog, "create_rule", found[1].params) == "automate_activity"
     assert planning.change_kind(catalog, "create_rule", {"rule_action": "route"}) == "route_segment"
+
+
+def test_actionability_lists_the_change_kinds_that_apply(catalog, frame, twin) -> None:
+    pools = {"L1": 2, "desk": 1}
+    both = actionability(catalog, "Resolve", "bottleneck", SEGMENTS, twin, frame, pools, {}, 0.5)
+    assert both.actionable and both.kinds == ["automate_activity", "set_capacity"]
+    assert both.lever == "setting"  # a rule applies, not only people
+    assert "one more in pool L1" in both.rationale() and "category=password" in both.rationale()
+    # Without a routine segment only the staffing change is left.
+    people = actionability(catalog, "Resolve", "bottleneck", [], twin, frame, pools, {}, 0.5)
+    assert people.kinds == ["set_capacity"] and people.lever == "capacity"
+
+
+def test_an_activity_the_catalog_cannot_change_is_not_actionable_and_says_why(catalog, frame,
+                                                                               twin) -> None:
+    # No pool of the system has the activity's headcount (and names are not read): no mapping;
+    # no segment is routine: nothing to automate.
+    pools = {"Q1": 7, "Q2": 9}
+    found = actionability(catalog, "Resolve", "bottleneck", [], twin, frame, pools, {}, 0.5,
+                          name_hint=False)
+    assert not found.actionable and found.kinds == [] and found.lever == "none"
+    assert {c.change_kind for c in found.checks} >= {"set_capacity", "automate_activity"}
+    assert not any(c.applies for c in found.checks)
+    why = found.rationale()
+    assert why.startswith("no catalog action can change it") and "no honest mapping" in why
+    assert "no routine segment" in why
 
 
 def test_failure_prior_widens_with_the_segments_rework() -> None:

@@ -14,6 +14,7 @@ from closedloop.store.models import CatalogVersion
 from closedloop.tools.act import System
 from closedloop.tools.connect import build_catalog
 from closedloop.tools.errors import NotAllowedError
+from closedloop.tools.twin import fit_twin
 
 
 @dataclass
@@ -54,6 +55,14 @@ class LoopContext:
         key = f"frame:{sha256}"
         if key not in self.cache:
             self.cache[key] = pd.read_parquet(artifact)
+        return self.cache[key]
+
+    def twin(self, sha256: str, artifact: str) -> Any:
+        """The process twin of a stored dataset, fitted once per dataset and seed in the process
+        (Triage, the Planner and the Watchdog share it)."""
+        key = f"twin:{sha256}:{self.settings.seed}"
+        if key not in self.cache:
+            self.cache[key] = fit_twin(self.frame(sha256, artifact), seed=self.settings.seed)
         return self.cache[key]
 
     def close(self) -> None:

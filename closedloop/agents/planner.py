@@ -62,7 +62,6 @@ from closedloop.tools.optimize.staffing import optimize_staffing
 from closedloop.tools.twin import (
     ProcessTwin,
     backtest_twin,
-    fit_twin,
     predict,
     simulate,
     simulate_horizon,
@@ -117,10 +116,7 @@ PLANNER: AgentSpec[PlanProposal] = AgentSpec(name="planner", prompt="planner", o
 
 def _calibrated_twin(ctx: LoopContext, dataset: Dataset, frame: Any) -> ProcessTwin:
     """The dataset's twin with its backtest (fitted once per dataset and seed in the process)."""
-    key = f"twin:{dataset.sha256}:{ctx.settings.seed}"
-    if key not in ctx.cache:
-        ctx.cache[key] = fit_twin(frame, seed=ctx.settings.seed)
-    twin = ctx.cache[key]
+    twin = ctx.twin(dataset.sha256, dataset.artifact)
     if twin.backtest is None:
         twin.backtest = backtest_twin(frame, seed=ctx.settings.seed)
     return twin

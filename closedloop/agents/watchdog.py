@@ -51,7 +51,6 @@ from closedloop.tools.measure import (
     twin_counterfactual,
     twin_interference,
 )
-from closedloop.tools.twin import fit_twin
 
 Decision = Literal["keep", "rollback", "escalate", "wait"]
 # Conservativeness order: a model may make a decision more cautious, never bolder.
@@ -91,16 +90,14 @@ class TwinSources:
             dataset = session.get(Dataset, run.dataset_id) if run else None
         self.ctx, self.scenario = ctx, (sim.scenario.get("scenario") if sim else None)
         self.frame = ctx.frame(dataset.sha256, dataset.artifact) if dataset else None
-        self.key = f"twin:{dataset.sha256}:{ctx.settings.seed}" if dataset else None
+        self.dataset = dataset
 
     @property
     def twin(self) -> Any:
         """The twin the Planner fitted (process cache, else fitted again from the same frame)."""
-        if self.key is None:
+        if self.dataset is None:
             return None
-        if self.key not in self.ctx.cache:
-            self.ctx.cache[self.key] = fit_twin(self.frame, seed=self.ctx.settings.seed)
-        return self.ctx.cache[self.key]
+        return self.ctx.twin(self.dataset.sha256, self.dataset.artifact)
 
     def sizes(self) -> dict[str, int]:
         s = self.ctx.settings

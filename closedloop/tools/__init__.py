@@ -18,7 +18,7 @@ Each room is a subpackage whose ``__init__`` is its public API:
   ``generate_rules``, ``backtest_rule``, ``compile_condition``.
 - ``act``: the action catalogue and the enterprise API (the only WRITE
   tools) -- ``list_catalog``, ``invoke_api``, ``fetch_events``,
-  ``fetch_config``.
+  ``fetch_config``, ``actionability`` (what the catalog can change at an activity).
 - ``measure``: effects of changes and how to measure them -- ``kpi_delta``,
   ``prediction_summary``, ``measure_cohorts``, ``choose_design``, ``switchback``,
   ``before_after_with_counterfactual``, ``treatment_control_corrected``,
@@ -53,14 +53,14 @@ _ROOM_TOOLS: dict[str, tuple[str, ...]] = {
     "mining": (
         "mine", "diagnose", "discover_dfg", "discover_petri_net", "replay_conformance",
         "check_conformance", "compare_models", "root_causes", "segment_profile", "score_insight",
-        "insights_from_report", "render_process_map",
+        "rescore_insight", "insights_from_report", "render_process_map",
     ),
     "twin": ("fit_twin", "simulate", "simulate_log", "predict", "backtest_twin"),
     "optimize": (
         "optimize_staffing", "optimize_shifts", "optimize_assignment", "optimize_threshold",
     ),
     "rules": ("generate_rules", "backtest_rule", "compile_condition"),
-    "act": ("list_catalog", "invoke_api", "fetch_events", "fetch_config"),
+    "act": ("list_catalog", "invoke_api", "fetch_events", "fetch_config", "actionability"),
     "measure": (
         "kpi_delta", "prediction_summary", "measure_cohorts", "choose_design", "switchback",
         "before_after_with_counterfactual", "treatment_control_corrected", "guardrail_kpis",

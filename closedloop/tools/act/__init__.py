@@ -26,6 +26,7 @@ Public API (import from here; the modules behind it may move):
 
 from __future__ import annotations
 
+from closedloop.tools.act.actionability import Actionability, actionability
 from closedloop.tools.act.candidates import Candidate, Dropped, candidates_for
 from closedloop.tools.act.candidates import Opportunity as PlanOpportunity
 from closedloop.tools.act.catalog import ActionSpec, Condition, list_catalog
@@ -72,6 +73,7 @@ __all__ = [
     "COHORT_TAG",
     "DEFAULT_CONNECTOR",
     "ActionSpec",
+    "Actionability",
     "ApiRequest",
     "ApiResult",
     "AssumedRange",
@@ -87,6 +89,7 @@ __all__ = [
     "PoolMatch",
     "System",
     "Weighed",
+    "actionability",
     "approval_gate",
     "blast_radius",
     "boundary_activities",

@@ -55,6 +55,7 @@ from closedloop.tools.mining.opportunities import (
     InsightScore,
     Segment,
     fingerprint,
+    rescore_insight,
     score_insight,
     segment_profile,
 )
@@ -154,6 +155,7 @@ __all__ = [
     "read_traces",
     "render_process_map",
     "replay_conformance",
+    "rescore_insight",
     "resolve_threshold",
     "root_causes",
     "score_insight",

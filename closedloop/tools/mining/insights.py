@@ -28,7 +28,9 @@ def insights_from_report(report: Mapping[str, Any], frame: pd.DataFrame) -> list
 
     Every bottleneck is scored by its total delay (with the case-attribute
     segments of its cases), every rework loop by the hours its extra
-    executions cost; both against all case hours.
+    executions cost; both against all case hours. These scores know no connected
+    system; Triage rescores them with what its catalog can do
+    (:func:`~closedloop.tools.mining.opportunities.rescore_insight`).
     """
     cycle = report["cycle_time_hours"]["mean"]
     total_case_hours = cycle * report["cases"]
@@ -49,6 +51,7 @@ def insights_from_report(report: Mapping[str, Any], frame: pd.DataFrame) -> list
                 value=b["total_delay_hours"],
                 detail={
                     "score": score.model_dump(),
+                    "waiting_share": round(share, 4),
                     "waiting_hours": b["waiting_hours"],
                     "cases_affected": b["cases_affected"],
                     "segments": [s.model_dump() for s in segment_profile(frame, b["activity"])],
