@@ -32,17 +32,6 @@ from tests.test_api import free_port, serving
 THRESHOLD = 1.5
 
 
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty store at the latest schema, migrated once and copied per test."""
-    path = tmp_path_factory.mktemp("template") / "t.db"
-    engine = open_store(f"sqlite:///{path}")
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return path
-
-
 @pytest.fixture
 def settings(tmp_path: Path, migrated_db: Path) -> Settings:
     shutil.copyfile(migrated_db, tmp_path / "t.db")
