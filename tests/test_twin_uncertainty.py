@@ -8,6 +8,7 @@ import pytest
 
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE, RESOURCE, START
+from closedloop.tools.measure import twin_counterfactual
 from closedloop.tools.twin import (
     END,
     AddCapacity,
@@ -17,6 +18,8 @@ from closedloop.tools.twin import (
     simulate_forward,
     simulate_horizon,
 )
+from closedloop.tools.twin.forward import forward_cycle_hours
+from closedloop.tools.twin.uncertainty import bootstrap_twins
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
@@ -167,3 +170,29 @@ def test_a_log_without_a_backlog_is_predicted_in_the_steady_state(small) -> None
     assert twin.open_cases == [] and pred.horizon_hours is None
     assert any("no open cases" in n for n in pred.notes)
     assert pred.delta_pct == steady.delta_pct
+
+
+def test_refits_draw_the_arrival_rate_from_its_sampling_uncertainty(small) -> None:
+    frame, twin = small
+    refits = bootstrap_twins(frame, twin, 6, seed=2)
+    gaps = [r.mean_interarrival_hours for r in refits]
+    assert len(set(gaps)) == 6  # each refit its own rate
+    # 80 cases give the rate to within about 1/sqrt(80) = 11 %.
+    ratios = np.array(gaps) / twin.mean_interarrival_hours
+    assert 0.02 < ratios.std() < 0.3 and abs(ratios.mean() - 1) < 0.2
+    assert all(r.first_case_start == twin.first_case_start for r in refits)
+
+
+def test_the_forward_counterfactual_follows_the_window_and_widens_with_refits(half_open) -> None:
+    _full, seen = half_open
+    twin = fit_twin(seen)
+    runs = forward_cycle_hours(twin, 200.0, drain_hours=100.0, replications=3, seed=1)
+    assert len(runs) == 3 and all(len(r) > 50 for r in runs)
+    assert all((r > 0).all() and (r <= 300.0 + 1e-9).all() for r in runs)
+    noise = twin_counterfactual(twin, None, replications=4, window_hours=200.0)
+    refits = bootstrap_twins(seen, twin, 4, seed=1)
+    wider = twin_counterfactual(twin, None, replications=4, window_hours=200.0, refits=refits)
+    assert "forward" in noise.source and "4 bootstrap refits" in wider.source
+    assert wider.mean == noise.mean and wider.ci_high - wider.ci_low > noise.ci_high - noise.ci_low
+    capped = twin_counterfactual(twin, 10.0, replications=4, window_hours=200.0)
+    assert capped.mean <= 10.0 < noise.mean

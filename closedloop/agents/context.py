@@ -15,6 +15,7 @@ from closedloop.tools.act import System
 from closedloop.tools.connect import build_catalog
 from closedloop.tools.errors import NotAllowedError
 from closedloop.tools.twin import fit_twin
+from closedloop.tools.twin.uncertainty import bootstrap_twins
 
 
 @dataclass
@@ -63,6 +64,15 @@ class LoopContext:
         key = f"twin:{sha256}:{self.settings.seed}"
         if key not in self.cache:
             self.cache[key] = fit_twin(self.frame(sha256, artifact), seed=self.settings.seed)
+        return self.cache[key]
+
+    def refits(self, sha256: str, artifact: str, count: int) -> list[Any]:
+        """``count`` bootstrap refits of the dataset's twin (over cases), made once per process:
+        the parameter uncertainty the Planner's predictions and the Watchdog's counterfactual share."""
+        key = f"refits:{sha256}:{self.settings.seed}:{count}"
+        if key not in self.cache:
+            self.cache[key] = bootstrap_twins(self.frame(sha256, artifact),
+                                              self.twin(sha256, artifact), count, self.settings.seed)
         return self.cache[key]
 
     def close(self) -> None:

@@ -67,7 +67,6 @@ from closedloop.tools.twin import (
     simulate_horizon,
     twin_passes_backtest,
 )
-from closedloop.tools.twin.uncertainty import bootstrap_twins
 
 # Twins refitted on resampled cases per prediction (parameter uncertainty); more narrows the
 # Student-t tails of the interval, each costs one refit and one simulated replication.
@@ -120,14 +119,6 @@ def _calibrated_twin(ctx: LoopContext, dataset: Dataset, frame: Any) -> ProcessT
     if twin.backtest is None:
         twin.backtest = backtest_twin(frame, seed=ctx.settings.seed)
     return twin
-
-
-def _refits(ctx: LoopContext, dataset: Dataset, frame: Any, twin: ProcessTwin) -> list[ProcessTwin]:
-    """The bootstrap refits of the dataset's twin, shared by every prediction of the run."""
-    key = f"refits:{dataset.sha256}:{ctx.settings.seed}:{PLAN_BOOTSTRAP}"
-    if key not in ctx.cache:
-        ctx.cache[key] = bootstrap_twins(frame, twin, PLAN_BOOTSTRAP, ctx.settings.seed)
-    return ctx.cache[key]
 
 
 def _horizon_hours(ctx: LoopContext) -> float | None:
@@ -204,7 +195,7 @@ def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str
         considered += [Weighed(label=f"{d.action} ({d.change_kind}) at {opp.activity}",
                                action=d.action, change_kind=d.change_kind, opportunity_id=opp.id,
                                verdict="not_simulated", reason=d.reason) for d in dropped]
-    refits = _refits(ctx, found[0][2], frame, twin)
+    refits = ctx.refits(found[0][2].sha256, found[0][2].artifact, PLAN_BOOTSTRAP)
     return _plan_for(ctx, run_id, scope, system, config, found, twin, frame, candidates,
                      considered, audit, refits)
 

@@ -78,6 +78,9 @@ def rule_decision(measure: KpiMeasurement) -> Decision:
     return "escalate"
 
 
+COUNTERFACTUAL_REFITS = 8  # as the Planner's bootstrap, so one process fits them once
+
+
 class TwinSources:
     """What the plan's twin knows: its stored simulation, the dataset frame and the fitted twin."""
 
@@ -98,6 +101,12 @@ class TwinSources:
         if self.dataset is None:
             return None
         return self.ctx.twin(self.dataset.sha256, self.dataset.artifact)
+
+    def refits(self) -> list[Any]:
+        """Bootstrap refits of the twin (the Planner's, when this process made them)."""
+        if self.dataset is None:
+            return []
+        return self.ctx.refits(self.dataset.sha256, self.dataset.artifact, COUNTERFACTUAL_REFITS)
 
     def sizes(self) -> dict[str, int]:
         s = self.ctx.settings
@@ -141,8 +150,11 @@ def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version
     if design.design == "before_after_with_counterfactual":
         twin = sources.twin
 
-        def counterfactual(tau: float | None) -> Interval:
-            return twin_counterfactual(twin, tau, **sources.sizes())
+        refits = sources.refits()
+
+        def counterfactual(tau: float | None, window_hours: float) -> Interval:
+            return twin_counterfactual(twin, tau, window_hours=window_hours, refits=refits,
+                                       **sources.sizes())
 
         return measure_change(records, guardrails, design, [COHORT_TAG], source,
                               counterfactual=counterfactual if twin is not None else None,
@@ -219,6 +231,10 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_ver
     if CAUTION[decision] < CAUTION[dictated]:
         audit.add("watchdog", "guard", {"model_decision": decision, "enforced": dictated})
         decision = dictated
+    if decision == "rollback" and dictated != "rollback":
+        # Model text is not evidence: it may escalate to a person, never delete a change itself.
+        audit.add("watchdog", "guard", {"model_decision": decision, "enforced": "escalate"})
+        decision = "escalate"
     if decision == "wait" and checks_so_far + 1 >= max_checks:
         decision = "escalate"
     predicted = plan.predicted.get("delta_per_treated_case_hours", plan.predicted.get("delta_hours"))

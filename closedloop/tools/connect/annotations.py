@@ -175,6 +175,19 @@ class CohortMap(_Strict):
     control_pattern: str = Field(max_length=200, description="regular expression")
 
 
+class CaseScope(_Strict):
+    """Where a case ends for the loop's KPIs: at the first of ``until`` (a milestone).
+
+    Later events (a customer paying weeks after delivery) are outside what the
+    loop can change and measure; the loop clips each case there, in history
+    and after a change alike, so prediction and measurement share one KPI.
+    """
+
+    until: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=50, description="activities that end a case for the KPIs")
+    why: str = Field(min_length=1, max_length=500, description="shown with every cycle time")
+
+
 class Cursor(_Strict):
     """Paging: ``token`` (a cursor from the page goes into ``param``), ``offset`` (``param``
     advances by the items read) or ``next_link`` (the page holds the next page's URL)."""
@@ -230,6 +243,8 @@ class EventFeedAnnotation(_Strict):
     page_size: int = Field(1000, ge=1, le=100_000)
     fields: FieldMap
     cohort: CohortMap | None = None
+    case_scope: CaseScope | None = Field(
+        None, description="end cases at a milestone for the KPIs (default: their last event)")
 
 
 class StateAnnotation(_Strict):
@@ -351,6 +366,7 @@ __all__ = [
     "BearerAuthConfig",
     "ChangeKind",
     "ChangeKindByParam",
+    "CaseScope",
     "CohortMap",
     "Compensation",
     "ConnectorAnnotation",

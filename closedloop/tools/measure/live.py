@@ -42,8 +42,8 @@ from closedloop.tools.measure.guardrails import case_quality, guardrail_check, g
 from closedloop.tools.measure.sequential import sequential_rework_check
 from closedloop.tools.measure.survival import case_table, restricted_mean
 
-Counterfactual = Interval | Callable[[float | None], Interval]
-"""The model's no-change cycle time, or a function of the censoring horizon giving it."""
+Counterfactual = Interval | Callable[[float | None, float], Interval]
+"""The model's no-change cycle time, or a function of (censoring horizon, window hours) giving it."""
 
 
 def _stats(cases: pd.DataFrame, tau: float | None) -> CohortStats:
@@ -178,7 +178,9 @@ def _before_after(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict
     effect, cohorts = None, (None, None)
     if closed >= 2 and counterfactual is not None:
         tau = float(cases["hours"].max()) if not cases["closed"].all() else None
-        model = counterfactual if isinstance(counterfactual, Interval) else counterfactual(tau)
+        window = (pd.Timestamp(end) - cases["arrival"].min()).total_seconds() / 3600.0
+        model = (counterfactual if isinstance(counterfactual, Interval)
+                 else counterfactual(tau, max(window, 1.0)))
         effect = before_after_with_counterfactual(
             frame, cases["arrival"].min(), model, end_activities=g.end_activities, window_end=end,
             start_activities=g.start_activities, tau_hours=tau)

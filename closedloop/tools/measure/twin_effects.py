@@ -13,6 +13,8 @@ case) and its own treatment-minus-control difference, the two inputs of
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -31,6 +33,7 @@ from closedloop.tools.twin import (
 )
 from closedloop.tools.twin.calendar import hours_since, week_epoch
 from closedloop.tools.twin.engine import run
+from closedloop.tools.twin.forward import DRAIN_HOURS, forward_cycle_hours
 from closedloop.tools.twin.model import Settings, compile_twin
 from closedloop.tools.twin.scenarios import compile_scenario
 from closedloop.tools.twin.steps import draw_cases
@@ -56,15 +59,26 @@ def twin_counterfactual(
     replications: int = 5,
     seed: int = 0,
     scenario: Scenario | None = None,
+    window_hours: float | None = None,
+    refits: Sequence[ProcessTwin] = (),
 ) -> Interval:
     """Mean cycle time (hours) of the twin without the change, capped at ``tau_hours`` when given.
 
     A measurement with open cases is a restricted mean up to ``tau``; capping
     the simulated cycle times at the same ``tau`` keeps both on one scale
     (an uncapped counterfactual would make any change look faster).
-    ``scenario`` (default as-is) is what "without the change" means.
+    ``scenario`` (default as-is) is what "without the change" means. With
+    ``window_hours`` the counterfactual is the forward run from the twin's log
+    end (its backlog then, the same calendar) for the cases arriving in that
+    window, as the measured cases did, and ``refits`` (bootstrap refits of the
+    twin over cases) add the uncertainty of its fitted parameters to the
+    interval; otherwise the twin's steady state (``cases`` per replication
+    after a warm-up).
     """
     twin = as_twin(twin)
+    if window_hours is not None and twin.log_end is not None:
+        return _forward_counterfactual(twin, tau_hours, replications, seed, scenario, window_hours,
+                                       refits)
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, as_scenario(scenario or AsIs()))
     warm, offset, means = int(cases * WARMUP_SHARE), _offset(twin), []
@@ -74,6 +88,33 @@ def twin_counterfactual(
         means.append(float(np.minimum(cycle, tau_hours).mean() if tau_hours else cycle.mean()))
     capped = f", capped at {tau_hours:.1f} h" if tau_hours else ""
     return _interval(means, f"the as-is twin ({replications} replications{capped})")
+
+
+def _capped_means(twin: ProcessTwin, tau: float | None, window: float, replications: int,
+                  seed: int, scenario: Scenario | None) -> list[float]:
+    runs = forward_cycle_hours(twin, window, DRAIN_HOURS, replications, seed, scenario=scenario)
+    return [float(np.minimum(c, tau).mean() if tau else c.mean()) for c in runs if len(c)]
+
+
+def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: int, seed: int,
+                            scenario: Scenario | None, window: float,
+                            refits: Sequence[ProcessTwin]) -> Interval:
+    """The forward counterfactual: simulation noise of the twin plus, with refits, the spread of
+    the refitted twins' means (the fitted parameters' uncertainty), combined as normal errors."""
+    means = _capped_means(twin, tau, window, replications, seed, scenario)
+    if not means:
+        raise ScenarioError(f"no case arrives in the twin's {window:.0f} h window")
+    mean = float(np.mean(means))
+    sim_se = float(np.std(means, ddof=1) / math.sqrt(len(means))) if len(means) > 1 else 0.0
+    by_refit = [float(np.mean(m)) for tw in refits
+                if (m := _capped_means(tw, tau, window, 2, seed, scenario))]
+    param_sd = float(np.std(by_refit, ddof=1)) if len(by_refit) > 1 else 0.0
+    half = 1.96 * math.hypot(sim_se, param_sd)
+    capped = f", capped at {tau:.1f} h" if tau else ""
+    spread = f" and {len(by_refit)} bootstrap refits" if len(by_refit) > 1 else ""
+    return Interval(mean=mean, ci_low=mean - half, ci_high=mean + half,
+                    source=f"the as-is twin run forward from its log's end over the same "
+                           f"{window:.0f} h ({len(means)} replications{spread}{capped})")
 
 
 @read_tool

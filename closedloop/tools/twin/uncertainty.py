@@ -5,8 +5,10 @@ widens its interval by the two sources simulation noise alone leaves out:
 
 - **parameters**: a bootstrap over cases of the twin fit (the log's cases
   drawn with replacement, the twin refitted, one replication each); the
-  arrival process is kept from the original fit (duplicated cases would
-  arrive together and fake bursts);
+  arrival process keeps the original fit's calendar and gaps (duplicated
+  cases would arrive together and fake bursts) with its rate drawn from
+  its own uncertainty: ``n`` cases seen give the rate to within a factor
+  Gamma(n, 1/n), which matters most where a pool runs near saturation;
 - **assumptions**: a scenario parameter the log cannot show (e.g. the
   failure rate of a new automation) may be declared as a range
   ``{"failure_rate": (0.05, 0.30)}``, a uniform prior sampled in each draw
@@ -113,14 +115,20 @@ def resample_cases(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFram
 def bootstrap_twins(
     frame: pd.DataFrame, twin: ProcessTwin, count: int, seed: int = 0
 ) -> list[ProcessTwin]:
-    """``count`` twins refitted on resampled cases, the original's arrival process kept."""
+    """``count`` twins refitted on resampled cases, the original's arrival calendar kept and its
+    rate drawn from the rate's sampling uncertainty."""
     rng = np.random.default_rng([seed, 99])
     kept = {f: getattr(twin, f) for f in ARRIVAL_FIELDS}
     pooling = twin.pooling if twin.pooling in ("activity", "profiles") else "auto"
+    n = max(twin.n_cases, 1)
     out = []
     for _ in range(count):
         refit = fit_twin(resample_cases(frame, rng), seed=seed, pooling=pooling)  # type: ignore[arg-type]
-        out.append(refit.model_copy(update=kept))
+        factor = float(rng.gamma(n, 1.0 / n))
+        rate = {"mean_interarrival_hours": twin.mean_interarrival_hours / factor,
+                "arrival_rates": [r * factor for r in twin.arrival_rates]
+                if twin.arrival_rates else None}
+        out.append(refit.model_copy(update={**kept, **rate}))
     return out
 
 
