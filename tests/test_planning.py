@@ -140,9 +140,11 @@ def test_candidates_come_from_the_catalogs_change_kinds(catalog, frame, twin) ->
     assert found[1].params["treatment_share"] == 0.5 and found[1].partial
     assert found[1].params["rule_action"] == "auto_resolve"  # the value meaning automate_activity
     assert found[1].opportunity_id == 3 and found[1].change_kind == "automate_activity"
-    # The bot's failure rate is not a constant: a declared range, shown with where it came from.
-    assert found[1].assumptions == {"failure_rate": (0.0, 0.5)}
-    assert any("declared prior" in e for e in found[1].evidence)
+    # The bot's failure rate and how long a failure goes unnoticed are not constants: declared
+    # ranges (this small log has no rework to learn from), shown with where they came from.
+    assert found[1].assumptions == {"failure_rate": (0.0, 0.5), "failure_delay_hours": (0.0, 24.0)}
+    assert any("declared prior" in e and "failure rate" in e for e in found[1].evidence)
+    assert any("noticed after" in e and "declared prior" in e for e in found[1].evidence)
     assert [d.change_kind for d in dropped] == ["route_segment"]
     assert planning.change_kind(catalog, "create_rule", found[1].params) == "automate_activity"
     assert planning.change_kind(catalog, "create_rule", {"rule_action": "route"}) == "route_segment"
@@ -221,7 +223,7 @@ def test_scenarios_of_catalog_actions(frame, catalog, twin) -> None:
     bot, ranges = planning.scenario_for(catalog, "create_rule", rule, twin, frame, pools, "Resolve")
     assert isinstance(bot, AutomateActivity)
     assert (bot.activity, bot.segment, bot.share) == ("Resolve", "category == 'password'", 0.5)
-    assert ranges == {"failure_rate": (0.0, 0.5)}
+    assert ranges == {"failure_rate": (0.0, 0.5), "failure_delay_hours": (0.0, 24.0)}
     with pytest.raises(ScenarioError, match="unknown pool 'L9'"):
         planning.scenario_for(catalog, "set_queue_staffing", {"queue": "L9", "agents": 3}, twin,
                               frame, pools, "Resolve")

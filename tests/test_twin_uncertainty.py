@@ -196,3 +196,29 @@ def test_the_forward_counterfactual_follows_the_window_and_widens_with_refits(ha
     assert wider.mean == noise.mean and wider.ci_high - wider.ci_low > noise.ci_high - noise.ci_low
     capped = twin_counterfactual(twin, 10.0, replications=4, window_hours=200.0)
     assert capped.mean <= 10.0 < noise.mean
+
+
+def test_a_failure_noticed_late_costs_more_than_one_noticed_at_once(small) -> None:
+    _frame, twin = small
+    at_once = AutomateActivity(activity="B", failure_rate=0.5)
+    late = AutomateActivity(activity="B", failure_rate=0.5, failure_delay_hours=5.0)
+    quick = predict(twin, at_once, bootstrap=0, cases=200, replications=3)
+    slow = predict(twin, late, bootstrap=0, cases=200, replications=3)
+    # Half the treated cases wait 5 h more before a person takes over.
+    assert slow.delta_cycle_hours.p50 > quick.delta_cycle_hours.p50 + 1.5
+
+
+def test_the_notice_delay_comes_from_the_logs_rework_gaps() -> None:
+    from closedloop.tools.act import failure_notice
+
+    rows = []
+    for i in range(30):  # each case does B, then B again 3-5 h later
+        t = T0 + pd.Timedelta(hours=10 * i)
+        for act, s, e in (("B", 0.0, 0.5), ("B", 3.5 + (i % 3), 4.0 + (i % 3))):
+            rows.append({CASE: f"c{i}", ACTIVITY: act, RESOURCE: "r",
+                         START: t + pd.Timedelta(hours=s), COMPLETE: t + pd.Timedelta(hours=e)})
+    found = failure_notice(pd.DataFrame(rows), ["B"])
+    assert found.name == "failure_delay_hours" and 3.0 <= found.low <= found.high <= 5.0
+    assert "30 reworked cases" in found.source
+    fallback = failure_notice(pd.DataFrame(rows[:4]), ["B"])
+    assert (fallback.low, fallback.high) == (0.0, 24.0) and "declared prior" in fallback.source

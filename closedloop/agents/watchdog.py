@@ -51,6 +51,7 @@ from closedloop.tools.measure import (
     twin_counterfactual,
     twin_interference,
 )
+from closedloop.tools.twin import backtest_twin
 
 Decision = Literal["keep", "rollback", "escalate", "wait"]
 # Conservativeness order: a model may make a decision more cautious, never bolder.
@@ -108,6 +109,17 @@ class TwinSources:
             return []
         return self.ctx.refits(self.dataset.sha256, self.dataset.artifact, COUNTERFACTUAL_REFITS)
 
+    def backtest_error(self) -> float | None:
+        """The twin's own backtest error (a share), the model error of its counterfactual; the
+        backtest is run here when the Planner's is not in this process."""
+        twin = self.twin
+        if twin is None or self.frame is None:
+            return None
+        if twin.backtest is None:
+            twin.backtest = backtest_twin(self.frame, seed=self.ctx.settings.seed)
+        bt = twin.backtest
+        return abs(bt.error_pct) / 100.0 if bt.status == "ok" and bt.error_pct is not None else None
+
     def sizes(self) -> dict[str, int]:
         s = self.ctx.settings
         return {"cases": s.simulation_cases, "replications": s.simulation_replications, "seed": s.seed}
@@ -150,11 +162,11 @@ def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version
     if design.design == "before_after_with_counterfactual":
         twin = sources.twin
 
-        refits = sources.refits()
+        refits, error = sources.refits(), sources.backtest_error()
 
         def counterfactual(tau: float | None, window_hours: float) -> Interval:
             return twin_counterfactual(twin, tau, window_hours=window_hours, refits=refits,
-                                       **sources.sizes())
+                                       model_error=error, **sources.sizes())
 
         return measure_change(records, guardrails, design, [COHORT_TAG], source,
                               counterfactual=counterfactual if twin is not None else None,

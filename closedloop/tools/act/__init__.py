@@ -13,7 +13,8 @@ Public API (import from here; the modules behind it may move):
   :class:`PlanOpportunity`) from the mined process and the catalog's change kinds;
   pools of the system matched to the twin's on evidence (``pool_map``: :func:`map_pool`,
   :func:`state_members`, :class:`PoolMatch`); what the log says before a change
-  (``evidence``: :func:`failure_prior`, :func:`approval_gate`);
+  (``evidence``: :func:`failure_prior`, :func:`failure_notice`, :func:`automation_assumptions`,
+  :func:`approval_gate`);
 - planning (``planning``): :func:`scenario_for`, :func:`candidate_inputs`,
   :func:`change_kind`, :func:`segment_share`, :func:`blast_radius` (:class:`BlastRadius`),
   :func:`risk_tier`, :func:`boundary_activities`, :func:`default_guardrails`,
@@ -38,7 +39,14 @@ from closedloop.tools.act.connector import (
     connector_path,
     load_manifest,
 )
-from closedloop.tools.act.evidence import AssumedRange, Gate, approval_gate, failure_prior
+from closedloop.tools.act.evidence import (
+    AssumedRange,
+    Gate,
+    approval_gate,
+    automation_assumptions,
+    failure_notice,
+    failure_prior,
+)
 from closedloop.tools.act.invoke import ApiRequest, ApiResult, invoke_api
 from closedloop.tools.act.planning import (
     BlastRadius,
@@ -91,6 +99,7 @@ __all__ = [
     "Weighed",
     "actionability",
     "approval_gate",
+    "automation_assumptions",
     "blast_radius",
     "boundary_activities",
     "candidate_inputs",
@@ -104,6 +113,7 @@ __all__ = [
     "contract_prediction",
     "decide",
     "default_guardrails",
+    "failure_notice",
     "failure_prior",
     "fetch_config",
     "fetch_events",

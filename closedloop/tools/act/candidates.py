@@ -8,7 +8,8 @@ applies gives a candidate (or a recorded reason why it cannot):
   (:mod:`closedloop.tools.act.pool_map`), one more person;
 - **automate** / **skip** (``automate_activity`` / ``skip_activity``): the
   routine segment of the activity's cases (large and quickly handled); an
-  automation's failure rate enters as a range (:func:`failure_prior`);
+  automation's failure rate and how long a failure goes unnoticed enter as ranges
+  (:func:`automation_assumptions`);
 - **threshold** (``approval_threshold``): when the log shows the activity is
   done only above a numeric attribute's threshold (:func:`approval_gate`),
   raising it to the median of the gated cases;
@@ -33,7 +34,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
-from closedloop.tools.act.evidence import approval_gate, failure_prior, handled_by
+from closedloop.tools.act.evidence import approval_gate, automation_assumptions, handled_by
 from closedloop.tools.act.pool_map import capacity_of, map_pool, twin_pools_of
 from closedloop.tools.connect import Catalog, CatalogAction
 from closedloop.tools.connect.annotations import ChangeKindByParam
@@ -248,11 +249,12 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
                                     automated_duration_hours=0.0)]
     else:  # the bot takes over the work of the activity's main pool on this segment
         acts = [a for a in twin.pools[twin.pool_of(opp.activity)].activities if a in twin.activities]
-        prior = failure_prior(frame, seg["attribute"], [seg["value"]], acts)
+        assumptions, (prior, notice) = automation_assumptions(frame, seg["attribute"],
+                                                              [seg["value"]], acts)
         changes = [AutomateActivity(activity=a, segment=segment, share=treated) for a in acts]
-        key = "failure_rate" if len(changes) == 1 else "changes.{i}.failure_rate"
-        assumptions = {key.format(i=i): (prior.low, prior.high) for i in range(len(changes))}
         evidence.append(f"bot failure rate {prior.low:.0%}-{prior.high:.0%}: {prior.source}")
+        evidence.append(f"a failure noticed after {notice.low:.1f}-{notice.high:.1f} h: "
+                        f"{notice.source}")
     scenario = changes[0] if len(changes) == 1 else Combined(changes=changes)
     label = name + (f" for {share:.0%} of matching cases" if partial else "")
     return [Candidate(action=entry.name, params=params, label=label, partial=partial,

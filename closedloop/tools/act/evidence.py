@@ -4,6 +4,10 @@
   not in the log. It enters as a declared prior range, widened by the closest
   evidence the log has: how often cases of that segment were reworked (an
   activity of the automated work repeated). The range is shown to the approver.
+- :func:`failure_notice`: how long a failed automation goes unnoticed is not
+  in the log either; the closest evidence is how long the log's reworked cases
+  waited between an activity and its repeat (a wrong resolution until the
+  reopen), else a declared prior range.
 - :func:`approval_gate`: an activity done only for cases whose numeric case
   attribute reaches a threshold (an approval above an amount), found from the
   cases that did and did not pass through it.
@@ -20,10 +24,12 @@ from collections.abc import Sequence
 import pandas as pd
 from pydantic import BaseModel
 
-from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, RESOURCE
+from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, COMPLETE, RESOURCE, START
 
 # A bot nobody has measured yet may fail on anything from none to half of its cases.
 PRIOR_FAILURE = (0.0, 0.5)
+# Without rework in the log: a failure may be noticed at once or up to a working day later.
+PRIOR_NOTICE_HOURS = (0.0, 24.0)
 MIN_EVIDENCE_CASES = 20
 GATE_ACCURACY = 0.95  # share of cases the threshold must sort right to count as a gate
 MIN_GATED_CASES = 20
@@ -71,6 +77,47 @@ def failure_prior(frame: pd.DataFrame, field: str | None, values: Sequence[str] 
         source=f"{prior}; the segment's rework share in the log: {reworked}/{n} cases reworked "
                f"(95 % interval {w_low:.0%}-{w_high:.0%})"
                + (", which widens it" if w_low < low or w_high > high else ", within it"))
+
+
+def failure_notice(frame: pd.DataFrame, activities: Sequence[str]) -> AssumedRange:
+    """How long a failed automation of ``activities`` waits before a person takes over (hours).
+
+    Evidence: in the log's cases where one of ``activities`` ran again, the
+    time from an instance's end to the start of its repeat (the interquartile
+    range over those gaps); with fewer than :data:`MIN_EVIDENCE_CASES` such
+    cases the declared prior :data:`PRIOR_NOTICE_HOURS`.
+    """
+    low, high = PRIOR_NOTICE_HOURS
+    rows = frame[frame[ACTIVITY].isin(list(activities))].sort_values([CASE, COMPLETE])
+    start = rows[START] if START in rows.columns else rows[COMPLETE]
+    same = (rows[CASE].to_numpy()[1:] == rows[CASE].to_numpy()[:-1]) & (
+        rows[ACTIVITY].to_numpy()[1:] == rows[ACTIVITY].to_numpy()[:-1])
+    gaps = ((start.to_numpy()[1:] - rows[COMPLETE].to_numpy()[:-1])[same]
+            / pd.Timedelta(hours=1)).astype(float)
+    gaps = gaps[gaps >= 0]
+    cases = rows[CASE].to_numpy()[1:][same]
+    if len(set(cases.tolist())) < MIN_EVIDENCE_CASES:
+        return AssumedRange(
+            name="failure_delay_hours", low=low, high=high,
+            source=f"declared prior {low:g}-{high:g} h until a failure is noticed (the log has "
+                   f"{len(set(cases.tolist()))} reworked cases of {', '.join(activities)})")
+    q1, q3 = (float(v) for v in pd.Series(gaps).quantile([0.25, 0.75]))
+    return AssumedRange(
+        name="failure_delay_hours", low=round(q1, 3), high=round(max(q3, q1), 3),
+        source=f"time from an instance to its repeat in {len(set(cases.tolist()))} reworked "
+               f"cases of the log (interquartile {q1:.1f}-{q3:.1f} h)")
+
+
+def automation_assumptions(frame: pd.DataFrame, field: str | None, values: Sequence[str] | None,
+                           activities: Sequence[str]) -> tuple[dict[str, tuple[float, float]],
+                                                               list[AssumedRange]]:
+    """The declared ranges of a bot taking over ``activities`` (one automation each, in order):
+    its failure rate on the segment and how long a failure goes unnoticed."""
+    ranges = [failure_prior(frame, field, values, activities), failure_notice(frame, activities)]
+    prefix = "" if len(activities) == 1 else "changes.{i}."
+    out = {(prefix + r.name).format(i=i): (r.low, r.high)
+           for i in range(len(activities)) for r in ranges}
+    return out, ranges
 
 
 class Gate(BaseModel):

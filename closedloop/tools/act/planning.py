@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from closedloop.contracts import Guardrails
 from closedloop.tools.act.candidates import CAPACITY_KINDS, Candidate
 from closedloop.tools.act.catalog import Condition
-from closedloop.tools.act.evidence import approval_gate, failure_prior
+from closedloop.tools.act.evidence import approval_gate, automation_assumptions
 from closedloop.tools.act.pool_map import capacity_of, twin_pools_of
 from closedloop.tools.connect import Catalog, CatalogAction
 from closedloop.tools.connect.annotations import ChangeKindByParam
@@ -129,10 +129,9 @@ def scenario_for(catalog: Catalog, action: str, params: dict[str, Any], twin: Pr
     # The bot takes over the work of the activity's main pool on the segment.
     acts = [a for a in twin.pools[twin.pool_of(activity)].activities if a in twin.activities]
     values = condition.value if isinstance(condition.value, list) else [condition.value]
-    prior = failure_prior(frame, condition.field, values if condition.op != "neq" else None, acts)
+    ranges, _ = automation_assumptions(frame, condition.field,
+                                       values if condition.op != "neq" else None, acts)
     changes = [AutomateActivity(activity=a, segment=segment, share=share) for a in acts]
-    key = "failure_rate" if len(changes) == 1 else "changes.{i}.failure_rate"
-    ranges = {key.format(i=i): (prior.low, prior.high) for i in range(len(changes))}
     return (changes[0] if len(changes) == 1 else Combined(changes=changes)), ranges
 
 

@@ -61,6 +61,7 @@ def twin_counterfactual(
     scenario: Scenario | None = None,
     window_hours: float | None = None,
     refits: Sequence[ProcessTwin] = (),
+    model_error: float | None = None,
 ) -> Interval:
     """Mean cycle time (hours) of the twin without the change, capped at ``tau_hours`` when given.
 
@@ -72,13 +73,14 @@ def twin_counterfactual(
     end (its backlog then, the same calendar) for the cases arriving in that
     window, as the measured cases did, and ``refits`` (bootstrap refits of the
     twin over cases) add the uncertainty of its fitted parameters to the
-    interval; otherwise the twin's steady state (``cases`` per replication
+    interval, ``model_error`` (a share, e.g. the twin's backtest error) that of
+    the model itself, taken as one standard deviation; otherwise the twin's steady state (``cases`` per replication
     after a warm-up).
     """
     twin = as_twin(twin)
     if window_hours is not None and twin.log_end is not None:
         return _forward_counterfactual(twin, tau_hours, replications, seed, scenario, window_hours,
-                                       refits)
+                                       refits, model_error)
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, as_scenario(scenario or AsIs()))
     warm, offset, means = int(cases * WARMUP_SHARE), _offset(twin), []
@@ -98,9 +100,10 @@ def _capped_means(twin: ProcessTwin, tau: float | None, window: float, replicati
 
 def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: int, seed: int,
                             scenario: Scenario | None, window: float,
-                            refits: Sequence[ProcessTwin]) -> Interval:
+                            refits: Sequence[ProcessTwin], model_error: float | None) -> Interval:
     """The forward counterfactual: simulation noise of the twin plus, with refits, the spread of
-    the refitted twins' means (the fitted parameters' uncertainty), combined as normal errors."""
+    the refitted twins' means (the fitted parameters' uncertainty) and, with ``model_error``,
+    the model's own error, combined as normal errors."""
     means = _capped_means(twin, tau, window, replications, seed, scenario)
     if not means:
         raise ScenarioError(f"no case arrives in the twin's {window:.0f} h window")
@@ -109,9 +112,12 @@ def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: 
     by_refit = [float(np.mean(m)) for tw in refits
                 if (m := _capped_means(tw, tau, window, 2, seed, scenario))]
     param_sd = float(np.std(by_refit, ddof=1)) if len(by_refit) > 1 else 0.0
-    half = 1.96 * math.hypot(sim_se, param_sd)
+    model_sd = abs(model_error or 0.0) * mean
+    half = 1.96 * math.sqrt(sim_se**2 + param_sd**2 + model_sd**2)
     capped = f", capped at {tau:.1f} h" if tau else ""
     spread = f" and {len(by_refit)} bootstrap refits" if len(by_refit) > 1 else ""
+    if model_error:
+        spread += f", its backtest error of {100 * abs(model_error):.0f} % as model error"
     return Interval(mean=mean, ci_low=mean - half, ci_high=mean + half,
                     source=f"the as-is twin run forward from its log's end over the same "
                            f"{window:.0f} h ({len(means)} replications{spread}{capped})")

@@ -56,6 +56,7 @@ class Automation:
     duration: float
     failure_rate: float
     mask: list[bool] | None
+    failure_delay: float = 0.0  # hours until a failure is noticed and a person takes over
 
 
 @dataclass

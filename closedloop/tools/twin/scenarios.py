@@ -56,8 +56,10 @@ class AutomateActivity(_Scenario):
     ``case:`` prefix), e.g. ``"category == 'password'"``; None = all cases.
     Treated cases skip the delay and queue and take
     ``automated_duration_hours``; with probability ``failure_rate`` the
-    automation fails and the human activity follows as usual. A duration of
-    0 with no failures skips the activity.
+    automation fails and the human activity follows, after
+    ``failure_delay_hours`` (how long a failure takes to be noticed, e.g. a
+    wrong resolution until the customer reopens). A duration of 0 with no
+    failures skips the activity.
     """
 
     kind: Literal["automate_activity"] = "automate_activity"
@@ -66,6 +68,7 @@ class AutomateActivity(_Scenario):
     share: float = Field(1.0, ge=0.0, le=1.0)
     automated_duration_hours: float = Field(0.03, ge=0.0)
     failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    failure_delay_hours: float = Field(0.0, ge=0.0, le=24 * 365)
 
 
 class _Hours(_Scenario):
@@ -278,7 +281,8 @@ def compile_scenario(twin: ProcessTwin, m: EngineModel, scenario: Any) -> Settin
                 )
             mask = None if change.segment is None else _segment(twin, m, change.segment)
             s.automations[a] = Automation(
-                change.share, change.automated_duration_hours, change.failure_rate, mask
+                change.share, change.automated_duration_hours, change.failure_rate, mask,
+                change.failure_delay_hours,
             )
         elif isinstance(change, ChangeRouting):
             a = index[_activity(twin, change.from_activity)]

@@ -190,6 +190,12 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
             delay[sub] = m.delay_after.get((p, a), m.delay[a])(u[sub, 2])
     for a, auto in s.automations.items():
         proc[(act == a) & ~human] = auto.duration
+        if auto.failure_delay > 0 and len(act) > 1:
+            # A failed automation is noticed only later (a wrong resolution reopened): the
+            # human step that follows it waits that long first.
+            after = np.r_[False, (act[1:] == a) & human[1:] & ~human[:-1]
+                          & (act[:-1] == a) & (case[1:] == case[:-1])]
+            delay[after] += auto.failure_delay
     steps = Steps(case, act, pool, delay, proc, first_a, np.asarray(rework),
                   _group_last(m, act, human, case))  # fmt: skip
     return steps, np.asarray(treated)
