@@ -67,18 +67,24 @@ def independent_cycle_times(url: str, after_seq: int, rule_id: str) -> dict[str,
     return out
 
 
-def test_whole_loop_keeps_a_change_measured_on_the_sandbox_events(settings, sandbox):
+def _approve_and_watch(settings: Settings, url: str) -> tuple[LoopRunner, dict]:
     with LoopRunner(settings) as runner:
-        state = runner.start(sandbox.url, scope="helpdesk")
+        state = runner.start(url, scope="helpdesk")
         assert state["pending"]["kind"] == "approval"
-        assert writes(sandbox.url) == []  # nothing written before approval
+        assert writes(url) == []  # nothing written before approval
         state = runner.resume(state["run_id"], {"decision": "approve", "by": "tester"}, expect="approval")
         assert state["pending"]["kind"] == "evidence"
-        advance_clock(sandbox.url, 14)
+        advance_clock(url, 14)
         state = runner.resume(state["run_id"], {}, expect="evidence")
     assert state["pending"] is None
-    assert state["outcome"] == "kept"
+    return runner, state
 
+
+def test_whole_loop_keeps_a_staffing_change_measured_against_the_forward_twin(settings, sandbox):
+    # Seed 11: the first line is the bottleneck and one more agent is the best-ranked change
+    # (a bot's failures would be noticed only hours later, which the rule candidates pay for).
+    runner, state = _approve_and_watch(settings, sandbox.url)
+    assert state["outcome"] == "kept"
     with Session(runner.engine) as s:
         verdict = s.exec(select(Verdict)).one()
         plan = s.get(Plan, verdict.plan_id)
@@ -90,16 +96,40 @@ def test_whole_loop_keeps_a_change_measured_on_the_sandbox_events(settings, sand
         mining = s.get(MiningRun, insight.mining_run_id)
         assert s.get(Dataset, mining.dataset_id).source == f"{sandbox.url}/events"
         assert plan.status == "kept" and execution.status == "succeeded"
-        snapshots = {k.cohort: k for k in s.exec(select(KpiSnapshot).where(
-            KpiSnapshot.plan_id == plan.id, KpiSnapshot.kpi == "cycle_time_hours"))}
         kinds = {e.kind for e in s.exec(select(AuditEvent).where(AuditEvent.run_id == state["run_id"]))}
+    assert plan.actions[0]["action"] == "set_queue_staffing"
     assert {"prompt", "model_answer", "tool_call", "tool_result", "gate", "decision"} <= kinds
     assert verdict.decision == "keep" and verdict.ci_high < 0
+    watch = [st for st in state["steps"] if st["step"] == "watch"][-1]["measured"]
+    assert watch["design"] == "before_after_with_counterfactual"
+    assert "run forward from its log's end" in watch["why"] and "backtest error" in watch["why"]
+    assert verdict.predicted_delta != pytest.approx(verdict.delta)
+    assert [w["replayed"] for w in writes(sandbox.url)] == [False]
+
+
+@pytest.fixture
+def rule_sandbox():
+    with SandboxServer(seed=4) as server:
+        advance_clock(server.url, 21)
+        yield server
+
+
+def test_whole_loop_measures_a_rule_on_the_sandbox_events(settings, rule_sandbox):
+    # Seed 4: auto-resolving password tickets for half of them is the best-ranked change.
+    runner, state = _approve_and_watch(settings, rule_sandbox.url)
+    with Session(runner.engine) as s:
+        verdict = s.exec(select(Verdict)).one()
+        plan = s.get(Plan, verdict.plan_id)
+        execution = s.exec(select(Execution).where(Execution.plan_id == plan.id)).one()
+        snapshots = {k.cohort: k for k in s.exec(select(KpiSnapshot).where(
+            KpiSnapshot.plan_id == plan.id, KpiSnapshot.kpi == "cycle_time_hours"))}
+    assert plan.actions[0]["action"] == "create_rule" and execution.status == "succeeded"
+    assert state["outcome"] in ("kept", "escalated")
     # The realized KPI is what the sandbox's own events say, not the simulation.
     rule_id = execution.response["rule_id"]
     # Where the loop's event cursor stood at execution: the seq feed's last page start + read.
     position = state["watch_position"]
-    expected = independent_cycle_times(sandbox.url, position["cursor"] + position["skip"], rule_id)
+    expected = independent_cycle_times(rule_sandbox.url, position["cursor"] + position["skip"], rule_id)
     for cohort in ("treatment", "control"):
         raw, snap = expected[cohort], snapshots[cohort]
         # Every case that started after the change counts; open ones are censored, not dropped,
@@ -108,7 +138,6 @@ def test_whole_loop_keeps_a_change_measured_on_the_sandbox_events(settings, sand
         assert raw["open_at_age_mean"] - 1e-6 <= snap.mean <= max(raw["longest"], raw["closed_mean"]), (
             cohort, snap, raw)
     assert verdict.predicted_delta != pytest.approx(verdict.delta)
-    assert [w["replayed"] for w in writes(sandbox.url)] == [False]
 
 
 def test_rejected_plan_writes_nothing(settings, sandbox):
