@@ -99,9 +99,13 @@ def test_bottleneck_threshold_comes_from_the_settings(
     capsys: pytest.CaptureFixture[str],
     fresh_settings: None,
 ) -> None:
-    default = mine(helpdesk, compute_fitness=False)
-    assert default.bottleneck_threshold_hours == get_settings().bottleneck_threshold_hours
-    assert len(default.bottlenecks) >= 3
+    default = mine(helpdesk, compute_fitness=False)  # setting unset: relative to the log
+    assert "mean per activity instance" in default.bottleneck_rule
+    assert default.bottlenecks
+    monkeypatch.setenv("CLOSEDLOOP_BOTTLENECK_HOURS", "2")
+    get_settings.cache_clear()
+    two = mine(helpdesk, compute_fitness=False)
+    assert two.bottleneck_threshold_hours == 2.0 and len(two.bottlenecks) >= 3
 
     monkeypatch.setenv("CLOSEDLOOP_BOTTLENECK_HOURS", "100000")
     get_settings.cache_clear()

@@ -131,13 +131,14 @@ def cmd_twin_fit(args: argparse.Namespace) -> int:
 
 def cmd_twin_simulate(args: argparse.Namespace) -> int:
     """Simulate a log (CSV) from a twin, optionally under a scenario."""
+    from closedloop.tools.log.csvsafe import write_csv
     from closedloop.tools.twin import simulate_log
 
     twin = load_twin(args.twin)
     scenario = parse_scenario(args.scenario) if args.scenario else None
     log = simulate_log(twin, cases=args.cases, start=_start_time(args.start), seed=args.seed,
                        scenario=scenario)
-    log.to_csv(args.out, index=False)
+    write_csv(log, args.out)  # names from the fitted log: no spreadsheet formulas
     text = f"{log['case_id'].nunique()} cases, {len(log)} activity instances -> {args.out}"
     emit(args, {"out": str(args.out), "cases": int(log["case_id"].nunique()),
                 "rows": len(log)}, text)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from closedloop.tools.log.canonical import (
     ColumnMapping,
+    EventCounts,
     as_canonical,
+    event_counts,
     raw_event_count,
     to_canonical,
 )
@@ -26,6 +28,7 @@ from closedloop.tools.log.columns import (
     TIME_DTYPE,
     TIMESTAMP,
 )
+from closedloop.tools.log.csvsafe import defuse_formulas, write_csv
 from closedloop.tools.log.ingest import (
     SUFFIXES,
     EventLogSummary,
@@ -48,12 +51,16 @@ __all__ = [
     "TIMESTAMP",
     "TIME_DTYPE",
     "ColumnMapping",
+    "EventCounts",
     "EventLogSummary",
     "as_canonical",
     "check_xes",
+    "defuse_formulas",
+    "event_counts",
     "frame_from_records",
     "load_event_log",
     "raw_event_count",
     "read_xes",
     "to_canonical",
+    "write_csv",
 ]

@@ -27,10 +27,25 @@ so suspended time counts as processing time. When no value is ``start`` or
 
 Timezones: naive timestamps are taken as UTC, aware ones converted to UTC.
 
+Counting words (the same on every surface):
+- events read: rows of the source (each lifecycle transition is one event);
+- dropped: events not analysed, by reason (``dropped`` in attrs): rows without
+  case, activity or timestamp, duplicates (by default only rows identical in
+  every column; see ``clean.drop_duplicate_events``), lifecycle transitions
+  other than start/complete, starts that never complete;
+- events: events read minus dropped, i.e. what is analysed;
+- activity instances: rows of the frame (a start and its complete are one).
+
+Refused outright (EventLogError): timestamps before 1900 or more than two
+years in the future (a typo such as 2999 would otherwise be planned on).
+Control characters in case, activity and resource names are replaced by
+U+FFFD and counted in a warning (XML exports and terminals cannot carry them).
+
 Bookkeeping is kept in ``frame.attrs`` (JSON-safe): ``source``, ``format``,
-``raw_events`` (events read before pairing/cleaning), ``rows`` (rows produced;
-pandas copies attrs to filtered frames, so compare before trusting
-``raw_events``: see ``raw_event_count``), ``warnings`` (list[str]).
+``raw_events`` (events read), ``dropped`` (reason -> events), ``events``
+(events analysed), ``rows`` (rows produced; pandas copies attrs to filtered
+frames, so compare before trusting the counts: see ``event_counts``),
+``warnings`` (list[str]).
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from closedloop.tools.errors import EventLogError
 from closedloop.tools.log.clean import (
+    DuplicatePolicy,
     drop_duplicate_events,
     impute_case_attributes,
     maybe_numeric,
@@ -56,9 +72,9 @@ from closedloop.tools.log.columns import (
     LIFECYCLE,
     RESOURCE,
     START,
-    TIME_DTYPE,
     TIMESTAMP,
 )
+from closedloop.tools.log.timestamps import parse_times, refuse_implausible
 
 __all__ = [
     "CANDIDATES",
@@ -67,6 +83,7 @@ __all__ = [
     "as_canonical",
     "canonical_frame",
     "detect_roles",
+    "event_counts",
     "raw_event_count",
     "row_label",
     "to_canonical",
@@ -126,12 +143,46 @@ def raw_event_count(frame: pd.DataFrame) -> int:
     return len(frame)
 
 
+class EventCounts(BaseModel):
+    """How many events a frame came from and what became of them (see the module docstring)."""
+
+    events_read: int = Field(description="rows of the source, each lifecycle transition one event")
+    dropped: dict[str, int] = Field(description="events not analysed, by reason")
+    events: int = Field(description="events analysed: events_read minus everything dropped")
+    activity_instances: int = Field(description="rows analysed; a start+complete pair is one")
+
+
+def event_counts(frame: pd.DataFrame) -> EventCounts:
+    """The counts of ``frame``; a frame filtered after loading counts its own rows only."""
+    if frame.attrs.get("rows") == len(frame) and "raw_events" in frame.attrs:
+        dropped = {str(k): int(v) for k, v in frame.attrs.get("dropped", {}).items()}
+        read = int(frame.attrs["raw_events"])
+        return EventCounts(
+            events_read=read,
+            dropped=dropped,
+            events=int(frame.attrs.get("events", read - sum(dropped.values()))),
+            activity_instances=len(frame),
+        )
+    return EventCounts(
+        events_read=len(frame), dropped={}, events=len(frame), activity_instances=len(frame)
+    )
+
+
 def to_canonical(
-    frame: pd.DataFrame, mapping: ColumnMapping | None = None, source: str = "dataframe"
+    frame: pd.DataFrame,
+    mapping: ColumnMapping | None = None,
+    source: str = "dataframe",
+    *,
+    duplicates: DuplicatePolicy = "exact",
 ) -> pd.DataFrame:
     """Canonical event frame from an in-memory DataFrame in any of the recognised layouts."""
     return canonical_frame(
-        frame.reset_index(drop=True), mapping, source=source, fmt="dataframe", label=row_label
+        frame.reset_index(drop=True),
+        mapping,
+        source=source,
+        fmt="dataframe",
+        label=row_label,
+        duplicates=duplicates,
     )
 
 
@@ -217,8 +268,13 @@ def canonical_frame(
     source: str,
     fmt: str,
     label: Callable[[int], str],
+    duplicates: DuplicatePolicy = "exact",
 ) -> pd.DataFrame:
-    """The canonical frame of a raw table; ``label(i)`` names row i in error messages."""
+    """The canonical frame of a raw table; ``label(i)`` names row i in error messages.
+
+    ``duplicates`` chooses which repeated events are dropped (see
+    ``clean.drop_duplicate_events``); every drop is counted in ``attrs["dropped"]``.
+    """
     if raw.empty:
         raise EventLogError(f"{source}: no events found")
     columns = [str(c) for c in raw.columns]
@@ -227,6 +283,7 @@ def canonical_frame(
         df = df.reset_index(drop=True)
     roles = detect_roles(columns, mapping, source)
     warnings: list[str] = []
+    dropped: dict[str, int] = {}
     raw_events = len(df)
 
     rename = {col: CANONICAL[role] for role, col in roles.items() if col is not None}
@@ -244,6 +301,7 @@ def canonical_frame(
             f"dropped {int(missing.sum())} events without case, activity or timestamp "
             f"(first at {label(int(first))})"
         )
+        dropped["missing case, activity or timestamp"] = int(missing.sum())
         df = df[~missing]
     if df.empty:
         raise EventLogError(
@@ -252,13 +310,19 @@ def canonical_frame(
     fmt_ts = mapping.timestamp_format if mapping else None
     df[CASE] = df[CASE].astype("str")
     df[ACTIVITY] = df[ACTIVITY].astype("str")
-    df[TIMESTAMP] = _parse_times(df[TIMESTAMP], roles["timestamp"], fmt_ts, source, label)
+    df[TIMESTAMP] = parse_times(df[TIMESTAMP], roles["timestamp"], fmt_ts, source, label)
+    refuse_implausible(df[TIMESTAMP], roles["timestamp"], source, label)
     if START in df.columns:
-        df[START] = _parse_times(df[START], roles["start_timestamp"], fmt_ts, source, label)
+        df[START] = parse_times(df[START], roles["start_timestamp"], fmt_ts, source, label)
+        refuse_implausible(df[START], roles["start_timestamp"], source, label)
+    df = _replace_control_characters(df, warnings)
     df["_pos"] = np.arange(len(df))
+    df = drop_duplicate_events(df, duplicates, dropped, warnings)
 
     if LIFECYCLE in df.columns:
-        df = pair_lifecycle(df, has_start_column=START in df.columns, warnings=warnings)
+        df = pair_lifecycle(
+            df, has_start_column=START in df.columns, dropped=dropped, warnings=warnings
+        )
         if df.empty:
             raise EventLogError(
                 f"{source}: nothing left after lifecycle pairing (no complete events)"
@@ -278,7 +342,6 @@ def canonical_frame(
         if col not in CANONICAL.values() and col != "_pos" and _is_text(df[col]):
             df[col] = maybe_numeric(df[col])
     df = df.sort_values([CASE, TIMESTAMP, "_pos"], kind="stable").drop(columns="_pos")
-    df = drop_duplicate_events(df, warnings)
     df = impute_case_attributes(df, warnings)
     first_cols = [CASE, ACTIVITY, TIMESTAMP, START, RESOURCE]
     df = df[first_cols + [c for c in df.columns if c not in first_cols]].reset_index(drop=True)
@@ -288,50 +351,31 @@ def canonical_frame(
         "source": source,
         "format": fmt,
         "raw_events": raw_events,
+        "dropped": dropped,
+        "events": raw_events - sum(dropped.values()),
         "rows": len(df),  # raw_events only describes this frame while its length is unchanged
         "warnings": warnings,
     }
     return df
 
 
-def _parse_times(
-    values: pd.Series, column: str | None, fmt: str | None, source: str, label: Callable[[int], str]
-) -> pd.Series:
-    """UTC timestamps; naive values are taken as UTC. Raises naming the first bad value."""
-    if values.dtype.kind == "M":
-        out = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
-        return out.astype(TIME_DTYPE)
-    if pd.api.types.is_numeric_dtype(values):  # epoch seconds or ms? refuse to guess
-        raise EventLogError(
-            f"{source}: timestamps in column {column!r} are numbers (e.g. {values.iloc[0]!r}); "
-            "give ISO 8601 text such as 2024-01-31T09:00:00Z"
-        )
-    present = values.notna() & (values.astype("str").str.strip() != "")
-    try:
-        parsed = pd.to_datetime(values, utc=True, format=fmt or "ISO8601")
-    except (ValueError, TypeError, OverflowError):
-        if fmt:  # the user named the format: report values that do not follow it
-            parsed = pd.to_datetime(values, utc=True, format=fmt, errors="coerce")
-        else:
-            try:
-                parsed = pd.to_datetime(values, utc=True, format="mixed", errors="coerce")
-            except (ValueError, TypeError, OverflowError):
-                parsed = pd.Series(pd.NaT, index=values.index, dtype=TIME_DTYPE)
-    bad = present & parsed.isna()
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
-        idx = values.index[pos]
-        hint = f" with format {fmt!r}" if fmt else "; set ColumnMapping.timestamp_format"
-        raise EventLogError(
-            f"{source}: unparseable timestamp in column {column!r} at {label(int(idx))}: "
-            f"{values.loc[idx]!r} ({int(bad.sum())} bad values{hint})"
-        )
-    try:
-        return parsed.astype(TIME_DTYPE)
-    except (ValueError, OverflowError) as exc:
-        raise EventLogError(
-            f"{source}: timestamps in column {column!r} out of range: {exc}"
-        ) from None
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def _replace_control_characters(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    """Control characters in names become U+FFFD: XML, SVG and terminals cannot carry them."""
+    for col in (CASE, ACTIVITY, RESOURCE):
+        if col not in df.columns or not _is_text(df[col]):
+            continue
+        text = df[col].astype("str")
+        hit = text.str.contains(_CONTROL, regex=True).to_numpy() & df[col].notna().to_numpy()
+        if hit.any():
+            df = df.copy()
+            df.loc[hit, col] = text[hit].str.replace(_CONTROL, "\ufffd", regex=True)
+            warnings.append(
+                f"replaced control characters in {int(hit.sum())} values of {col!r} with U+FFFD"
+            )
+    return df
 
 
 def _is_text(values: pd.Series) -> bool:

@@ -7,10 +7,12 @@ list of warnings it collects, and returns the cleaned frame.
 from __future__ import annotations
 
 from collections import deque
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from closedloop.tools.errors import EventLogError
 from closedloop.tools.log.columns import (
     ACTIVITY,
     CASE,
@@ -22,19 +24,72 @@ from closedloop.tools.log.columns import (
     TIMESTAMP,
 )
 
-__all__ = ["drop_duplicate_events", "impute_case_attributes", "maybe_numeric", "pair_lifecycle"]
+__all__ = [
+    "DUPLICATE_POLICIES",
+    "XES_TRANSITIONS",
+    "DuplicatePolicy",
+    "drop_duplicate_events",
+    "impute_case_attributes",
+    "maybe_numeric",
+    "pair_lifecycle",
+]
 
 
-def drop_duplicate_events(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
-    """Exact repeats of an activity instance (same case, activity, times, resource) are logged twice, not done twice."""
-    key = [CASE, ACTIVITY, TIMESTAMP, START, RESOURCE]
-    dup = df.duplicated(subset=key, keep="first")
-    if dup.any():
-        warnings.append(
-            f"dropped {int(dup.sum())} duplicate events (same case, activity, times and resource)"
+DuplicatePolicy = Literal["exact", "keep", "same-time"]
+DUPLICATE_POLICIES: tuple[str, ...] = ("exact", "keep", "same-time")
+# The standard XES lifecycle model (IEEE 1849); values outside it are the log's own states.
+XES_TRANSITIONS = frozenset(
+    {
+        "schedule", "assign", "reassign", "start", "suspend", "resume", "autoskip",
+        "manualskip", "withdraw", "complete", "ate_abort", "pi_abort", "unknown",
+    }
+)  # fmt: skip
+CLASSIFIER_SEP = "+"  # "activity+lifecycle", pm4py's spelling of the XES classifier
+
+
+def drop_duplicate_events(
+    df: pd.DataFrame, policy: str, dropped: dict[str, int], warnings: list[str]
+) -> pd.DataFrame:
+    """Drop repeated events of the raw (unpaired) rows according to ``policy``.
+
+    - ``exact`` (default): only rows equal in every column (resource, lifecycle and
+      all attributes included) are dropped: a row written twice.
+    - ``keep``: nothing is dropped.
+    - ``same-time``: rows with the same case, activity, timestamps, resource and
+      lifecycle are dropped even when other attributes differ (opt-in; same-minute
+      repeats without a resource column are often real repeated work).
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise EventLogError(
+            f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {policy!r}"
         )
-        df = df[~dup]
+    if policy == "keep":
+        return df
+    if policy == "same-time":
+        key = [c for c in (CASE, ACTIVITY, TIMESTAMP, START, RESOURCE, LIFECYCLE) if c in df]
+        what = "same case, activity, times, resource and lifecycle; duplicates='same-time'"
+    else:
+        key = [c for c in df.columns if c != "_pos"]
+        what = "identical in every column; keep them with duplicates='keep'"
+    try:
+        dup = df[key].duplicated(keep="first")
+    except TypeError:  # nested XES values (lists, dicts) cannot be hashed as they are
+        dup = _hashable(df[key]).duplicated(keep="first")
+    if dup.any():
+        n = int(dup.sum())
+        dropped["duplicate"] = dropped.get("duplicate", 0) + n
+        warnings.append(f"dropped {n} duplicate events ({what})")
+        df = df[~dup.to_numpy()]
     return df
+
+
+def _hashable(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with nested XES values (lists, dicts) as text so rows can be compared."""
+    out = df
+    for col in df.columns:
+        if df[col].dtype == object and df[col].map(type).isin([dict, list, set]).any():
+            out = out.assign(**{col: df[col].astype("str")})
+    return out
 
 
 def impute_case_attributes(df: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
@@ -82,19 +137,42 @@ def maybe_numeric(values: pd.Series) -> pd.Series:
 
 
 def pair_lifecycle(
-    df: pd.DataFrame, *, has_start_column: bool, warnings: list[str]
+    df: pd.DataFrame, *, has_start_column: bool, dropped: dict[str, int], warnings: list[str]
 ) -> pd.DataFrame:
-    """One row per activity instance from start/complete events (see ``canonical``'s module docstring)."""
-    lc = df[LIFECYCLE].astype("str").str.strip().str.lower()
+    """One row per activity instance from start/complete events (see ``canonical``'s module docstring).
+
+    Values outside the XES lifecycle model (a log's own states such as "In
+    Progress" or "Awaiting Assignment") are kept: such an event becomes its own
+    activity instance named ``activity+state``, so states are never counted as
+    rework of one activity. Standard transitions other than start/complete
+    (schedule, suspend, ...) are dropped and counted in ``dropped``.
+    """
+    lc = df[LIFECYCLE].astype("str").str.strip()
     lc = lc.mask(df[LIFECYCLE].isna() | (lc == ""), "complete")
-    is_start, is_complete = (lc == "start").to_numpy(), (lc == "complete").to_numpy()
-    if not (is_start | is_complete).any():
-        warnings.append("lifecycle column has no start/complete values; ignored")
-        return df
-    other = int((~(is_start | is_complete)).sum())
-    if other:
-        warnings.append(f"dropped {other} lifecycle events other than start/complete")
+    low = lc.str.lower()
+    own = ~low.isin(XES_TRANSITIONS).to_numpy()
+    if own.any():
+        df = df.copy()
+        df.loc[own, ACTIVITY] = df.loc[own, ACTIVITY] + CLASSIFIER_SEP + lc[own]
+        states = sorted(lc[own].unique().tolist())
+        warnings.append(
+            f"lifecycle values outside the XES model kept as activity+state ({int(own.sum())} "
+            f"events; states {', '.join(map(repr, states[:5]))}{' ...' if len(states) > 5 else ''})"
+        )
+        low = low.mask(own, "complete")
+    is_start, is_complete = (low == "start").to_numpy(), (low == "complete").to_numpy()
+    other = ~(is_start | is_complete)
+    if other.any():
+        for transition, n in pd.Series(low[other]).value_counts().sort_index().items():
+            dropped[f"lifecycle {transition}"] = int(n)
+        counts = ", ".join(f"{n} {t}" for t, n in pd.Series(low[other]).value_counts().items())
+        warnings.append(
+            f"dropped {int(other.sum())} lifecycle events other than start/complete ({counts}); "
+            "their time is not analysed"
+        )
     if has_start_column or not is_start.any():
+        if is_start.any():  # the start column already holds these times
+            dropped["lifecycle start (start column present)"] = int(is_start.sum())
         return df[is_complete].drop(columns=LIFECYCLE)
 
     sub = df[is_start | is_complete]
@@ -116,6 +194,7 @@ def pair_lifecycle(
             match[i] = pending.popleft()
     unmatched += len(pending)
     if unmatched:
+        dropped["start without complete"] = unmatched
         warnings.append(f"dropped {unmatched} start events without a later complete (in progress)")
 
     complete_idx = np.flatnonzero(~starts)

@@ -15,19 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from closedloop.tools.errors import EventLogError
 from closedloop.tools.log.canonical import (
     ColumnMapping,
     canonical_frame,
     detect_roles,
+    event_counts,
     raw_event_count,
     row_label,
     to_canonical,
 )
+from closedloop.tools.log.clean import DuplicatePolicy
 from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, RESOURCE, START, TIMESTAMP
-from closedloop.tools.log.xes import read_xes
+from closedloop.tools.log.ocel import OCEL_SUFFIXES, flatten_ocel, read_ocel
+from closedloop.tools.log.xes import check_inflation, read_xes
 
 __all__ = [
     "ACTIVITY",
@@ -44,7 +47,7 @@ __all__ = [
     "to_canonical",
 ]
 
-SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt", ".xes", ".xes.gz", ".parquet")
+SUFFIXES = (".csv", ".csv.gz", ".tsv", ".txt", ".xes", ".xes.gz", ".parquet", *OCEL_SUFFIXES)
 
 
 class EventLogSummary(BaseModel):
@@ -52,8 +55,12 @@ class EventLogSummary(BaseModel):
 
     source: str
     format: str
-    raw_events: int
-    rows: int
+    raw_events: int = Field(description="events read from the source")
+    dropped: dict[str, int] = Field(
+        default_factory=dict, description="events not analysed, by reason"
+    )
+    events: int = Field(default=0, description="events analysed (raw_events minus dropped)")
+    rows: int = Field(description="activity instances (a start+complete pair is one)")
     cases: int
     activities: int
     has_start_times: bool
@@ -65,10 +72,13 @@ class EventLogSummary(BaseModel):
     def of(cls, frame: pd.DataFrame) -> EventLogSummary:
         """Summarise a canonical frame."""
         empty = frame.empty
+        counts = event_counts(frame)
         return cls(
             source=str(frame.attrs.get("source", "")),
             format=str(frame.attrs.get("format", "")),
-            raw_events=raw_event_count(frame),
+            raw_events=counts.events_read,
+            dropped=counts.dropped,
+            events=counts.events,
             rows=len(frame),
             cases=int(frame[CASE].nunique()),
             activities=int(frame[ACTIVITY].nunique()),
@@ -80,12 +90,22 @@ class EventLogSummary(BaseModel):
 
 
 def load_event_log(
-    path: str | Path, mapping: ColumnMapping | None = None, *, encoding: str = "utf-8"
+    path: str | Path,
+    mapping: ColumnMapping | None = None,
+    *,
+    encoding: str = "utf-8",
+    duplicates: DuplicatePolicy = "exact",
+    object_type: str | None = None,
 ) -> pd.DataFrame:
-    """Read a .csv / .xes / .xes.gz / .parquet event log into the canonical event frame.
+    """Read a .csv / .xes / .xes.gz / .parquet / OCEL 2.0 event log into the canonical frame.
 
     Raises EventLogError naming the file and, where possible, line, column and value.
-    ``encoding`` applies to CSV only (XES declares its own).
+    ``encoding`` applies to CSV only (XES declares its own). ``duplicates``: which
+    repeated events are dropped: "exact" (rows equal in every column, the default),
+    "keep" (none) or "same-time" (same case, activity, times, resource, lifecycle);
+    the counts are in ``frame.attrs["dropped"]``. OCEL 2.0 logs (.jsonocel,
+    .xmlocel, .sqlite) are flattened on ``object_type`` (see ``ocel``; required
+    when the log has several), and the first warning says what was flattened.
     """
     path = Path(path)
     name = path.name.lower()
@@ -97,21 +117,40 @@ def load_event_log(
         raise EventLogError(f"{path}: empty file (0 bytes)")
     if name.endswith((".xes", ".xes.gz")):
         raw = read_xes(path)
-        return canonical_frame(raw, mapping, source=str(path), fmt="xes", label=row_label)
+        return canonical_frame(
+            raw, mapping, source=str(path), fmt="xes", label=row_label, duplicates=duplicates
+        )
+    if name.endswith(OCEL_SUFFIXES):
+        flat, note = flatten_ocel(read_ocel(path), object_type, str(path))
+        frame = canonical_frame(
+            flat, mapping, source=str(path), fmt="ocel", label=row_label, duplicates=duplicates
+        )
+        frame.attrs["warnings"] = [note, *frame.attrs["warnings"]]
+        return frame
     if name.endswith(".parquet"):
         try:
             raw = pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many unrelated types
             raise EventLogError(f"{path}: cannot read Parquet: {exc}") from None
-        return canonical_frame(raw, mapping, source=str(path), fmt="parquet", label=row_label)
+        return canonical_frame(
+            raw, mapping, source=str(path), fmt="parquet", label=row_label, duplicates=duplicates
+        )
     raw = _read_csv(path, mapping, encoding)
     return canonical_frame(
-        raw, mapping, source=str(path), fmt="csv", label=lambda i: f"line {i + 2}"
+        raw,
+        mapping,
+        source=str(path),
+        fmt="csv",
+        label=lambda i: f"line {i + 2}",
+        duplicates=duplicates,
     )
 
 
 def frame_from_records(
-    records: Sequence[Mapping[str, Any]], mapping: ColumnMapping | None = None
+    records: Sequence[Mapping[str, Any]],
+    mapping: ColumnMapping | None = None,
+    *,
+    duplicates: DuplicatePolicy = "exact",
 ) -> pd.DataFrame:
     """Canonical event frame from JSON-like event records (e.g. from an enterprise API).
 
@@ -137,19 +176,38 @@ def frame_from_records(
         rows.append(row)
     raw = pd.DataFrame.from_records(rows)
     return canonical_frame(
-        raw, mapping, source="records", fmt="records", label=lambda i: f"records[{i}]"
+        raw,
+        mapping,
+        source="records",
+        fmt="records",
+        label=lambda i: f"records[{i}]",
+        duplicates=duplicates,
     )
 
 
-def _read_csv(path: Path, mapping: ColumnMapping | None, encoding: str) -> pd.DataFrame:
-    data = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        import gzip
+def _gunzip(path: Path) -> bytes:
+    """Decompress a gzip file in chunks, refusing a gzip bomb (``xes.check_inflation``)."""
+    import gzip
+    import zlib
 
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise EventLogError(f"{path}: cannot decompress: {exc}") from None
+    parts: list[bytes] = []
+    size, compressed = 0, path.stat().st_size
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                check_inflation(path, size, compressed)
+                parts.append(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise EventLogError(f"{path}: cannot decompress: {exc}") from None
+    return b"".join(parts)
+
+
+def _read_csv(path: Path, mapping: ColumnMapping | None, encoding: str) -> pd.DataFrame:
+    if path.name.lower().endswith(".gz"):
+        data = _gunzip(path)
+    else:
+        data = path.read_bytes()
     head = data[:8192]
     if head.startswith(b"\x1f\x8b"):
         raise EventLogError(f"{path}: gzip-compressed data; name the file .csv.gz")

@@ -50,13 +50,15 @@ SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 # Where a case's cohort lives in the frame; the same column connectors map it to
 # (closedloop.tools.connect.COHORT, not imported: connect imports this package).
 
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                              max_length=MAX_ID_LENGTH)]
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH)
+]
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
 # No colon: a key could otherwise land on a standard column (``concept:name`` -> the case id).
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_ .\-]{0,99}$")]
-AttributeValue = (Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)] | bool | int | float
-                  | None)
+AttributeValue = (
+    Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)] | bool | int | float | None
+)
 
 
 class PushedEvent(BaseModel):
@@ -64,16 +66,20 @@ class PushedEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: Identifier = Field(description="unique per source; a replay with a known id is skipped")
+    event_id: Identifier = Field(
+        description="unique per source; a replay with a known id is skipped"
+    )
     case_id: Identifier
     activity: Identifier
     timestamp: AwareDatetime = Field(description="completion time, ISO 8601 with a zone")
     start_timestamp: AwareDatetime | None = Field(default=None, description="start time, if known")
     resource: Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)] | None = None
     lifecycle: Annotated[str, StringConstraints(max_length=50)] | None = Field(
-        default=None, description="start / complete / ... (paired as for files)")
+        default=None, description="start / complete / ... (paired as for files)"
+    )
     attributes: dict[AttributeName, AttributeValue] = Field(
-        default_factory=dict, max_length=MAX_ATTRIBUTES, description="case attributes (flat)")
+        default_factory=dict, max_length=MAX_ATTRIBUTES, description="case attributes (flat)"
+    )
     cohort: Literal["treatment", "control"] | None = None
 
     @field_validator("timestamp", "start_timestamp")
@@ -98,7 +104,9 @@ class PushedEvent(BaseModel):
 class EventItemError(BaseModel):
     """One problem in a pushed batch: the item's index, its field and what is wrong."""
 
-    index: int | None = Field(description="position of the event in the batch (None: the batch itself)")
+    index: int | None = Field(
+        description="position of the event in the batch (None: the batch itself)"
+    )
     field: str
     message: str
 
@@ -125,8 +133,15 @@ def validate_batch(items: Any, max_events: int = MAX_BATCH_EVENTS) -> list[Pushe
     """Every item of ``items`` as a PushedEvent, or BatchInvalid listing each bad item and field
     (BatchTooLarge when there are more than ``max_events``)."""
     if not isinstance(items, list):
-        raise BatchInvalid([EventItemError(index=None, field="events",
-                                           message=f"expected a list, got {type(items).__name__}")])
+        raise BatchInvalid(
+            [
+                EventItemError(
+                    index=None,
+                    field="events",
+                    message=f"expected a list, got {type(items).__name__}",
+                )
+            ]
+        )
     if len(items) > max_events:
         raise BatchTooLarge(f"{len(items)} events in one batch; at most {max_events} per request")
     if not items:
@@ -137,8 +152,10 @@ def validate_batch(items: Any, max_events: int = MAX_BATCH_EVENTS) -> list[Pushe
         try:
             events.append(PushedEvent.model_validate(item))
         except ValidationError as exc:
-            errors += [EventItemError(index=i, field=".".join(str(p) for p in e["loc"]),
-                                      message=e["msg"]) for e in exc.errors(include_url=False)]
+            errors += [
+                EventItemError(index=i, field=".".join(str(p) for p in e["loc"]), message=e["msg"])
+                for e in exc.errors(include_url=False)
+            ]
     if errors:
         raise BatchInvalid(errors)
     return events
@@ -151,8 +168,11 @@ def records_from_pushed(events: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     """
     records = []
     for event in events:
-        row: dict[str, Any] = {CASE: event["case_id"], ACTIVITY: event["activity"],
-                               TIMESTAMP: _iso(event["timestamp"])}
+        row: dict[str, Any] = {
+            CASE: event["case_id"],
+            ACTIVITY: event["activity"],
+            TIMESTAMP: _iso(event["timestamp"]),
+        }
         if event.get("start_timestamp") is not None:
             row[START] = _iso(event["start_timestamp"])
         if event.get("resource") is not None:

@@ -5,7 +5,8 @@ Public API (import from here). Layers, each importing only those below it:
 (replay engine) <- ``replay`` (fitness, precision, deviations) <- ``miners`` <-
 ``discovery`` <- ``conformance`` / ``language`` <- ``mine`` <- ``diagnose``
 (+ ``rootcause``); ``export`` and ``visual`` draw what they found; ``opportunities`` <-
-``insights`` turn a report's findings into scored insights for triage.
+``insights`` turn a report's findings into scored insights for triage; ``queues`` ranks
+bottlenecks that are queues; ``bpmntidy`` and ``treepaths`` help ``export`` and ``rootcause``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from closedloop.tools.mining.diagnose import DiagnosisReport, diagnose, diagnose
 from closedloop.tools.mining.discovery import (
     DEFAULT_NOISE_THRESHOLD,
     IMF_BUDGET_EVENTS,
+    MINERS,
     SELECTION_GRID,
     CandidateScore,
     DfgModel,
@@ -30,6 +32,7 @@ from closedloop.tools.mining.discovery import (
     discover_from_frame,
     discover_petri_net,
     filter_dfg,
+    miner_options,
     petri_net,
     process_tree,
 )
@@ -68,6 +71,7 @@ from closedloop.tools.mining.performance import (
     VariantStats,
 )
 from closedloop.tools.mining.petri import CompiledNet
+from closedloop.tools.mining.queues import BottleneckRanking, ExcludedWait, rank_bottlenecks
 from closedloop.tools.mining.replay import (
     DEFAULT_MAX_REPLAY_STEPS,
     CaseDeviation,
@@ -98,9 +102,11 @@ __all__ = [
     "DEFAULT_MAX_REPLAY_STEPS",
     "DEFAULT_NOISE_THRESHOLD",
     "IMF_BUDGET_EVENTS",
+    "MINERS",
     "SELECTION_GRID",
     "ActivityStats",
     "Bottleneck",
+    "BottleneckRanking",
     "CandidateScore",
     "CaseDeviation",
     "CompiledNet",
@@ -111,6 +117,7 @@ __all__ = [
     "DiagnosisReport",
     "DiscoveredModel",
     "DiscoveredNet",
+    "ExcludedWait",
     "Handoff",
     "HandoffStats",
     "InsightScore",
@@ -148,10 +155,12 @@ __all__ = [
     "mine",
     "mine_file",
     "mine_with_tables",
+    "miner_options",
     "model_name",
     "petri_net",
     "process_map_html",
     "process_tree",
+    "rank_bottlenecks",
     "read_traces",
     "render_process_map",
     "replay_conformance",

@@ -1,9 +1,16 @@
 """One row per case with the attributes root-cause rules may use (``rootcause``).
 
-- case attributes (``case:<name>`` columns) and event attributes that never
-  change within a case (their first known value);
-- derived facts known when the case starts: start weekday, start hour, first
-  resource; and the number of activity instances (``EVENT_COUNT``).
+Only what is known when the case starts, so a rule cannot restate its outcome:
+- case attributes (``case:<name>`` columns);
+- event attributes that never change within a case and are recorded early: on
+  the case's first event or within the first ``EARLY`` (a quarter) of its cycle
+  time, in at least ``KNOWN_EARLY`` of the cases that have them (a phone's
+  defect type set at intake); one first written later ("Result by Reviewer B",
+  an expense booked after the fine) is measured near the outcome and left out;
+- derived facts: start weekday, start hour, first resource.
+The number of activity instances (``EVENT_COUNT``) is a column too, for callers
+that want it, but ``rootcause`` never uses it: it grows with the case's duration.
+What was left out and why is in ``frame.attrs["excluded"]`` (name -> reason).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ __all__ = ["EVENT_COUNT", "WEEKDAYS", "case_features"]
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 EVENT_COUNT = "activity instances"
+KNOWN_EARLY = 0.9
+EARLY = 0.25
 
 
 def case_features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -29,10 +38,27 @@ def case_features(frame: pd.DataFrame) -> pd.DataFrame:
     usable = [c for c in frame.columns if c not in canonical and _usable(frame[c])]
     varying = [c for c in usable if not c.startswith(CASE_PREFIX)]
     firsts = None
+    excluded: dict[str, str] = {}
     if varying:
         constant = frame.groupby(CASE, sort=False)[varying].nunique().max() <= 1
         kept = [c for c in varying if constant[c]]
-        firsts = frame.groupby(CASE, sort=False)[kept].first() if kept else None
+        by_case = frame.groupby(CASE, sort=False)
+        begin = by_case[START].transform("min")
+        span = (by_case[TIMESTAMP].transform("max") - begin).dt.total_seconds()
+        offset = (frame[START] - begin).dt.total_seconds()
+        early = (offset <= EARLY * span) | (offset <= 0)
+        for col in list(kept):
+            present = frame[col].notna()
+            cases_with = int(present.groupby(frame[CASE], sort=False).any().sum())
+            known = int((present & early).groupby(frame[CASE], sort=False).any().sum())
+            share = known / max(cases_with, 1)
+            if share < KNOWN_EARLY:
+                kept.remove(col)
+                excluded[col] = (
+                    f"recorded late in the case (in its first {EARLY:.0%} of cycle time in "
+                    f"only {share:.0%} of the cases that have it): measured near the outcome"
+                )
+        firsts = by_case[kept].first() if kept else None
     for col in usable:
         if col.startswith(CASE_PREFIX):
             out[col.removeprefix(CASE_PREFIX)] = heads[col].to_numpy()
@@ -46,7 +72,9 @@ def case_features(frame: pd.DataFrame) -> pd.DataFrame:
     if (resources != "").any():
         out["first resource"] = np.where(resources == "", None, resources)
     out[EVENT_COUNT] = np.diff(np.r_[np.flatnonzero(first), len(frame)])
-    return pd.DataFrame(out, index=pd.Index(case[first], name=CASE))
+    table = pd.DataFrame(out, index=pd.Index(case[first], name=CASE))
+    table.attrs["excluded"] = excluded
+    return table
 
 
 def _usable(values: pd.Series) -> bool:

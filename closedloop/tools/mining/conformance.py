@@ -37,6 +37,30 @@ __all__ = [
 ]
 
 
+MAX_MODEL_BYTES = 50 << 20
+MAX_MODEL_DEPTH = 100
+
+
+def _check_model_xml(path: Path) -> None:
+    """Parse an untrusted model with defusedxml first (no DTD, no entities), bounded in
+    size and nesting, before pm4py's lxml reader sees it."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import ParseError, iterparse
+
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise ToolError(f"{path}: larger than {MAX_MODEL_BYTES >> 20} MB; not a process model")
+    depth = 0
+    try:
+        for event, _ in iterparse(str(path), events=("start", "end"), forbid_dtd=True):
+            depth += 1 if event == "start" else -1
+            if depth > MAX_MODEL_DEPTH:
+                raise ToolError(f"{path}: elements nested more than {MAX_MODEL_DEPTH} deep")
+    except DefusedXmlException as exc:
+        raise ToolError(f"{path}: refused: {exc} (DTDs and entities are not allowed)") from None
+    except ParseError as exc:
+        raise ToolError(f"{path}: not well-formed XML: {exc}") from None
+
+
 def load_reference_model(path: str | Path) -> tuple[Any, Any, Any]:
     """Read a BPMN 2.0 (.bpmn) or PNML (.pnml) model: pm4py ``(net, initial, final marking)``."""
     import pm4py
@@ -45,6 +69,8 @@ def load_reference_model(path: str | Path) -> tuple[Any, Any, Any]:
     if not path.is_file():
         raise ToolError(f"{path}: reference model not found")
     suffix = path.suffix.lower()
+    if suffix in (".pnml", ".bpmn"):
+        _check_model_xml(path)
     try:
         if suffix == ".pnml":
             net, im, fm = pm4py.read_pnml(str(path))

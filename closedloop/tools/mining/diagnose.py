@@ -64,6 +64,8 @@ def diagnose(
     max_rules: int = 5,
     max_deviations: int = 20,
     max_replay_steps: int = DEFAULT_MAX_REPLAY_STEPS,
+    miner: str = "auto",
+    noise_threshold: float | None = None,
 ) -> DiagnosisReport:
     """Diagnose an event log in one call: how it flows, where it waits, whether it
     follows the model, and which kinds of cases are slow or reworked.
@@ -79,8 +81,9 @@ def diagnose(
     - root_causes: decision-tree rules (support, confidence, lift) for slow cases
       (cycle time above slow_percentile), reworked cases and SLA-breaching cases;
     - timings_s: seconds per stage.
-    bottleneck_threshold_hours None means the configured default
-    (CLOSEDLOOP_BOTTLENECK_HOURS).
+    bottleneck_threshold_hours None means the configured one when
+    CLOSEDLOOP_BOTTLENECK_HOURS is set, else the rule relative to the log.
+    miner ("auto", "imd", "imf", "heuristics") and noise_threshold choose discovery.
     All randomness (sampling, trees) follows seed.
     """
     started = time.perf_counter()
@@ -106,6 +109,8 @@ def diagnose(
         seed=seed,
         max_replay_steps=max_replay_steps,
         max_deviations=max_deviations,
+        miner=miner,
+        noise_threshold=noise_threshold,
     )
     timings.update(mined.timings_s)
     own = mined.conformance

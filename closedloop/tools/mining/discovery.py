@@ -28,7 +28,7 @@ and yields flower models (see benchmarks/bench_discovery_quality.py).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -56,6 +56,7 @@ from closedloop.tools.mining.replay import replay_conformance
 __all__ = [
     "DEFAULT_NOISE_THRESHOLD",
     "IMF_BUDGET_EVENTS",
+    "MINERS",
     "SELECTION_GRID",
     "TREE_CHARS",
     "CandidateScore",
@@ -66,6 +67,7 @@ __all__ = [
     "discover_from_frame",
     "discover_petri_net",
     "filter_dfg",
+    "miner_options",
     "petri_net",
     "process_tree",
 ]
@@ -90,8 +92,32 @@ SELECTION_GRID: tuple[tuple[str, float], ...] = (
     ("imf", 0.4),
 )
 SELECTION_REPLAY_STEPS = 5_000
+# Lower thresholds tried, in order, when the requested one drops an activity of the log.
+COMPLETE_STEPS = (0.15, 0.1, 0.05, 0.0)
 SELECTION_FITTING = 0.99  # a candidate this fit wins if within SELECTION_F1_SLACK of the best F1
 SELECTION_F1_SLACK = 0.1
+
+
+MINERS = ("auto", "imd", "imf", "heuristics")
+
+
+def miner_options(miner: str = "auto", noise_threshold: float | None = None) -> dict[str, Any]:
+    """``discover_from_frame`` keywords for a miner named on a surface (CLI ``--miner``).
+
+    "auto": the automatic selection; "imd" / "imf": that inductive variant at
+    ``noise_threshold`` (default 0.2); "heuristics": the heuristics miner.
+    """
+    if miner not in MINERS:
+        raise ToolError(f"miner must be one of {', '.join(MINERS)}, got {miner!r}")
+    if miner == "heuristics":
+        return {"algorithm": "heuristics"}
+    noise: float | str = "auto" if noise_threshold is None else noise_threshold
+    if miner == "auto":
+        return {"noise_threshold": noise}
+    return {
+        "variant": miner,
+        "noise_threshold": DEFAULT_NOISE_THRESHOLD if noise == "auto" else noise,
+    }
 
 
 class TimedDfgEdge(DfgEdge):
@@ -222,11 +248,39 @@ def discover_from_frame(
         raise ToolError(f"algorithm must be 'inductive' or 'heuristics', got {algorithm!r}")
     if variant == "auto":
         variant = "imf" if _fits_imf_budget(frame, cases) else "imd"
-    if variant == "imd":
-        return imd_model(frame, noise_threshold)
-    if variant == "imf":
-        return imf_model(columns, noise_threshold)
-    raise ToolError(f"variant must be 'auto', 'imd' or 'imf', got {variant!r}")
+    if variant not in ("imd", "imf"):
+        raise ToolError(f"variant must be 'auto', 'imd' or 'imf', got {variant!r}")
+    return _complete(frame, variant, float(noise_threshold))
+
+
+def _complete(frame: pd.DataFrame, variant: str, noise_threshold: float) -> DiscoveredModel:
+    """The inductive model at ``noise_threshold``; when its noise filter drops one of the
+    log's activities, the next lower threshold of ``COMPLETE_STEPS`` that keeps every
+    activity (noted in ``notes``); any activity still missing is listed, never silent."""
+    columns = frame[[CASE, ACTIVITY, TIMESTAMP]]
+    graph = dfg_object(frame) if variant == "imd" else None
+
+    def mined(threshold: float) -> DiscoveredModel:
+        if variant == "imd":
+            return imd_model(frame, threshold, graph)
+        return imf_model(columns, threshold)
+
+    activities = set(frame[ACTIVITY].unique())
+    model = mined(noise_threshold)
+    missing = sorted(activities - set(model.activities))
+    if not missing:
+        return model
+    for lower in (t for t in COMPLETE_STEPS if t < noise_threshold):
+        candidate = mined(lower)
+        if activities <= set(candidate.activities):
+            candidate.notes.append(
+                f"noise threshold {noise_threshold:g} left out {', '.join(missing)}; "
+                f"lowered to {lower:g} so every activity of the log is in the model"
+            )
+            return candidate
+    model.missing_activities = missing
+    model.notes.append(f"the noise filter left out {', '.join(missing)}")
+    return model
 
 
 def _fits_imf_budget(frame: pd.DataFrame, cases: pd.DataFrame | None = None) -> bool:
@@ -292,4 +346,7 @@ def _select(frame: pd.DataFrame, cases: pd.DataFrame | None = None) -> Discovere
     ]
     best = models[max(fitting or [top], key=rank)]
     best.selection = scores
+    best.missing_activities = sorted(activities - set(best.activities))
+    if best.missing_activities:
+        best.notes.append(f"every candidate left out {', '.join(best.missing_activities)}")
     return best

@@ -5,19 +5,22 @@ files behind and sizes shapes from its visualiser, so the diagram layout
 (``bpmndi:BPMNShape`` bounds and ``bpmndi:BPMNEdge`` waypoints for every flow
 node and sequence flow, in BPMN's standard shape sizes) is computed here with
 Graphviz ``dot`` (JSON output, no files) so the file opens laid out in bpmn.io
-and Camunda Modeler.
+and Camunda Modeler. Before layout the graph is tidied (``bpmntidy``): chained
+gateways merged, ids and element order stable (two exports of the same model
+are byte-identical), exclusive gateways drawn with their marker; an export that
+would lose an activity of the model is refused.
 """
 
 from __future__ import annotations
 
 import json
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from closedloop.tools.errors import ToolError
+from closedloop.tools.mining.bpmntidy import merge_gateways, ordered_nodes, ordered_xml, stable_ids
 from closedloop.tools.mining.discovery import (
     DiscoveredModel,
     discover_petri_net,
@@ -79,8 +82,20 @@ def bpmn_xml(model: DiscoveredModel) -> bytes:
         if tree is not None
         else pm4py.convert_to_bpmn(*petri_net(model))
     )
+    merge_gateways(bpmn)
+    _check_tasks(bpmn, model)
     _layout(bpmn)
-    return get_xml_string(bpmn, parameters={"encoding": "utf-8"})
+    return ordered_xml(get_xml_string(bpmn, parameters={"encoding": "utf-8"}), stable_ids(bpmn))
+
+
+def _check_tasks(bpmn: Any, model: DiscoveredModel) -> None:
+    """Every activity of the model is a task of the diagram: never drop one silently."""
+    from pm4py.objects.bpmn.obj import BPMN
+
+    tasks = {n.get_name() for n in bpmn.get_nodes() if isinstance(n, BPMN.Task)}
+    lost = sorted(set(model.activities) - tasks)
+    if lost:
+        raise ToolError(f"BPMN conversion lost activities {lost}; export refused")
 
 
 def graphviz_pipe(graph: Any, fmt: str) -> bytes:
@@ -103,7 +118,7 @@ def _layout(bpmn: Any) -> None:
     import graphviz
     from pm4py.objects.bpmn.obj import BPMN
 
-    nodes = _ordered_nodes(bpmn)
+    nodes = ordered_nodes(bpmn)
     ids = {node: f"n{i}" for i, node in enumerate(nodes)}
     shapes = {node: _shape(node, BPMN) for node in nodes}
     graph = graphviz.Digraph(
@@ -146,25 +161,6 @@ def _layout(bpmn: Any) -> None:
         path.del_waypoints()
         for x, y in _polyline(routes[ids[flow.get_source()], ids[flow.get_target()]].pop(0)):
             path.add_waypoint(flip(x, y))
-
-
-def _ordered_nodes(bpmn: Any) -> list[Any]:
-    """Nodes breadth-first from the start events (stable input order gives a stable layout)."""
-    from pm4py.objects.bpmn.obj import BPMN
-
-    every = sorted(
-        bpmn.get_nodes(), key=lambda n: (type(n).__name__, str(n.get_name()), str(n.get_id()))
-    )
-    queue = deque(n for n in every if isinstance(n, BPMN.StartEvent))
-    seen: dict[Any, None] = {}
-    while queue:
-        node = queue.popleft()
-        if node in seen:
-            continue
-        seen[node] = None
-        queue.extend(flow.get_target() for flow in node.get_out_arcs())
-    seen.update((n, None) for n in every if n not in seen)
-    return list(seen)
 
 
 def _shape(node: Any, bpmn_cls: Any) -> tuple[str, tuple[float, float]]:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from closedloop.settings import get_settings
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.log import ColumnMapping, as_canonical, load_event_log, raw_event_count
+from closedloop.tools.log import ColumnMapping, as_canonical, event_counts, load_event_log
 from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, RESOURCE, START, TIMESTAMP
 from closedloop.tools.mining import performance as perf
 from closedloop.tools.mining import workload as work
@@ -32,6 +32,7 @@ from closedloop.tools.mining.discovery import (
     TREE_CHARS,
     DiscoveredModel,
     discover_from_frame,
+    miner_options,
     petri_net,
 )
 from closedloop.tools.mining.performance import (
@@ -42,6 +43,7 @@ from closedloop.tools.mining.performance import (
     ReworkStats,
     VariantStats,
 )
+from closedloop.tools.mining.queues import ExcludedWait, rank_bottlenecks
 from closedloop.tools.mining.replay import (
     DEFAULT_MAX_REPLAY_STEPS,
     ConformanceReport,
@@ -107,6 +109,9 @@ class ProcessModelSummary(BaseModel):
         default=None, description="share of cases whose variants were replayed for fitness"
     )
     process_tree: str = Field(description=f"process tree, cut at {TREE_CHARS} characters")
+    missing_activities: list[str] = Field(
+        default_factory=list, description="activities of the log the model leaves out"
+    )
 
     @classmethod
     def of(
@@ -122,6 +127,7 @@ class ProcessModelSummary(BaseModel):
             silent_transitions=model.silent_transitions,
             arcs=model.arcs,
             process_tree=model.process_tree or "",
+            missing_activities=model.missing_activities,
         )
         if conformance is not None:
             summary.fitness = conformance.fitness
@@ -144,8 +150,15 @@ class MiningReport(BaseModel):
     """What ``mine`` found in an event log. Durations are hours unless named ``_s``."""
 
     source: str = ""
-    events: int = Field(description="raw events read (before start/complete pairing)")
+    events: int = Field(
+        description="events analysed: events read minus those dropped (each lifecycle "
+        "transition is one event; see events_dropped)"
+    )
     activity_instances: int = Field(description="rows after pairing start/complete events")
+    events_read: int = Field(default=0, description="events in the source before any cleaning")
+    events_dropped: dict[str, int] = Field(
+        default_factory=dict, description="events not analysed, by reason (duplicates, ...)"
+    )
     cases: int
     has_start_times: bool = Field(
         description="False: waiting = gap between completions, processing = 0"
@@ -153,8 +166,16 @@ class MiningReport(BaseModel):
     activities: list[ActivityStats]
     variant_count: int
     variants: list[VariantStats]
-    bottleneck_threshold_hours: float
+    bottleneck_threshold_hours: float = Field(
+        description="mean waiting a bottleneck reaches (relative rule: the log's mean waiting)"
+    )
+    bottleneck_rule: str = Field(default="", description="how bottlenecks were chosen")
     bottlenecks: list[Bottleneck]
+    bottlenecks_excluded: list[ExcludedWait] = Field(
+        default_factory=list,
+        description="long waits not ranked: too few cases, no resource, planned date, "
+        "or independent of workload",
+    )
     rework: list[ReworkStats]
     dfg: list[DfgEdge]
     start_activities: dict[str, int]
@@ -190,15 +211,21 @@ def mine(
     """Mine an event log: how work flows, where it waits, what is repeated.
 
     Returns a MiningReport with:
-    - events (raw events read), activity_instances (rows after pairing start and
-      complete events), cases, variant_count, time_range (UTC);
+    - events (events analysed: read minus dropped), events_read, events_dropped
+      (by reason), activity_instances (rows after pairing start and complete
+      events), cases, variant_count, time_range (UTC);
     - activities: per activity the execution count, distinct cases, mean/median
       waiting hours (from the previous activity's completion in the same case to
       this one's start) and mean/median processing hours (start to completion);
-    - bottlenecks: activities whose mean waiting is at least
-      bottleneck_threshold_hours (None: the configured default,
-      CLOSEDLOOP_BOTTLENECK_HOURS), largest total_delay_hours (summed waiting)
-      first, with cases_affected (cases that waited at least the threshold there);
+    - bottlenecks: queues, largest total_delay_hours (summed waiting) first, with
+      cases_affected (cases that waited at least the threshold there). With
+      bottleneck_threshold_hours (or CLOSEDLOOP_BOTTLENECK_HOURS set) an activity
+      qualifies when its mean waiting reaches it; by default (None) when it holds
+      >= 5 % of all waiting and waits longer than the log's mean. Either way it
+      must wait in enough cases, be performed by resources (when the log has
+      them), not start on a planned date and wait longer when more cases wait
+      ahead; the rest are in bottlenecks_excluded with the reason
+      (bottleneck_rule says which rule ran);
     - rework: activities repeated inside a case (cases_with_rework, extra_executions);
     - variants: the top_variants most frequent activity sequences with count,
       share of cases (0..1) and mean cycle time hours;
@@ -242,11 +269,15 @@ class MinedLog:
     timings_s: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def resolve_threshold(bottleneck_threshold_hours: float | None) -> float:
-    """The bottleneck threshold to use: the given hours, or the configured default
-    (``Settings.bottleneck_threshold_hours``, env CLOSEDLOOP_BOTTLENECK_HOURS) for None."""
+def resolve_threshold(bottleneck_threshold_hours: float | None) -> float | None:
+    """The absolute bottleneck threshold to use: the given hours; for None the configured
+    one when it is set (env CLOSEDLOOP_BOTTLENECK_HOURS), else None: the rule relative to
+    the log (``queues.rank_bottlenecks``)."""
     if bottleneck_threshold_hours is None:
-        return float(get_settings().bottleneck_threshold_hours)
+        settings = get_settings()
+        if "bottleneck_threshold_hours" not in settings.model_fields_set:
+            return None
+        return float(settings.bottleneck_threshold_hours)
     return float(bottleneck_threshold_hours)
 
 
@@ -259,14 +290,18 @@ def mine_with_tables(
     sla_hours: float | None = None,
     seed: int = 0,
     max_deviations: int = 20,
+    miner: str = "auto",
+    noise_threshold: float | None = None,
 ) -> MinedLog:
     """``mine`` that also returns the canonical frame, its tables, the model and its conformance.
 
-    ``max_deviations`` caps the deviating sequences kept in ``MinedLog.conformance``.
+    ``max_deviations`` caps the deviating sequences kept in ``MinedLog.conformance``;
+    ``miner`` / ``noise_threshold`` choose the discovery (``discovery.miner_options``).
     """
+    options = miner_options(miner, noise_threshold)
     started = time.perf_counter()
     threshold = resolve_threshold(bottleneck_threshold_hours)
-    if threshold < 0 or top_variants < 0:
+    if (threshold is not None and threshold < 0) or top_variants < 0:
         raise ToolError("bottleneck_threshold_hours and top_variants must be >= 0")
     if max_replay_steps < 1 or max_deviations < 0:
         raise ToolError("max_replay_steps must be >= 1 and max_deviations >= 0")
@@ -288,8 +323,10 @@ def mine_with_tables(
     timings = {"mine": round(time.perf_counter() - started, 3)}
 
     t = time.perf_counter()
-    discovered = discover_from_frame(frame, cases)
+    discovered = discover_from_frame(frame, cases, **options)
     timings["discover"] = round(time.perf_counter() - t, 3)
+    warnings += [f"discovered model: {note}" for note in discovered.notes]
+    ranking = rank_bottlenecks(frame, times, threshold)
     conformance = None
     if compute_fitness:
         t = time.perf_counter()
@@ -304,19 +341,24 @@ def mine_with_tables(
         )
         timings["conformance_discovered"] = round(time.perf_counter() - t, 3)
 
+    counts = event_counts(frame)
     known = {CASE, ACTIVITY, TIMESTAMP, START, RESOURCE}
     others = [c for c in frame.columns if c not in known]
     report = MiningReport(
         source=str(frame.attrs.get("source", "")),
-        events=raw_event_count(frame),
+        events=counts.events,
         activity_instances=len(frame),
+        events_read=counts.events_read,
+        events_dropped=counts.dropped,
         cases=len(cases),
         has_start_times=has_start,
         activities=perf.activity_stats(times),
         variant_count=len(variant_counts),
         variants=top,
-        bottleneck_threshold_hours=threshold,
-        bottlenecks=perf.bottlenecks(times, threshold),
+        bottleneck_threshold_hours=ranking.threshold_hours,
+        bottleneck_rule=ranking.rule,
+        bottlenecks=ranking.bottlenecks,
+        bottlenecks_excluded=ranking.excluded,
         rework=perf.rework(frame),
         dfg=edges,
         start_activities=start_acts,

@@ -69,6 +69,11 @@ class DiscoveredModel(BaseModel):
         default_factory=list,
         description='noise_threshold="auto": every candidate mined and its score on the log',
     )
+    missing_activities: list[str] = Field(
+        default_factory=list,
+        description="activities of the log the model leaves out (noise filter); shown, never silent",
+    )
+    notes: list[str] = Field(default_factory=list, description="what discovery changed, and why")
 
     _net: tuple[Any, Any, Any] | None = PrivateAttr(default=None)
     _tree: Any = PrivateAttr(default=None)

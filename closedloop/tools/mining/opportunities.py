@@ -26,7 +26,9 @@ from pydantic import BaseModel, Field
 from closedloop.tools.base import read_tool
 
 # Activities whose names suggest a decision about money or customers are riskier to touch.
-RISKY_ACTIVITY = re.compile(r"approv|declin|decid|decision|pay|refund|credit|loan|contract", re.IGNORECASE)
+RISKY_ACTIVITY = re.compile(
+    r"approv|declin|decid|decision|pay|refund|credit|loan|contract", re.IGNORECASE
+)
 # What the connected system's catalog can do about an activity (None: no system known).
 Lever = Literal["none", "capacity", "setting"]
 NO_LEVER_FEASIBILITY = 0.1
@@ -34,7 +36,9 @@ SETTING_FEASIBILITY = 1.0
 
 
 class InsightScore(BaseModel):
-    impact: float = Field(ge=0, le=1, description="share of all case time this insight accounts for")
+    impact: float = Field(
+        ge=0, le=1, description="share of all case time this insight accounts for"
+    )
     feasibility: float = Field(ge=0, le=1)
     risk: float = Field(ge=0, le=1)
     priority: float
@@ -52,7 +56,9 @@ class Segment(BaseModel):
     mean_processing_hours: float
 
 
-def fingerprint(process: str, pattern: str, activity: str, attributes: dict[str, Any] | None = None) -> str:
+def fingerprint(
+    process: str, pattern: str, activity: str, attributes: dict[str, Any] | None = None
+) -> str:
     """Stable identity of a finding, so the same opportunity is never opened twice."""
     raw = json.dumps([process, pattern, activity, attributes or {}], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
@@ -77,7 +83,11 @@ def _feasibility(kind: str, waiting_share: float, lever: Lever | None) -> tuple[
 
 @read_tool
 def score_insight(
-    kind: str, activity: str, total_hours: float, total_case_hours: float, waiting_share: float = 1.0,
+    kind: str,
+    activity: str,
+    total_hours: float,
+    total_case_hours: float,
+    waiting_share: float = 1.0,
     lever: Lever | None = None,
 ) -> InsightScore:
     """Impact, feasibility, risk and priority of one insight.
@@ -94,28 +104,35 @@ def score_insight(
 
 
 @read_tool
-def rescore_insight(score: InsightScore, kind: str, activity: str, waiting_share: float,
-                    lever: Lever) -> InsightScore:
+def rescore_insight(
+    score: InsightScore, kind: str, activity: str, waiting_share: float, lever: Lever
+) -> InsightScore:
     """An insight's ``score`` again, with the feasibility of what the connected system's catalog
     can do about it (``lever``); its impact stays."""
     return _scored(kind, activity, score.impact, waiting_share, lever)
 
 
-def _scored(kind: str, activity: str, impact: float, waiting_share: float,
-            lever: Lever | None) -> InsightScore:
+def _scored(
+    kind: str, activity: str, impact: float, waiting_share: float, lever: Lever | None
+) -> InsightScore:
     feasibility, why = _feasibility(kind, waiting_share, lever)
     risk = 0.2 if kind == "bottleneck" else 0.3
     if RISKY_ACTIVITY.search(activity):
         risk += 0.4
     risk = min(risk, 1.0)
     return InsightScore(
-        impact=round(impact, 4), feasibility=feasibility, risk=risk,
-        priority=round(impact * feasibility / (1 + risk), 4), feasibility_reason=why,
+        impact=round(impact, 4),
+        feasibility=feasibility,
+        risk=risk,
+        priority=round(impact * feasibility / (1 + risk), 4),
+        feasibility_reason=why,
     )
 
 
 @read_tool
-def segment_profile(frame: pd.DataFrame, activity: str, max_values: int = 12, top: int = 24) -> list[Segment]:
+def segment_profile(
+    frame: pd.DataFrame, activity: str, max_values: int = 12, top: int = 24
+) -> list[Segment]:
     """The case-attribute segments of the cases that pass through ``activity``.
 
     For each categorical case attribute (at most ``max_values`` distinct
@@ -134,13 +151,20 @@ def segment_profile(frame: pd.DataFrame, activity: str, max_values: int = 12, to
         values = rows[col].astype(str)
         if values.nunique() > max_values or values.nunique() < 2:
             continue
-        grouped = rows.groupby(values).agg(cases=("case:concept:name", "nunique"), w=("_wait", "mean"), p=("_proc", "mean"))
+        grouped = rows.groupby(values).agg(
+            cases=("case:concept:name", "nunique"), w=("_wait", "mean"), p=("_proc", "mean")
+        )
         total = rows["case:concept:name"].nunique()
         for value, g in grouped.iterrows():
-            segments.append(Segment(
-                attribute=col.removeprefix("case:"), value=str(value), share=round(g["cases"] / total, 4),
-                cases=int(g["cases"]), mean_waiting_hours=round(float(g["w"]), 3),
-                mean_processing_hours=round(float(g["p"]), 3),
-            ))
+            segments.append(
+                Segment(
+                    attribute=col.removeprefix("case:"),
+                    value=str(value),
+                    share=round(g["cases"] / total, 4),
+                    cases=int(g["cases"]),
+                    mean_waiting_hours=round(float(g["w"]), 3),
+                    mean_processing_hours=round(float(g["p"]), 3),
+                )
+            )
     segments.sort(key=lambda s: (-s.share, s.attribute, s.value))
     return segments[:top]

@@ -101,10 +101,22 @@ def map_graph(report: MiningReport, selection: MapSelection) -> Any:
         node_attr={"fontname": FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled"},
         edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7", "fontcolor": "#37474f"},
     )
-    _terminal(graph, "start", "circle", "0.3", START_COLOUR,
-              f"process start ({sum(report.start_activities.values()):,} cases)")
-    _terminal(graph, "end", "doublecircle", "0.22", END_COLOUR,
-              f"process end ({sum(report.end_activities.values()):,} cases)")
+    _terminal(
+        graph,
+        "start",
+        "circle",
+        "0.3",
+        START_COLOUR,
+        f"process start ({sum(report.start_activities.values()):,} cases)",
+    )
+    _terminal(
+        graph,
+        "end",
+        "doublecircle",
+        "0.22",
+        END_COLOUR,
+        f"process end ({sum(report.end_activities.values()):,} cases)",
+    )
     top_count = max((a.count for a in selection.activities), default=1)
     hot_waits = [
         a.mean_waiting_hours for a in selection.activities if a.mean_waiting_hours >= threshold
@@ -203,5 +215,15 @@ def duration_text(hours: float | None) -> str:
 
 def _terminal(graph: Any, name: str, shape: str, width: str, colour: str, tooltip: str) -> None:
     """The unlabelled start or end node of the map."""
-    graph.node(name, label="", shape=shape, width=width, fixedsize="true", style="filled",
-               fillcolor=colour, color=colour, id=name, tooltip=tooltip)
+    graph.node(
+        name,
+        label="",
+        shape=shape,
+        width=width,
+        fixedsize="true",
+        style="filled",
+        fillcolor=colour,
+        color=colour,
+        id=name,
+        tooltip=tooltip,
+    )

@@ -1,11 +1,14 @@
 """Root causes: which kinds of cases are slow, reworked or breach the SLA, as readable rules.
 
-A shallow scikit-learn decision tree is fitted on one row per case:
-- case attributes (``case:<name>`` columns) and event attributes that never
-  change within a case (their first known value);
-- derived facts known when the case starts: start weekday, start hour, first
-  resource; and the number of activity instances (left out for the rework
-  target, which it would merely restate).
+A shallow scikit-learn decision tree is fitted on one row per case, with only
+what is known when the case starts (``casefeatures``): case attributes, event
+attributes already on the case's first event, start weekday, start hour and
+first resource. Features that define or leak the outcome are excluded and
+named with the reason in ``features_excluded``: the number of activity
+instances (it grows with duration), event attributes first recorded later in
+the case, and any number whose rank correlation with the case's cycle time
+(targets slow, sla) or with its count of activity instances (target rework)
+reaches ``LEAK_RHO`` (a "duration" attribute that defines "slow").
 Text columns become one indicator per frequent value (values rarer than the
 minimum support cannot form a rule and are dropped, as are id-like columns);
 numbers are used as they are, missing values included. Each leaf where the
@@ -13,14 +16,18 @@ target is at least ``min_lift`` times as common as in the whole log becomes a
 rule with support (share of cases in the segment), confidence (share of them
 with the target) and lift (confidence / base rate), ranked by lift x support.
 The tree's accuracy is 5-fold cross-validated (on a seeded sample of 20,000
-cases in larger logs). The per-case table is built in ``casefeatures``.
+cases in larger logs): held-out cases. Rules are reported only when its
+balanced accuracy (mean recall per class; the majority class scores 0.5, and
+plain accuracy cannot reward a segment with a 25 % base rate that rises to
+45 %) beats the majority class by at least ``min_margin``
+(the margin is in the report, and ``verdict`` says in words what was found);
+each rule names up to five example cases that are in its segment and have the
+target, as evidence to open.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -33,13 +40,18 @@ from closedloop.tools.log import as_canonical
 from closedloop.tools.log.columns import ACTIVITY, CASE
 from closedloop.tools.mining import performance as perf
 from closedloop.tools.mining.casefeatures import EVENT_COUNT, case_features
+from closedloop.tools.mining.treepaths import Feature, conditions, paths
 
 __all__ = ["RootCauseReport", "RootCauseRule", "case_features", "explain_target", "root_causes"]
 
 Target = Literal["slow", "rework", "sla"]
 MAX_LEVELS = 15  # indicator columns per text attribute
 WORDS = {"slow": "slow", "rework": "reworked", "sla": "breach the SLA"}
+VERBS = {"slow": "are slow", "rework": "are reworked", "sla": "breach the SLA"}
 CV_MAX_CASES = 20_000
+LEAK_RHO = 0.8
+MIN_MARGIN = 0.05
+EXAMPLES = 5
 
 
 class RootCauseRule(BaseModel):
@@ -51,6 +63,9 @@ class RootCauseRule(BaseModel):
     support: float = Field(description="share of all cases in the segment, 0..1")
     confidence: float = Field(description="share of the segment's cases with the target, 0..1")
     lift: float = Field(description="confidence / base_rate; > 1 means over-represented")
+    example_cases: list[str] = Field(
+        default_factory=list, description="ids of cases in the segment with the target (evidence)"
+    )
 
 
 class RootCauseReport(BaseModel):
@@ -75,14 +90,16 @@ class RootCauseReport(BaseModel):
     min_lift: float
     features_used: list[str] = Field(description="attributes the tree splits on")
     features_considered: list[str]
-
-
-@dataclass
-class _Feature:
-    column: str  # display name (attribute without the case: prefix)
-    level: str | None  # None: numeric; else the indicator "column == level"
-    integer: bool = False
-    has_missing: bool = False
+    features_excluded: dict[str, str] = Field(
+        default_factory=dict, description="attributes left out because they leak the outcome"
+    )
+    margin: float | None = Field(
+        default=None,
+        description="held-out balanced accuracy minus 0.5, the majority class's (None: not "
+        "validated)",
+    )
+    min_margin: float = Field(default=MIN_MARGIN, description="margin rules need to be reported")
+    verdict: str = Field(default="", description="what the tree found, in one line")
 
 
 @read_tool
@@ -96,18 +113,22 @@ def root_causes(
     min_lift: float = 1.1,
     max_rules: int = 10,
     seed: int = 0,
+    min_margin: float = MIN_MARGIN,
 ) -> RootCauseReport:
     """Explain which cases are slow, reworked or breach an SLA, as readable rules.
 
     target: "slow" (cycle time above the slow_percentile, default p75), "rework"
     (some activity repeated in the case) or "sla" (cycle time above sla_hours).
-    Fits a decision tree (depth <= max_depth, seeded) on case attributes, event
-    attributes constant within a case, start weekday/hour, first resource and
-    number of activity instances. Returns rules such as
+    Fits a decision tree (depth <= max_depth, seeded) on what is known when a
+    case starts: case attributes, event attributes already on its first event,
+    start weekday/hour and first resource; attributes that leak the outcome
+    (tracking the cycle time, recorded later) are excluded and listed in
+    features_excluded. Returns rules such as
     "category = password AND priority != high -> 62% slow (support 12%, lift 2.5)"
-    with support >= min_support (share of cases) and lift >= min_lift, best first
-    (lift x support), the base rate, the tree's cross-validated accuracy next to the
-    majority baseline, and the attributes used.
+    with support >= min_support (share of cases), lift >= min_lift and example
+    case ids, best first (lift x support), only when the tree's cross-validated
+    accuracy beats the majority baseline by min_margin (margin and verdict say
+    so either way), the base rate and the attributes used.
     """
     return explain_target(
         as_canonical(log, "root_causes"),
@@ -119,6 +140,7 @@ def root_causes(
         min_lift=min_lift,
         max_rules=max_rules,
         seed=seed,
+        min_margin=min_margin,
     )
 
 
@@ -134,6 +156,7 @@ def explain_target(
     seed: int = 0,
     cases: pd.DataFrame | None = None,
     features: pd.DataFrame | None = None,
+    min_margin: float = MIN_MARGIN,
 ) -> RootCauseReport:
     """``root_causes`` on a canonical frame, reusing ``case_table`` / ``case_features`` if given."""
     if target not in WORDS:
@@ -148,10 +171,52 @@ def explain_target(
         raise ToolError("target 'sla' needs sla_hours > 0")
     if features is None:
         features = case_features(frame)
-    if target == "rework":
-        features = features.drop(columns=[EVENT_COUNT], errors="ignore")
+    excluded = dict(features.attrs.get("excluded", {}))
+    if EVENT_COUNT in features.columns:
+        excluded[EVENT_COUNT] = "grows with the case's duration and rework (a consequence)"
+        features = features.drop(columns=[EVENT_COUNT])
     y, label = _target(frame, features.index, target, slow_percentile, sla_hours, cases)
-    return _explain(features, y, label, target, max_depth, min_support, min_lift, max_rules, seed)
+    measure = _outcome_measure(frame, features.index, target, cases)
+    features, leaks = _drop_leaks(features, measure, target)
+    excluded.update(leaks)
+    report = _explain(
+        features, y, label, target, max_depth, min_support, min_lift, max_rules, seed, min_margin
+    )
+    report.features_excluded = excluded
+    return report
+
+
+def _outcome_measure(
+    frame: pd.DataFrame, index: pd.Index, target: Target, cases: pd.DataFrame | None
+) -> np.ndarray:
+    """The quantity the target is cut from: cycle time, or activity instances for rework."""
+    if target == "rework":
+        return frame.groupby(CASE, sort=False).size().reindex(index).to_numpy(dtype=float)
+    table = perf.case_table(frame) if cases is None else cases
+    return table["cycle"].reindex(index).to_numpy(dtype=float)
+
+
+def _drop_leaks(
+    features: pd.DataFrame, measure: np.ndarray, target: Target
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Numbers that rank-correlate with the outcome measure by >= LEAK_RHO restate it."""
+    what = "activity instances" if target == "rework" else "cycle time"
+    leaks: dict[str, str] = {}
+    outcome = pd.Series(measure)
+    if outcome.nunique(dropna=True) < 2:  # a constant outcome: no correlation to measure
+        return features, leaks
+    for name in features.columns:
+        values = features[name]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        if values.nunique(dropna=True) < 2:
+            continue
+        rho = pd.Series(values.to_numpy(dtype=float)).corr(outcome, method="spearman")
+        if pd.notna(rho) and abs(rho) >= LEAK_RHO:
+            leaks[str(name)] = (
+                f"tracks the case's {what} (Spearman {rho:.2f}): restates the outcome"
+            )
+    return features.drop(columns=list(leaks)), leaks
 
 
 def _target(
@@ -172,11 +237,11 @@ def _target(
     return cycle > limit, f"slow: cycle time above p{pct:g} = {limit:.4g} h"
 
 
-def _design(features: pd.DataFrame, min_count: int) -> tuple[np.ndarray, list[_Feature]]:
+def _design(features: pd.DataFrame, min_count: int) -> tuple[np.ndarray, list[Feature]]:
     """Numeric matrix (NaN = missing) and what each column means."""
     n = len(features)
     columns: list[np.ndarray] = []
-    meta: list[_Feature] = []
+    meta: list[Feature] = []
     for name in features.columns:
         values = features[name]
         if pd.api.types.is_datetime64_any_dtype(values) or values.nunique(dropna=True) < 2:
@@ -185,7 +250,7 @@ def _design(features: pd.DataFrame, min_count: int) -> tuple[np.ndarray, list[_F
             x = values.to_numpy(dtype=float)
             finite = x[~np.isnan(x)]
             meta.append(
-                _Feature(
+                Feature(
                     name,
                     None,
                     integer=bool(np.all(finite == np.round(finite))),
@@ -200,7 +265,7 @@ def _design(features: pd.DataFrame, min_count: int) -> tuple[np.ndarray, list[_F
             continue
         for level, count in counts.head(MAX_LEVELS).items():
             if min_count <= count < n:
-                meta.append(_Feature(name, str(level)))
+                meta.append(Feature(name, str(level)))
                 columns.append((text == level).to_numpy(dtype=float))
     matrix = np.column_stack(columns) if columns else np.empty((n, 0))
     return matrix, meta
@@ -216,6 +281,7 @@ def _explain(
     min_lift: float,
     max_rules: int,
     seed: int,
+    min_margin: float = MIN_MARGIN,
 ) -> RootCauseReport:
     from sklearn.model_selection import StratifiedKFold, cross_validate
     from sklearn.tree import DecisionTreeClassifier
@@ -239,8 +305,14 @@ def _explain(
         min_lift=min_lift,
         features_used=[],
         features_considered=sorted({f.column for f in meta}),
+        min_margin=min_margin,
     )
     if positives in (0, n) or x.shape[1] == 0:
+        report.verdict = (
+            "no rule: every case has the same outcome"
+            if positives in (0, n)
+            else "no rule: no usable attribute known at case start"
+        )
         return report
     tree = DecisionTreeClassifier(
         max_depth=max_depth,
@@ -262,31 +334,49 @@ def _explain(
         report.accuracy = round(float(scores["test_accuracy"].mean()), 4)
         report.balanced_accuracy = round(float(scores["test_balanced_accuracy"].mean()), 4)
         report.accuracy_cases = len(rows)
+        report.margin = round(report.balanced_accuracy - 0.5, 4)
+    if report.margin is None or report.margin < min_margin:
+        report.verdict = (
+            "no rule: too few cases of each outcome to validate a tree"
+            if report.margin is None
+            else f"no rule: on held-out cases the tree's balanced accuracy is "
+            f"{report.balanced_accuracy:.1%}, always predicting the majority class scores 50% "
+            f"(margin {report.margin:+.1%} < {min_margin:.0%}); these attributes do not "
+            f"explain which cases {VERBS[target]}"
+        )
+        return report
+    report.verdict = (
+        f"on held-out cases the tree's balanced accuracy is {report.balanced_accuracy:.1%} vs "
+        f"50% for the majority class (margin {report.margin:+.1%}; accuracy "
+        f"{report.accuracy:.1%} vs {report.baseline_accuracy:.1%})"
+    )
+    case_ids = features.index.astype("str").to_numpy()
     leaves = tree.apply(x)
     size = np.bincount(leaves, minlength=tree.tree_.node_count)
     hits = np.bincount(leaves, weights=y.astype(float), minlength=tree.tree_.node_count)
     rules = []
-    for leaf, path in _paths(tree.tree_):
+    for leaf, path in paths(tree.tree_):
         if size[leaf] < min_count or not base:
             continue
         confidence = hits[leaf] / size[leaf]
         lift = confidence / base
         if lift <= 1 or lift < min_lift:
             continue
-        conditions = _conditions(path, meta)
+        readable = conditions(path, meta)
         support = size[leaf] / n
         text = (
-            f"{' AND '.join(conditions) or 'all cases'} -> {confidence:.0%} {WORDS[target]} "
+            f"{' AND '.join(readable) or 'all cases'} -> {confidence:.0%} {WORDS[target]} "
             f"(support {support:.0%}, lift {lift:.1f})"
         )
         rules.append(
             RootCauseRule(
-                conditions=conditions,
+                conditions=readable,
                 text=text,
                 cases=int(size[leaf]),
                 support=round(support, 4),
                 confidence=round(confidence, 4),
                 lift=round(lift, 3),
+                example_cases=case_ids[(leaves == leaf) & y][:EXAMPLES].tolist(),
             )
         )
     rules.sort(key=lambda r: (-r.lift * r.support, -r.lift))
@@ -295,76 +385,3 @@ def _explain(
     used = {int(f) for f in tree.tree_.feature if f >= 0}
     report.features_used = sorted({meta[f].column for f in used})
     return report
-
-
-def _paths(t: object) -> list[tuple[int, list[tuple[int, bool, float, bool]]]]:
-    """Every leaf with its path: (feature, went left, threshold, missing values went this way)."""
-    out = []
-    stack: list[tuple[int, list]] = [(0, [])]
-    missing_left = getattr(t, "missing_go_to_left", None)
-    while stack:
-        node, path = stack.pop()
-        left, right = t.children_left[node], t.children_right[node]
-        if left == right:  # a leaf
-            out.append((node, path))
-            continue
-        f, thr = int(t.feature[node]), float(t.threshold[node])
-        goes_left = bool(missing_left[node]) if missing_left is not None else False
-        stack.append((right, [*path, (f, False, thr, not goes_left)]))
-        stack.append((left, [*path, (f, True, thr, goes_left)]))
-    return out
-
-
-def _conditions(path: list[tuple[int, bool, float, bool]], meta: list[_Feature]) -> list[str]:
-    """Readable conditions, one per attribute, in the order the tree first tests them."""
-    numeric: dict[str, dict[str, object]] = {}
-    equal: dict[str, str] = {}
-    not_equal: dict[str, list[str]] = {}
-    order: list[str] = []
-    for f, went_left, thr, with_missing in path:
-        feat = meta[f]
-        if feat.column not in order:
-            order.append(feat.column)
-        if feat.level is not None:
-            if went_left:
-                not_equal.setdefault(feat.column, []).append(feat.level)
-            else:
-                equal[feat.column] = feat.level
-            continue
-        bounds = numeric.setdefault(feat.column, {"lo": None, "hi": None, "missing": True})
-        if went_left:
-            bounds["hi"] = thr if bounds["hi"] is None else min(bounds["hi"], thr)
-        else:
-            bounds["lo"] = thr if bounds["lo"] is None else max(bounds["lo"], thr)
-        bounds["missing"] = bool(bounds["missing"]) and with_missing and feat.has_missing
-    by_column = {m.column: m for m in meta}
-    out = []
-    for col in order:
-        if col in equal:
-            out.append(f"{col} = {equal[col]}")
-        elif col in not_equal:
-            levels = sorted(set(not_equal[col]))
-            out.append(
-                f"{col} != {levels[0]}"
-                if len(levels) == 1
-                else f"{col} not in {{{', '.join(levels)}}}"
-            )
-        else:
-            b = numeric[col]
-            fmt = _number_format(by_column[col].integer)
-            lo, hi = b["lo"], b["hi"]
-            text = (
-                f"{fmt(lo)} < {col} <= {fmt(hi)}"
-                if lo is not None and hi is not None
-                else f"{col} <= {fmt(hi)}"
-                if hi is not None
-                else f"{col} > {fmt(lo)}"
-            )
-            out.append(f"{text} (or unknown)" if b["missing"] else text)
-    return out
-
-
-def _number_format(integer: bool) -> Callable[[float], str]:
-    if integer:
-        return lambda v: f"{math.floor(v):d}"
-    return lambda v: f"{v:.4g}"
