@@ -17,6 +17,7 @@ from closedloop.cli import main
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
 from closedloop.store.models import AuditEvent, Policy
+from tests.test_autonomy import seed_supervised_evidence
 
 CAPS = dict(gov.DEFAULT_CAPS)
 
@@ -50,8 +51,10 @@ def test_caps_bound_tier_and_share():
 def test_autonomy_change_demotes_on_rollback_and_only_recommends_promotion():
     assert gov.autonomy_change("supervised", "rollback") == {"from": "supervised", "to": "assisted"}
     assert gov.autonomy_change("assisted", "rollback") is None
-    assert gov.autonomy_change("assisted", "keep") == {"recommend": "supervised",
-                                                       "needs_human_confirmation": True}
+    assert gov.autonomy_change("assisted", "keep") == {
+        "recommend": "supervised",
+        "needs_human_confirmation": True,
+    }
     assert gov.autonomy_change("supervised", "keep") is None
     assert gov.autonomy_change("supervised", "escalate") is None
 
@@ -63,8 +66,13 @@ def engine(tmp_path: Path):
 
 def _policy_events(engine, scope: str) -> list[AuditEvent]:
     with transaction(engine) as s:
-        return list(s.exec(select(AuditEvent).where(AuditEvent.run_id == gov.policy_audit_id(scope))
-                           .order_by(AuditEvent.id)).all())
+        return list(
+            s.exec(
+                select(AuditEvent)
+                .where(AuditEvent.run_id == gov.policy_audit_id(scope))
+                .order_by(AuditEvent.id)
+            ).all()
+        )
 
 
 def test_set_policy_validates_and_audits(engine):
@@ -75,8 +83,9 @@ def test_set_policy_validates_and_audits(engine):
             gov.set_policy(s, "helpdesk", mode="yolo", by="me", channel="test")
     assert _policy_events(engine, "helpdesk") == []
     with transaction(engine) as s:
-        policy = gov.set_policy(s, "helpdesk", kill_switch=True, by="me", channel="test",
-                                default_mode="assisted")
+        policy = gov.set_policy(
+            s, "helpdesk", kill_switch=True, by="me", channel="test", default_mode="assisted"
+        )
         assert policy.mode == "assisted" and policy.kill_switch and policy.updated_by == "me"
     [event] = _policy_events(engine, "helpdesk")
     assert event.actor == "me" and event.payload["channel"] == "test"
@@ -95,6 +104,7 @@ def test_kill_switch_check(engine):
 def test_verdict_demotion_is_audited(engine):
     with transaction(engine) as s:
         assert gov.apply_verdict(s, "nobody", "rollback") is None  # no policy, nothing to change
+        seed_supervised_evidence(s, "helpdesk")  # autonomy is earned (tests/test_autonomy.py)
         gov.set_policy(s, "helpdesk", mode="supervised", by="me", channel="test")
         change = gov.apply_verdict(s, "helpdesk", "rollback", run_id="run-1")
         assert change == {"scope": "helpdesk", "from": "supervised", "to": "assisted"}
@@ -108,8 +118,25 @@ def test_policy_change_through_the_cli_writes_one_audit_event(tmp_path, capsys):
     home = ["--home", str(tmp_path)]
     assert main([*home, "policy", "helpdesk", "--json"]) == 0  # showing changes nothing
     assert json.loads(capsys.readouterr().out)["mode"] == "assisted"
-    assert main([*home, "policy", "helpdesk", "--set-mode", "supervised", "--kill-switch", "on",
-                 "--by", "ops-lead", "--json"]) == 0
+    with transaction(open_store(Settings(CLOSEDLOOP_HOME=tmp_path).resolved_database_url())) as s:
+        seed_supervised_evidence(s, "helpdesk")
+    assert (
+        main(
+            [
+                *home,
+                "policy",
+                "helpdesk",
+                "--set-mode",
+                "supervised",
+                "--kill-switch",
+                "on",
+                "--by",
+                "ops-lead",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["mode"] == "supervised"
     engine = open_store(Settings(CLOSEDLOOP_HOME=tmp_path).resolved_database_url())
     [event] = _policy_events(engine, "helpdesk")
@@ -117,25 +144,40 @@ def test_policy_change_through_the_cli_writes_one_audit_event(tmp_path, capsys):
     assert event.payload["mode"] == "supervised" and event.payload["kill_switch"] is True
     with transaction(engine) as s:
         policy = s.exec(select(Policy).where(Policy.scope == "helpdesk")).one()
-        assert (policy.mode, policy.kill_switch, policy.updated_by) == ("supervised", True, "ops-lead")
+        assert (policy.mode, policy.kill_switch, policy.updated_by) == (
+            "supervised",
+            True,
+            "ops-lead",
+        )
 
 
 def test_policy_change_through_the_api_writes_one_audit_event(tmp_path):
     from closedloop.api.app import create_app
+    from tests.test_api import KEY_ENTRIES, auth
 
-    settings = Settings(DATABASE_URL=f"sqlite:///{tmp_path}/store.db", CLOSEDLOOP_HOME=tmp_path)
+    settings = Settings(
+        DATABASE_URL=f"sqlite:///{tmp_path}/store.db",
+        CLOSEDLOOP_HOME=tmp_path,
+        CLOSEDLOOP_API_KEYS=KEY_ENTRIES,
+    )
     with TestClient(create_app(settings, runner_factory=lambda _s: None)) as client:
-        r = client.post("/policies/helpdesk", json={"mode": "shadow", "by": "ops lead"})
+        r = client.post(
+            "/policies/helpdesk", json={"mode": "shadow", "by": "ops lead"}, headers=auth("admin")
+        )
         assert r.status_code == 200, r.text
     [event] = _policy_events(open_store(settings.resolved_database_url()), "helpdesk")
-    assert event.actor == "ops lead" and event.payload["channel"] == "api"
+    # The authenticated admin is recorded, never the body's "by" (closedloop.api.auth).
+    assert event.actor == "Carl Admin" and event.payload["channel"] == "api"
     assert event.payload["mode"] == "shadow"
 
 
 def test_governance_imports_no_graph_agent_or_surface():
-    probe = ("import sys, closedloop.governance; print(sorted(m for m in sys.modules if "
-             "m.startswith(('closedloop.graphs', 'closedloop.agents', 'closedloop.api', "
-             "'closedloop.cli', 'closedloop.chat', 'closedloop.tools'))))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True, timeout=60)
+    probe = (
+        "import sys, closedloop.governance; print(sorted(m for m in sys.modules if "
+        "m.startswith(('closedloop.graphs', 'closedloop.agents', 'closedloop.api', "
+        "'closedloop.cli', 'closedloop.chat', 'closedloop.tools'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
     assert done.stdout.strip() == "[]"

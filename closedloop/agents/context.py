@@ -46,7 +46,8 @@ class LoopContext:
                 self.cache[key] = System(build_catalog(row.content), base_url, client)
             else:
                 self.cache[key] = System.open(row.content, base_url, self.settings.secret_env(),
-                                              timeout=self.settings.api_timeout_s)
+                                              timeout=self.settings.api_timeout_s,
+                                              read_retries=self.settings.api_retries)
         return self.cache[key]
 
     def frame(self, sha256: str, artifact: str) -> Any:

@@ -18,6 +18,7 @@ from langgraph.types import interrupt
 from closedloop.agents import executor, planner, triage, watchdog
 from closedloop.agents.context import LoopContext
 from closedloop.contracts import RollbackStep, parse_approval
+from closedloop.crashpoints import crash_point
 from closedloop.graphs.gate import gate, record_decision
 from closedloop.graphs.learn import learn
 from closedloop.graphs.observe import observe
@@ -27,8 +28,9 @@ MAX_EVIDENCE_CHECKS = 3
 
 
 def observe_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return observe(runtime.context, state["run_id"], state["api_url"], state["scope"],
-                   state["catalog_version"])
+    return observe(
+        runtime.context, state["run_id"], state["api_url"], state["scope"], state["catalog_version"]
+    )
 
 
 def triage_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
@@ -36,49 +38,97 @@ def triage_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, An
 
 
 def plan_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return planner.plan(runtime.context, state["run_id"], state["opportunity_ids"], state["api_url"],
-                        state["scope"], state["catalog_version"])
+    return planner.plan(
+        runtime.context,
+        state["run_id"],
+        state["opportunity_ids"],
+        state["api_url"],
+        state["scope"],
+        state["catalog_version"],
+    )
 
 
 def gate_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    crash_point("plan")  # the plan is stored, the gate not yet passed
     return gate(runtime.context, state["run_id"], state["plan_id"])
 
 
 def approval_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     # Nothing before interrupt(): on resume this node runs again from the top.
-    answer = interrupt({"kind": "approval", "run_id": state["run_id"], "plan_id": state["plan_id"],
-                        "approval_id": state["approval_id"]})
+    answer = interrupt(
+        {
+            "kind": "approval",
+            "run_id": state["run_id"],
+            "plan_id": state["plan_id"],
+            "approval_id": state["approval_id"],
+        }
+    )
     approval = parse_approval(answer)  # InvalidApproval leaves the run paused
-    return record_decision(runtime.context, state["run_id"], state["approval_id"], approval.model_dump())
+    return record_decision(
+        runtime.context, state["run_id"], state["approval_id"], approval.model_dump()
+    )
 
 
 def execute_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return executor.execute(runtime.context, state["run_id"], state["plan_id"], state["api_url"],
-                            state["catalog_version"], state["events_position"])
+    return executor.execute(
+        runtime.context,
+        state["run_id"],
+        state["plan_id"],
+        state["api_url"],
+        state["catalog_version"],
+        state["events_position"],
+    )
 
 
 def await_evidence_node(state: LoopState) -> dict[str, Any]:
     # The world runs on; a scheduler (or the demo) resumes the run once the
     # observation window has passed.
-    interrupt({"kind": "evidence", "run_id": state["run_id"], "plan_id": state["plan_id"],
-               "after": state["watch_position"], "checks": state.get("evidence_checks", 0)})
+    interrupt(
+        {
+            "kind": "evidence",
+            "run_id": state["run_id"],
+            "plan_id": state["plan_id"],
+            "after": state["watch_position"],
+            "checks": state.get("evidence_checks", 0),
+        }
+    )
     return {}
 
 
 def watch_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return watchdog.watch(runtime.context, state["run_id"], state["plan_id"], state["api_url"],
-                          state["catalog_version"], state["watch_position"],
-                          state.get("evidence_checks", 0), MAX_EVIDENCE_CHECKS)
+    update = watchdog.watch(
+        runtime.context,
+        state["run_id"],
+        state["plan_id"],
+        state["api_url"],
+        state["catalog_version"],
+        state["watch_position"],
+        state.get("evidence_checks", 0),
+        MAX_EVIDENCE_CHECKS,
+    )
+    crash_point("watch")  # the verdict is stored, the step not yet checkpointed
+    return update
 
 
 def rollback_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    done = executor.compensate(runtime.context, state["run_id"], state["plan_id"], state["api_url"],
-                               state["catalog_version"])
+    done = executor.compensate(
+        runtime.context,
+        state["run_id"],
+        state["plan_id"],
+        state["api_url"],
+        state["catalog_version"],
+    )
     return {"steps": [RollbackStep(compensations=done).model_dump()]}
 
 
 def learn_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    return learn(runtime.context, state["run_id"], state.get("plan_id"), state.get("outcome"), state.get("decision"))
+    return learn(
+        runtime.context,
+        state["run_id"],
+        state.get("plan_id"),
+        state.get("outcome"),
+        state.get("decision"),
+    )
 
 
 def after_triage(state: LoopState) -> Literal["plan", "learn"]:
@@ -122,10 +172,18 @@ def after_watch(state: LoopState) -> Literal["await_evidence", "rollback", "lear
 def build_graph() -> StateGraph:
     """The uncompiled closed-loop graph."""
     g = StateGraph(LoopState, context_schema=LoopContext)
-    for name, fn in [("observe", observe_node), ("triage", triage_node), ("plan", plan_node),
-                     ("gate", gate_node), ("approval", approval_node), ("execute", execute_node),
-                     ("await_evidence", await_evidence_node), ("watch", watch_node),
-                     ("rollback", rollback_node), ("learn", learn_node)]:
+    for name, fn in [
+        ("observe", observe_node),
+        ("triage", triage_node),
+        ("plan", plan_node),
+        ("gate", gate_node),
+        ("approval", approval_node),
+        ("execute", execute_node),
+        ("await_evidence", await_evidence_node),
+        ("watch", watch_node),
+        ("rollback", rollback_node),
+        ("learn", learn_node),
+    ]:
         g.add_node(name, fn)
     g.add_edge(START, "observe")
     g.add_edge("observe", "triage")

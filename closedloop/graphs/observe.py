@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from closedloop.agents.context import LoopContext
 from closedloop.agents.runtime import AuditTrail
 from closedloop.contracts import Bottleneck, ObserveStep
+from closedloop.crashpoints import crash_point
 from closedloop.store.db import transaction
 from closedloop.store.models import Dataset, Insight, LoopRun, MiningRun, utcnow
 from closedloop.tools.act import fetch_events
@@ -18,8 +22,9 @@ from closedloop.tools.mining.insights import insights_from_report
 from closedloop.tools.mining.mine import mine
 
 
-def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str,
-            catalog_version: str) -> dict[str, Any]:
+def observe(
+    ctx: LoopContext, run_id: str, api_url: str, scope: str, catalog_version: str
+) -> dict[str, Any]:
     """Read the whole event history through the connector, mine it and store dataset, mining run
     and insights; returns where the feed stopped (the next incremental read starts there)."""
     audit = AuditTrail(run_id)
@@ -27,32 +32,52 @@ def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str,
     system = ctx.system(catalog_version, api_url)
     batch = fetch_events(system)
     records = batch.rows
-    audit.add("observe", "tool_call", {"tool": "fetch_events", "args": {"position": None},
-                                        "connector": system.name, "events": len(records),
-                                        "position": batch.position.model_dump(mode="json")})
+    audit.add(
+        "observe",
+        "tool_call",
+        {
+            "tool": "fetch_events",
+            "args": {"position": None},
+            "connector": system.name,
+            "events": len(records),
+            "position": batch.position.model_dump(mode="json"),
+        },
+    )
     frame = frame_from_records(records)
     report = mine(frame, bottleneck_threshold_hours=ctx.settings.bottleneck_threshold_hours)
     report_json = report.model_dump(mode="json")
-    audit.add("observe", "tool_call", {"tool": "mine", "args": {"events": len(records)},
-                                        "bottlenecks": report_json["bottlenecks"][:5]})
+    audit.add(
+        "observe",
+        "tool_call",
+        {
+            "tool": "mine",
+            "args": {"events": len(records)},
+            "bottlenecks": report_json["bottlenecks"][:5],
+        },
+    )
     digest = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
-    artifact_dir = ctx.settings.home / "datasets"
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    artifact = artifact_dir / f"{digest}.parquet"
-    if not artifact.exists():
-        tmp = artifact.with_suffix(".tmp")
-        frame.to_parquet(tmp)
-        tmp.replace(artifact)  # atomic: never a half-written snapshot
+    artifact = write_snapshot(frame, ctx.settings.home / "datasets", digest)
+    crash_point("observe")
     ctx.cache[f"frame:{digest}"] = frame
     insights = insights_from_report(report_json, frame)
     with transaction(ctx.engine) as session:
-        dataset = Dataset(name=f"{scope} events", source=batch.source,
-                          format=f"connector:{system.name}", events=len(records),
-                          cases=report.cases, sha256=digest, artifact=str(artifact))
+        dataset = Dataset(
+            name=f"{scope} events",
+            source=batch.source,
+            format=f"connector:{system.name}",
+            events=len(records),
+            cases=report.cases,
+            sha256=digest,
+            artifact=str(artifact),
+        )
         session.add(dataset)
         session.flush()
-        mining = MiningRun(dataset_id=dataset.id, run_id=run_id, report=report_json,
-                           duration_s=round(time.perf_counter() - started, 3))
+        mining = MiningRun(
+            dataset_id=dataset.id,
+            run_id=run_id,
+            report=report_json,
+            duration_s=round(time.perf_counter() - started, 3),
+        )
         session.add(mining)
         session.flush()
         for item in insights:
@@ -62,11 +87,47 @@ def observe(ctx: LoopContext, run_id: str, api_url: str, scope: str,
         audit.save(session)
     top = sorted(report_json["bottlenecks"], key=lambda b: -b["total_delay_hours"])[:3]
     step = ObserveStep(
-        events=len(records), cases=report.cases, activities=len(report_json["activities"]),
-        variants=len(report_json["variants"]), mean_cycle_time_hours=round(report_json["cycle_time_hours"]["mean"], 2),
-        top_bottlenecks=[Bottleneck(activity=b["activity"], waiting_hours=round(b["waiting_hours"], 2),
-                                    total_delay_hours=round(b["total_delay_hours"], 1)) for b in top],
-        dataset_id=dataset.id, mining_run_id=mining.id)
-    return {"dataset_id": dataset.id, "mining_run_id": mining.id,
-            "events_position": batch.position.model_dump(mode="json"),
-            "steps": [step.model_dump()]}
+        events=len(records),
+        cases=report.cases,
+        activities=len(report_json["activities"]),
+        variants=len(report_json["variants"]),
+        mean_cycle_time_hours=round(report_json["cycle_time_hours"]["mean"], 2),
+        top_bottlenecks=[
+            Bottleneck(
+                activity=b["activity"],
+                waiting_hours=round(b["waiting_hours"], 2),
+                total_delay_hours=round(b["total_delay_hours"], 1),
+            )
+            for b in top
+        ],
+        dataset_id=dataset.id,
+        mining_run_id=mining.id,
+    )
+    return {
+        "dataset_id": dataset.id,
+        "mining_run_id": mining.id,
+        "events_position": batch.position.model_dump(mode="json"),
+        "steps": [step.model_dump()],
+    }
+
+
+def write_snapshot(frame: Any, folder: Path, digest: str) -> Path:
+    """Store a dataset snapshot as ``<digest>.parquet``, owner-only (file 0600, folder 0700).
+
+    Written to a unique temporary file and renamed: atomic, and safe when several processes
+    snapshot the same events at once.
+    """
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    artifact = folder / f"{digest}.parquet"
+    if artifact.exists():
+        return artifact
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest[:12]}-", suffix=".tmp")
+    os.close(fd)  # mkstemp creates it 0600
+    try:
+        frame.to_parquet(tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, artifact)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return artifact

@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from closedloop.sandbox.app import create_app
+from closedloop.sandbox.faults import FaultConfig, install_faults
 from closedloop.sandbox.o2c.app import create_app as create_o2c_app
 from closedloop.sandbox.o2c.params import REGIMES as O2C_REGIMES
 from closedloop.sandbox.params import DEFAULT_REGIME
@@ -36,7 +37,9 @@ def create_domain_app(domain: str = "helpdesk", **options: Any) -> FastAPI:
     """The app of a bundled domain (ValueError for an unknown one)."""
     if domain not in DOMAINS:
         raise ValueError(f"unknown sandbox domain {domain!r}; known: {', '.join(DOMAINS)}")
-    return DOMAINS[domain](**options)
+    app = DOMAINS[domain](**options)
+    install_faults(app, FaultConfig.from_env())  # off unless CLOSEDLOOP_SANDBOX_FAULTS or PUT /faults
+    return app
 
 
 def bind_socket(host: str = DEFAULT_HOST, port: int = 0) -> socket.socket:

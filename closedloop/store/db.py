@@ -1,25 +1,66 @@
-"""Engine and sessions for the store (SQLite by default, PostgreSQL by URL)."""
+"""Engine and sessions for the store (SQLite by default, PostgreSQL by URL).
+
+A SQLite store is created owner-only (0600, its folder 0700 when we create it), and
+migrations run under a lock so concurrent first use of a fresh store is safe: a file
+lock beside a SQLite file, an advisory lock on PostgreSQL.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
+
+from closedloop.store import redact as _redact  # noqa: F401  (registers the redaction hook)
+
+OWNER_ONLY_FILE = 0o600
+OWNER_ONLY_DIR = 0o700
+_PG_MIGRATION_LOCK = 7_311_011  # any constant: one advisory lock for closedloop migrations
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for memory databases and other backends)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def secure_sqlite_file(path: Path) -> None:
+    """Create the store file owner-only (its folder 0700 if we create it); tighten an existing one."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=OWNER_ONLY_DIR, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, OWNER_ONLY_FILE)
+    os.close(fd)
+    for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(OWNER_ONLY_FILE)
 
 
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     """One engine per database URL; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:
+            secure_sqlite_file(path)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - driver hook
             cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
@@ -40,9 +81,39 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold the store's migration lock (one process migrates at a time)."""
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=OWNER_ONLY_DIR, exist_ok=True)
+        fd = os.open(f"{path}.migrate.lock", os.O_CREAT | os.O_RDWR, OWNER_ONLY_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+    elif url.startswith("postgresql"):
+        engine = get_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+    else:
+        yield
+
+
 def open_store(url: str) -> Engine:
-    """Migrate the database at ``url`` to the latest schema and return its engine."""
+    """Migrate the database at ``url`` to the latest schema (under the migration lock: safe when
+    several processes open a fresh store at once) and return its engine."""
     from closedloop.store.migrate import upgrade
 
-    upgrade(url)
-    return get_engine(url)
+    engine = get_engine(url)  # creates a SQLite file owner-only before Alembic touches it
+    with migration_lock(url):
+        upgrade(url)
+    return engine

@@ -51,9 +51,18 @@ class LoopRun(SQLModel, table=True):
     scope: str = Field(index=True)
     status: str = Field(default="running", description="running|paused|completed|rejected|failed")
     dataset_id: int | None = Field(default=None, foreign_key="dataset.id")
-    api_url: str | None = Field(default=None, description="enterprise API the loop observes and acts on")
-    catalog_version: str | None = Field(default=None, index=True,
-                                        description="the connector catalog the run is bound to")
+    api_url: str | None = Field(
+        default=None, description="enterprise API the loop observes and acts on"
+    )
+    catalog_version: str | None = Field(
+        default=None, index=True, description="the connector catalog the run is bound to"
+    )
+    owner: str | None = Field(
+        default=None,
+        description="host:pid of the process driving the run "
+        "now (None when nobody is); a dead owner "
+        "means the run was interrupted",
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -95,8 +104,12 @@ class Opportunity(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("fingerprint", name="uq_opportunity_fingerprint"),)
     id: int | None = Field(default=None, primary_key=True)
-    insight_id: int | None = Field(default=None, foreign_key="insight.id", index=True,
-                                   description="None for an opportunity imported from an alert")
+    insight_id: int | None = Field(
+        default=None,
+        foreign_key="insight.id",
+        index=True,
+        description="None for an opportunity imported from an alert",
+    )
     fingerprint: str
     process: str
     pattern: str
@@ -140,7 +153,10 @@ class Plan(SQLModel, table=True):
     guardrails: dict = _json()
     compensations: list = _json_list()
     catalog_version: str | None = Field(default=None, index=True)
-    status: str = Field(default="proposed", description="proposed|shadowed|awaiting_approval|approved|rejected|executed|kept|rolled_back|escalated")
+    status: str = Field(
+        default="proposed",
+        description="proposed|shadowed|awaiting_approval|approved|rejected|executed|kept|rolled_back|escalated",
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -177,7 +193,11 @@ class Execution(SQLModel, table=True):
     action: str
     idempotency_key: str = Field(unique=True, index=True)
     request: dict = _json()
-    status: str = Field(default="pending", description="pending|succeeded|unverified|failed|compensated")
+    status: str = Field(
+        default="pending",
+        description="pending (intent committed, outcome not known yet)|succeeded|"
+        "unverified|unknown|failed|compensated|compensation_failed",
+    )
     attempts: int = 0
     response: dict = _json()
     compensation: dict = _json()
@@ -221,7 +241,9 @@ class AuditEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True)
     actor: str
-    kind: str = Field(description="prompt|model_answer|tool_call|tool_result|tool_error|gate|decision")
+    kind: str = Field(
+        description="prompt|model_answer|tool_call|tool_result|tool_error|gate|decision"
+    )
     payload: dict = _json()
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -242,7 +264,9 @@ class PushedEventRow(SQLModel, table=True):
     lifecycle: str | None = None
     cohort: str | None = None
     attributes: dict = _json()
-    digest: str = Field(description="hash of the content: a replay with other content is a conflict")
+    digest: str = Field(
+        description="hash of the content: a replay with other content is a conflict"
+    )
     received_at: datetime = Field(default_factory=utcnow)
 
 
@@ -252,9 +276,43 @@ class Alert(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("source", "alert_id", name="uq_alert_source_alert_id"),)
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(index=True, description="who sent it, e.g. celonis")
-    alert_id: str | None = Field(default=None, description="the sender's id: a redelivery is a replay")
+    alert_id: str | None = Field(
+        default=None, description="the sender's id: a redelivery is a replay"
+    )
     fingerprint: str = Field(index=True)
     opportunity_id: int = Field(foreign_key="opportunity.id", index=True)
     mapped: dict = _json()
     payload: dict = _json()
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class DeadLetter(SQLModel, table=True):
+    """A write (or its compensation) that could not be completed after every retry; ``closedloop
+    deadletter replay`` sends it again with the same idempotency key."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    execution_id: int = Field(foreign_key="execution.id", index=True)
+    run_id: str = Field(index=True)
+    kind: str = Field(description="write|compensation")
+    reason: str
+    status: str = Field(default="open", index=True, description="open|resolved")
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+
+
+class PolicyVersion(SQLModel, table=True):
+    """Every version of a scope's policy, kept forever (who, through which channel, on what
+    evidence)."""
+
+    __table_args__ = (UniqueConstraint("scope", "version", name="uq_policyversion_scope_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(index=True)
+    version: int
+    mode: str
+    kill_switch: bool
+    caps: dict = _json()
+    by: str
+    channel: str
+    evidence: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)

@@ -35,6 +35,7 @@ from closedloop.tools.connect import (
     make_auth,
     parse_document,
 )
+from closedloop.tools.connect.auth import trusted_roots, url_under
 from closedloop.tools.errors import ApiCallError
 
 MANIFEST_NAME = "connector.yaml"
@@ -102,8 +103,12 @@ def _spec_auth(manifest: ConnectorManifest, env: Mapping[str, str]) -> httpx.Aut
     return None
 
 
-def connector_document(manifest: ConnectorManifest, base_url: str | None,
-                       env: Mapping[str, str] | None = None, timeout: float = 30.0) -> dict[str, Any]:
+def connector_document(
+    manifest: ConnectorManifest,
+    base_url: str | None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """The annotated OpenAPI document of a connector: its spec with every overlay applied.
 
     A ``spec_url`` is fetched from the system; failing that raises ApiCallError.
@@ -116,7 +121,9 @@ def connector_document(manifest: ConnectorManifest, base_url: str | None,
         if not root:
             raise SpecError(f"connector {manifest.name!r}: spec_url needs a base URL")
         url = str(httpx.URL(root.rstrip("/") + "/").join(str(manifest.spec_url).lstrip("/")))
-        with httpx.Client(timeout=timeout, auth=_spec_auth(manifest, env)) as client:
+        # The connector's credentials only go to a trusted URL, never to one a caller supplied.
+        auth = _spec_auth(manifest, env) if url_under(url, trusted_roots(root, env)) else None
+        with httpx.Client(timeout=timeout, auth=auth) as client:
             try:
                 doc = fetch_spec(url, client)
             except SpecError as exc:
@@ -126,5 +133,11 @@ def connector_document(manifest: ConnectorManifest, base_url: str | None,
     return doc
 
 
-__all__ = ["DEFAULT_CONNECTOR", "MANIFEST_NAME", "ConnectorManifest", "connector_document",
-           "connector_path", "load_manifest"]
+__all__ = [
+    "DEFAULT_CONNECTOR",
+    "MANIFEST_NAME",
+    "ConnectorManifest",
+    "connector_document",
+    "connector_path",
+    "load_manifest",
+]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from closedloop.tools.act.invoke import ApiRequest
+from closedloop.tools.act.invoke import ApiRequest, CircuitBreaker, send_http
 from closedloop.tools.connect import (
     COHORT,
     Catalog,
@@ -61,18 +61,39 @@ class EventBatch(BaseModel):
 class System:
     """A connector's catalog bound to a base URL and an authenticated HTTP client."""
 
-    def __init__(self, catalog: Catalog, base_url: str, client: httpx.Client) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        base_url: str,
+        client: httpx.Client,
+        read_retries: int = 3,
+        backoff_s: float = 0.2,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.catalog = catalog
         self.base_url = base_url.rstrip("/")
         self.client = client
+        self.read_retries = read_retries
+        self.backoff_s = backoff_s
+        # One breaker per connector and base URL: every read and write of this system shares it.
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
 
     @classmethod
-    def open(cls, document: dict[str, Any], base_url: str, env: Mapping[str, str] | None = None,
-             timeout: float = 10.0) -> System:
-        """The system of an annotated OpenAPI document at ``base_url`` (auth from ``env``)."""
+    def open(
+        cls,
+        document: dict[str, Any],
+        base_url: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        read_retries: int = 3,
+    ) -> System:
+        """The system of an annotated OpenAPI document at ``base_url`` (auth from ``env``; the
+        credentials go only to trusted URLs, see ``closedloop.tools.connect.trusted_roots``)."""
         catalog = build_catalog(document)
         auth = make_connector_auth(catalog.connector, base_url, os.environ if env is None else env)
-        return cls(catalog, base_url, httpx.Client(timeout=timeout, auth=auth))
+        return cls(
+            catalog, base_url, httpx.Client(timeout=timeout, auth=auth), read_retries=read_retries
+        )
 
     @property
     def name(self) -> str:
@@ -84,23 +105,34 @@ class System:
         self.client.close()
 
     def _get(self, request: httpx.Request) -> Any:
+        """A read, retried on transient failures (reads are always safe to repeat)."""
+        response, _ = send_http(
+            self.client,
+            lambda: request,
+            method="GET",
+            path=request.url.path,
+            replay_safe=True,
+            retries=self.read_retries,
+            backoff_s=self.backoff_s,
+            breaker=self.breaker,
+        )
         try:
-            response = self.client.send(request)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise ApiCallError(f"GET {request.url.path} failed: {exc}") from exc
-        return response.json() if response.content else None
+            return response.json() if response.content else None
+        except ValueError as exc:
+            raise ApiCallError(f"GET {request.url.path}: the answer is not JSON") from exc
 
     def events_source(self) -> str:
         """Where events come from (the feed's URL without query), for the store."""
         if self.catalog.events is None:
             raise ConnectorError(f"connector {self.name!r} has no event feed")
         feed = self.catalog.events
-        return fill_path(self.base_url, feed.operation.path, dict(feed.annotation.request.path),
-                         "events source")
+        return fill_path(
+            self.base_url, feed.operation.path, dict(feed.annotation.request.path), "events source"
+        )
 
-    def read_events(self, position: EventPosition | None = None,
-                    max_events: int = MAX_EVENTS) -> EventBatch:
+    def read_events(
+        self, position: EventPosition | None = None, max_events: int = MAX_EVENTS
+    ) -> EventBatch:
         """Every event after ``position`` (None: the whole history), paging with the feed's cursor."""
         position = position or EventPosition()
         cursor, skip = position.cursor, position.skip
@@ -112,8 +144,11 @@ class System:
             if len(rows) > max_events:
                 raise ApiCallError(f"event feed exceeded {max_events} events; narrow the window")
             if following is None:
-                return EventBatch(rows=rows, source=self.events_source(),
-                                  position=EventPosition(cursor=cursor, skip=max(skip, len(mapped))))
+                return EventBatch(
+                    rows=rows,
+                    source=self.events_source(),
+                    position=EventPosition(cursor=cursor, skip=max(skip, len(mapped))),
+                )
             cursor, skip = following, 0
 
     def read_state(self) -> Any:
@@ -124,8 +159,10 @@ class System:
         """The state's named values (``x-closedloop-state.values``)."""
         if self.catalog.state is None:
             return {}
-        return {name: _at(state, pointer)
-                for name, pointer in self.catalog.state.annotation.values.items()}
+        return {
+            name: _at(state, pointer)
+            for name, pointer in self.catalog.state.annotation.values.items()
+        }
 
     def pools(self, state: Any) -> dict[str, Any]:
         """Capacity per pool from the state read (``pool_capacity``), empty if not declared."""
@@ -151,27 +188,37 @@ class System:
             return None
         return self._get(build_before_request(self.catalog, action, params, self.base_url))
 
-    def action_request(self, action: str, params: dict[str, Any], key: str,
-                       before: Any = None) -> ApiRequest:
+    def action_request(
+        self, action: str, params: dict[str, Any], key: str, before: Any = None
+    ) -> ApiRequest:
         """The request of a catalog action (NotInCatalogError for anything else)."""
         built = build_action_request(self.catalog, action, params, self.base_url, key, before)
         return ApiRequest.of(built, key)
 
-    def compensation_request(self, action: str, params: dict[str, Any], response: Any,
-                             before: Any, key: str) -> ApiRequest | None:
+    def compensation_request(
+        self, action: str, params: dict[str, Any], response: Any, before: Any, key: str
+    ) -> ApiRequest | None:
         """The request that undoes a performed action (None if it declares no compensation)."""
         if not self.catalog.action(action).reversible:
             return None
-        built = build_compensation_request(self.catalog, action, params, self.base_url,
-                                           response=response, before=before, idempotency_key=key)
+        built = build_compensation_request(
+            self.catalog,
+            action,
+            params,
+            self.base_url,
+            response=response,
+            before=before,
+            idempotency_key=key,
+        )
         return ApiRequest.of(built, key)
 
     def verify(self, action: str, params: dict[str, Any], response: Any) -> bool | None:
         """Whether the read-back shows the change (None when the action declares no read-back)."""
         if self.catalog.action(action).annotation.verify is None:
             return None
-        readback = self._get(build_verify_request(self.catalog, action, params, self.base_url,
-                                                  response))
+        readback = self._get(
+            build_verify_request(self.catalog, action, params, self.base_url, response)
+        )
         return verify_readback(self.catalog, action, params, response, readback)
 
 

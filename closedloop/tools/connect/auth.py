@@ -16,7 +16,7 @@ import base64
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 
 import httpx
 from pydantic import SecretStr
@@ -90,9 +90,14 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
     requires_response_body = True
 
     def __init__(
-        self, token_url: str, client_id: str, client_secret: SecretStr,
-        scopes: tuple[str, ...] | list[str] = (), client_auth: str = "basic",
-        refresh_leeway_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr,
+        scopes: tuple[str, ...] | list[str] = (),
+        client_auth: str = "basic",
+        refresh_leeway_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._token_url = token_url
         self._client_id = client_id
@@ -139,8 +144,9 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
             form["scope"] = " ".join(self._scopes)
         headers = {"Accept": "application/json"}
         if self._client_auth == "post":
-            form.update(client_id=self._client_id,
-                        client_secret=self._client_secret.get_secret_value())
+            form.update(
+                client_id=self._client_id, client_secret=self._client_secret.get_secret_value()
+            )
         else:
             raw = f"{self._client_id}:{self._client_secret.get_secret_value()}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
@@ -154,8 +160,10 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
                 reason = str(response.json().get("error", ""))[:100]
             except ValueError:
                 pass
-            raise AuthError(f"{where} refused the client credentials: HTTP "
-                            f"{response.status_code} {reason}".rstrip())
+            raise AuthError(
+                f"{where} refused the client credentials: HTTP "
+                f"{response.status_code} {reason}".rstrip()
+            )
         try:
             payload = response.json()
             token = payload["access_token"]
@@ -175,12 +183,15 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
             return self._token
 
     def __repr__(self) -> str:
-        return (f"OAuth2ClientCredentialsAuth(token_url={self._token_url!r}, "
-                f"client_id={self._client_id!r}, client_secret={_HIDDEN})")
+        return (
+            f"OAuth2ClientCredentialsAuth(token_url={self._token_url!r}, "
+            f"client_id={self._client_id!r}, client_secret={_HIDDEN})"
+        )
 
 
-def _through(inner: httpx.Auth | None,
-             request: httpx.Request) -> Generator[httpx.Request, httpx.Response, httpx.Response]:
+def _through(
+    inner: httpx.Auth | None, request: httpx.Request
+) -> Generator[httpx.Request, httpx.Response, httpx.Response]:
     """Send ``request`` through ``inner``'s auth flow; the final response."""
     if inner is None:
         return (yield request)
@@ -200,8 +211,14 @@ class CsrfTokenAuth(httpx.Auth):
     requires_response_body = True
     _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    def __init__(self, inner: httpx.Auth | None, fetch_url: str, header: str = "X-CSRF-Token",
-                 fetch_value: str = "Fetch", required_value: str = "Required") -> None:
+    def __init__(
+        self,
+        inner: httpx.Auth | None,
+        fetch_url: str,
+        header: str = "X-CSRF-Token",
+        fetch_value: str = "Fetch",
+        required_value: str = "Required",
+    ) -> None:
         self._inner = inner
         self._fetch_url = fetch_url
         self._header = header
@@ -225,8 +242,10 @@ class CsrfTokenAuth(httpx.Auth):
             request.headers[self._header] = token.get_secret_value()
             cookies.set_cookie_header(request)
             response = yield from _through(self._inner, request)
-            refused = (response.status_code == 403 and
-                       response.headers.get(self._header, "").lower() == self._required)
+            refused = (
+                response.status_code == 403
+                and response.headers.get(self._header, "").lower() == self._required
+            )
             if not refused or attempt:
                 return
             with self._lock:
@@ -239,8 +258,10 @@ class CsrfTokenAuth(httpx.Auth):
         response = yield from _through(self._inner, fetch)
         token = response.headers.get(self._header, "")
         if response.status_code >= 400 or not token or token.lower() == self._required:
-            raise AuthError(f"CSRF token fetch from {self._fetch_url} failed: HTTP "
-                            f"{response.status_code}, no {self._header} header")
+            raise AuthError(
+                f"CSRF token fetch from {self._fetch_url} failed: HTTP "
+                f"{response.status_code}, no {self._header} header"
+            )
         cookies = httpx.Cookies()
         cookies.extract_cookies(response)
         with self._lock:
@@ -252,17 +273,79 @@ class CsrfTokenAuth(httpx.Auth):
         return f"CsrfTokenAuth(fetch_url={self._fetch_url!r}, inner={self._inner!r})"
 
 
-def make_connector_auth(connector: ConnectorAnnotation, base_url: str,
-                        env: Mapping[str, str] | None = None) -> httpx.Auth | None:
-    """The auth of a connector: its scheme, with a CSRF token on writes if it declares one."""
+TRUSTED_URLS_ENV = "CLOSEDLOOP_TRUSTED_API_URLS"
+
+
+def _root(url: str) -> httpx.URL:
+    return httpx.URL(url.rstrip("/") + "/")
+
+
+def url_under(url: str | httpx.URL, roots: Sequence[str]) -> bool:
+    """True when ``url`` is on the same scheme, host and port as one of ``roots`` and under its path."""
+    target = httpx.URL(str(url))
+    for root in roots:
+        base = _root(root)
+        if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port) and (
+            target.path + "/"
+        ).startswith(base.path):
+            return True
+    return False
+
+
+def trusted_roots(base_url: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Where a connector's credentials may go: the URLs in ``CLOSEDLOOP_TRUSTED_API_URLS``
+    (comma-separated) when it is set, else only the base URL the system is bound to."""
+    env = os.environ if env is None else env
+    listed = [u.strip() for u in env.get(TRUSTED_URLS_ENV, "").split(",") if u.strip()]
+    return listed or [base_url]
+
+
+class ScopedAuth(httpx.Auth):
+    """Credentials only for requests under the trusted roots; anything else is sent bare."""
+
+    def __init__(self, inner: httpx.Auth, roots: Sequence[str]) -> None:
+        self._inner = inner
+        self._roots = list(roots)
+        self.requires_response_body = getattr(inner, "requires_response_body", False)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Delegate to the connector's auth for trusted URLs only."""
+        if not url_under(request.url, self._roots):
+            yield request
+            return
+        yield from _through(self._inner, request)
+
+    def __repr__(self) -> str:
+        return f"ScopedAuth(roots={self._roots!r}, inner={self._inner!r})"
+
+
+def make_connector_auth(
+    connector: ConnectorAnnotation, base_url: str, env: Mapping[str, str] | None = None
+) -> httpx.Auth | None:
+    """The auth of a connector: its scheme, with a CSRF token on writes if it declares one.
+
+    Credentials go only to trusted URLs (:func:`trusted_roots`): when ``base_url`` is not among
+    them (a caller-supplied URL, say) the connector sends no credentials at all.
+    """
+    roots = trusted_roots(base_url, env)
+    if not url_under(base_url, roots):
+        return None
     inner = make_auth(connector.auth, env)
-    if connector.csrf is None:
-        return inner
-    root = httpx.URL(base_url.rstrip("/") + "/")
-    fetch_url = str(root.join(connector.csrf.fetch_path)) if connector.csrf.fetch_path \
-        else str(root)
-    return CsrfTokenAuth(inner, fetch_url, connector.csrf.header, connector.csrf.fetch_value,
-                         connector.csrf.required_value)
+    if inner is None and connector.csrf is None:
+        return None
+    if connector.csrf is not None:
+        root = _root(base_url)
+        fetch_url = (
+            str(root.join(connector.csrf.fetch_path)) if connector.csrf.fetch_path else str(root)
+        )
+        inner = CsrfTokenAuth(
+            inner,
+            fetch_url,
+            connector.csrf.header,
+            connector.csrf.fetch_value,
+            connector.csrf.required_value,
+        )
+    return ScopedAuth(inner, roots)
 
 
 def _secret(env: Mapping[str, str], name: str, scheme: str) -> SecretStr:
@@ -285,14 +368,16 @@ def make_auth(config: AuthConfig, env: Mapping[str, str] | None = None) -> httpx
         username = _secret(env, config.username_env, config.type).get_secret_value()
         return BasicCredentialsAuth(username, _secret(env, config.password_env, config.type))
     if isinstance(config, ApiKeyAuthConfig):
-        return ApiKeyHeaderAuth(config.header, _secret(env, config.key_env, config.type),
-                                config.prefix)
+        return ApiKeyHeaderAuth(
+            config.header, _secret(env, config.key_env, config.type), config.prefix
+        )
     if isinstance(config, OAuth2ClientCredentialsConfig):
         return OAuth2ClientCredentialsAuth(
             config.token_url,
             _secret(env, config.client_id_env, config.type).get_secret_value(),
             _secret(env, config.client_secret_env, config.type),
-            scopes=config.scopes, client_auth=config.client_auth,
+            scopes=config.scopes,
+            client_auth=config.client_auth,
             refresh_leeway_s=config.refresh_leeway_s,
         )
     raise AuthError(f"unknown auth scheme {config!r}")
@@ -304,6 +389,7 @@ __all__ = [
     "BearerTokenAuth",
     "CsrfTokenAuth",
     "OAuth2ClientCredentialsAuth",
+    "ScopedAuth",
     "make_auth",
     "make_connector_auth",
 ]
