@@ -21,7 +21,10 @@ def default_home() -> Path:
 class Settings(BaseSettings):
     """Runtime configuration of closedloop (see the table in README.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+    # Case-sensitive: with populate_by_name a field name such as `home` would otherwise also match
+    # an unrelated variable (HOME); every setting is read from its upper-case name only.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True,
+                                      case_sensitive=True)
 
     database_url: str = Field(
         default="",
@@ -73,6 +76,38 @@ class Settings(BaseSettings):
     )
     teams_webhook_secret: SecretStr | None = Field(default=None, validation_alias="CLOSEDLOOP_TEAMS_SECRET")
 
+    # -- who may do what on the surfaces (closedloop.identity; docs/api.md "Authentication") --
+    api_keys: str = Field(
+        default="", validation_alias="CLOSEDLOOP_API_KEYS",
+        description="API keys as 'name:role+role:sha256hex' entries separated by ';' (only hashes, "
+                    "never keys); empty uses <CLOSEDLOOP_HOME>/api-keys.json, created with one "
+                    "dev admin key on first start",
+    )
+    oauth_issuer: str = Field(default="", validation_alias="CLOSEDLOOP_OAUTH_ISSUER",
+                              description="issuer of accepted OAuth2 bearer JWTs (empty: none)")
+    oauth_audience: str = Field(default="", validation_alias="CLOSEDLOOP_OAUTH_AUDIENCE")
+    oauth_jwks_url: str = Field(default="", validation_alias="CLOSEDLOOP_OAUTH_JWKS_URL")
+    oauth_roles_claim: str = Field(default="roles", validation_alias="CLOSEDLOOP_OAUTH_ROLES_CLAIM")
+    teams_app_id: str = Field(default="", validation_alias="CLOSEDLOOP_TEAMS_APP_ID",
+                              description="Bot Framework app id: the audience of incoming bot JWTs")
+    teams_app_password: SecretStr | None = Field(default=None, validation_alias="CLOSEDLOOP_TEAMS_APP_PASSWORD")
+    teams_openid_url: str = Field(
+        default="https://login.botframework.com/v1/.well-known/openidconfiguration",
+        validation_alias="CLOSEDLOOP_TEAMS_OPENID_URL")
+    teams_issuer: str = Field(default="https://api.botframework.com", validation_alias="CLOSEDLOOP_TEAMS_ISSUER")
+    teams_token_url: str = Field(
+        default="https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token",
+        validation_alias="CLOSEDLOOP_TEAMS_TOKEN_URL")
+    teams_service_url: str = Field(default="", validation_alias="CLOSEDLOOP_TEAMS_SERVICE_URL",
+                                   description="Bot Connector URL new approval cards are posted to")
+    teams_conversation: str = Field(default="", validation_alias="CLOSEDLOOP_TEAMS_CONVERSATION")
+    teams_approvers: str = Field(default="", validation_alias="CLOSEDLOOP_TEAMS_APPROVERS",
+                                 description="Teams user ids (29:...) or AAD object ids, comma-separated")
+    teams_admins: str = Field(default="", validation_alias="CLOSEDLOOP_TEAMS_ADMINS")
+    teams_analysts: str = Field(default="", validation_alias="CLOSEDLOOP_TEAMS_ANALYSTS")
+    teams_press_window_s: float = Field(default=300.0, gt=0, validation_alias="CLOSEDLOOP_TEAMS_PRESS_WINDOW_S",
+                                        description="a card press older or newer than this is refused")
+
     def resolved_database_url(self) -> str:
         """The store URL, defaulting to a SQLite file under ``home``."""
         if self.database_url:
@@ -83,7 +118,7 @@ class Settings(BaseSettings):
                 if path and path != ":memory:":
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
             return self.database_url
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only: the store and keys
         return f"sqlite:///{(self.home / 'closedloop.db').resolve()}"
 
     def secret_env(self) -> dict[str, str]:

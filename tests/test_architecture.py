@@ -23,8 +23,12 @@ LAYERS: list[tuple[str, int]] = [
     ("closedloop.store", 0),
     ("closedloop.settings", 1),
     ("closedloop.contracts", 1),
+    ("closedloop.privacy", 1),  # pseudonymisation before a model, imports nothing of ours
+    ("closedloop.crashpoints", 1),  # SIGKILL test points, imports nothing of ours
+    ("closedloop.identity", 1),  # principals and roles, used by every surface
     ("closedloop.tools", 2),
     ("closedloop.governance", 2),
+    ("closedloop.autonomy", 2),  # the evidence governance promotes on (store only)
     ("closedloop.prompts", 3),
     ("closedloop.agents", 3),
     ("closedloop.graphs", 4),

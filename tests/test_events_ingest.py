@@ -27,7 +27,7 @@ from closedloop.store.migrate import alembic_config
 from closedloop.store.models import Alert, Insight, MiningRun, Opportunity, PushedEventRow
 from closedloop.tools.log.ingest_events import frame_from_pushed
 from closedloop.tools.mining.mine import mine, mine_file
-from tests.test_api import free_port, serving
+from tests.test_api import KEY_ENTRIES, auth, free_port, serving
 
 THRESHOLD = 1.5
 
@@ -35,7 +35,8 @@ THRESHOLD = 1.5
 @pytest.fixture
 def settings(tmp_path: Path, migrated_db: Path) -> Settings:
     shutil.copyfile(migrated_db, tmp_path / "t.db")
-    return Settings(DATABASE_URL=f"sqlite:///{tmp_path}/t.db", CLOSEDLOOP_HOME=str(tmp_path))
+    return Settings(DATABASE_URL=f"sqlite:///{tmp_path}/t.db", CLOSEDLOOP_HOME=str(tmp_path),
+                    CLOSEDLOOP_API_KEYS=KEY_ENTRIES)
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def stored(settings: Settings, source: str) -> list[PushedEventRow]:
 
 def test_a_replayed_batch_inserts_nothing_twice(base: str, settings: Settings) -> None:
     events = make_events(5)
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, headers=auth("analyst"), timeout=30) as client:
         first = client.post("/events", json={"source": "erp", "events": events})
         again = client.post("/events", json={"source": "erp", "events": events})
         partly = client.post("/events/erp", json=events[-3:] + [{**events[0], "event_id": "new-1"}])
@@ -92,7 +93,7 @@ def test_a_known_id_with_other_content_is_a_reported_conflict_and_the_first_is_k
         base: str, settings: Settings) -> None:
     events = make_events(2)
     changed = {**events[1], "activity": "Something else"}
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, headers=auth("analyst"), timeout=30) as client:
         client.post("/events", json={"source": "erp", "events": events})
         answer = client.post("/events", json={"source": "erp", "events": [changed, events[2]]}).json()
         within = client.post("/events", json={"source": "erp", "events": [
@@ -110,7 +111,7 @@ def test_validation_errors_name_the_item_index_and_field_and_store_nothing(
     events[3] = {**events[3], "event_id": "x" * 201}
     events[4] = {k: v for k, v in events[4].items() if k != "activity"}
     events[5] = {**events[5], "attributes": {"concept:name": "hijack"}}
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, headers=auth("analyst"), timeout=30) as client:
         answer = client.post("/events", json={"source": "erp", "events": events})
         not_json = client.post("/events", content=b"{nope", headers={"Content-Type": "application/json"})
         no_source = client.post("/events", json={"events": events[:1], "extra": 1})
@@ -128,7 +129,7 @@ def test_an_oversize_batch_or_body_is_refused_with_413(base: str, settings: Sett
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     one = make_events(1)[0]
     many = [{**one, "event_id": f"e{i}"} for i in range(10_001)]
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=base, headers=auth("analyst"), timeout=60) as client:
         too_many = client.post("/events", json={"source": "erp", "events": many})
         monkeypatch.setattr(ingest, "MAX_BODY_BYTES", 2_000)
         too_big = client.post("/events", json={"source": "erp", "events": many[:50]})
@@ -145,7 +146,7 @@ def test_concurrent_duplicate_posts_insert_each_event_once(base: str, settings: 
     answers: list[dict[str, Any]] = []
 
     def post() -> None:
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with httpx.Client(base_url=base, headers=auth("analyst"), timeout=60) as client:
             barrier.wait()
             response = client.post("/events", json={"source": "erp", "events": events})
             assert response.status_code == 200, response.text
@@ -165,7 +166,7 @@ def test_concurrent_duplicate_posts_insert_each_event_once(base: str, settings: 
 
 def test_events_page_back_in_arrival_order_with_a_cursor(base: str) -> None:
     events = make_events(6)
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, headers=auth("analyst"), timeout=30) as client:
         for start in range(0, len(events), 7):
             client.post("/events", json={"source": "erp", "events": events[start:start + 7]})
         seen: list[str] = []
@@ -190,7 +191,7 @@ def test_mining_a_pushed_source_gives_the_report_of_the_same_events_from_a_file(
     pd.DataFrame([{"case_id": e["case_id"], "activity": e["activity"], "timestamp": e["timestamp"],
                    "start_timestamp": e["start_timestamp"], "resource": e["resource"],
                    "case:tier": e["attributes"]["tier"]} for e in events]).to_csv(path, index=False)
-    with httpx.Client(base_url=base, timeout=120) as client:
+    with httpx.Client(base_url=base, headers=auth("analyst"), timeout=120) as client:
         for start in range(0, len(events), 50):  # several batches and a replay
             client.post("/events", json={"source": "erp", "events": events[start:start + 50]})
         client.post("/events", json={"source": "erp", "events": events[:30]})

@@ -178,7 +178,7 @@ def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str
                                          "backtest": twin.backtest.model_dump(mode="json")
                                          if twin.backtest else None})
     if not verdict:
-        return _no_change(ctx, found[0][0].id, audit, f"no plan: {verdict.reason}", [],
+        return _no_change(ctx, found[0][0].id, audit, verdict.reason, [],
                           "the twin's predictions are not trusted for this log")
     members = state_members(config["pools"], config["values"])
     candidates: list[Candidate] = []

@@ -33,8 +33,9 @@ MAX_ALERT_BYTES = 64 * 1024
 DEFAULT_SOURCE = "webhook"
 # A KPI's name says what kind of finding it is (the kinds Triage knows), else "kpi".
 _REWORK = re.compile(r"rework|repeat|redo|loop|re-?open", re.IGNORECASE)
-_WAITING = re.compile(r"wait|delay|throughput|cycle|lead|backlog|queue|duration|aging|age\b|time",
-                      re.IGNORECASE)
+_WAITING = re.compile(
+    r"wait|delay|throughput|cycle|lead|backlog|queue|duration|aging|age\b|time", re.IGNORECASE
+)
 _WRAPPERS = ("data", "alert", "body", "payload")
 
 
@@ -49,7 +50,7 @@ class InvalidAlert(ValueError):
 def unwrap(body: Any) -> Any:
     """The alert object of a body that wraps it in one ``data``/``alert``/``body``/``payload`` key."""
     if isinstance(body, dict) and len(body) == 1:
-        (key, inner), = body.items()
+        ((key, inner),) = body.items()
         if key in _WRAPPERS and isinstance(inner, dict):
             return inner
     return body
@@ -63,12 +64,22 @@ def parse_alert(body: Any, path_source: str | None) -> AlertIn:
     try:
         alert = AlertIn.model_validate(body)
     except ValidationError as exc:
-        raise InvalidAlert([{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                            for e in exc.errors(include_url=False)]) from None
+        raise InvalidAlert(
+            [
+                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ]
+        ) from None
     source = alert.source or path_source or DEFAULT_SOURCE
     if path_source is not None and alert.source not in (None, path_source):
-        raise InvalidAlert([{"field": "source",
-                             "message": f"{alert.source!r} differs from the path's {path_source!r}"}])
+        raise InvalidAlert(
+            [
+                {
+                    "field": "source",
+                    "message": f"{alert.source!r} differs from the path's {path_source!r}",
+                }
+            ]
+        )
     return alert.model_copy(update={"source": source})
 
 
@@ -86,7 +97,11 @@ def excess_share(alert: AlertIn) -> float:
     there is no threshold or no breach)."""
     if alert.threshold is None:
         return 0.0
-    excess = alert.value - alert.threshold if alert.direction == "above" else alert.threshold - alert.value
+    excess = (
+        alert.value - alert.threshold
+        if alert.direction == "above"
+        else alert.threshold - alert.value
+    )
     scale = max(abs(alert.value), abs(alert.threshold))
     return max(0.0, excess) / scale if scale > 0 else 0.0
 
@@ -94,12 +109,16 @@ def excess_share(alert: AlertIn) -> float:
 def _rationale(alert: AlertIn, pattern: str) -> str:
     limit = "no threshold" if alert.threshold is None else f"threshold {alert.threshold:g}"
     where = f" at {escape_markdown(alert.activity, 100)}" if alert.activity else ""
-    text = (f"alert from {escape_markdown(alert.source, 64)}: {pattern}{where}, "
-            f"{escape_markdown(alert.kpi, 100)} = {alert.value:g} ({alert.direction} {limit})")
+    text = (
+        f"alert from {escape_markdown(alert.source, 64)}: {pattern}{where}, "
+        f"{escape_markdown(alert.kpi, 100)} = {alert.value:g} ({alert.direction} {limit})"
+    )
     return f"{text}: {escape_markdown(alert.message, 300)}" if alert.message else text
 
 
-def import_alert(service: Service, alert: AlertIn, payload: dict[str, Any]) -> tuple[AlertOut, bool]:
+def import_alert(
+    service: Service, alert: AlertIn, payload: dict[str, Any]
+) -> tuple[AlertOut, bool]:
     """Store the alert and its opportunity (new, or the one with its fingerprint seen again)."""
     for attempt in range(3):
         try:
@@ -110,50 +129,80 @@ def import_alert(service: Service, alert: AlertIn, payload: dict[str, Any]) -> t
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _import_once(service: Service, alert: AlertIn, payload: dict[str, Any]) -> tuple[AlertOut, bool]:
+def _import_once(
+    service: Service, alert: AlertIn, payload: dict[str, Any]
+) -> tuple[AlertOut, bool]:
     pattern = pattern_of(alert)
     fp = fingerprint(alert.process, pattern, alert.activity)
     score = score_insight(pattern, alert.activity, excess_share(alert), 1.0)
     mapped = alert.model_dump(mode="json") | {"pattern": pattern}
     with transaction(service.engine) as session:
         if alert.alert_id is not None:
-            seen = session.exec(select(Alert).where(Alert.source == alert.source,
-                                                    Alert.alert_id == alert.alert_id)).first()
+            seen = session.exec(
+                select(Alert).where(Alert.source == alert.source, Alert.alert_id == alert.alert_id)
+            ).first()
             if seen is not None:
                 opp = session.get(Opportunity, seen.opportunity_id)
                 return _out(seen, opp, created=False, replayed=True), False
         opp = session.exec(select(Opportunity).where(Opportunity.fingerprint == fp)).first()
         created = opp is None
         if opp is None:
-            opp = Opportunity(insight_id=None, fingerprint=fp, process=alert.process, pattern=pattern,
-                              activity=alert.activity, attributes={"alert": mapped},
-                              impact=score.impact, feasibility=score.feasibility, risk=score.risk,
-                              priority=score.priority, rationale=_rationale(alert, pattern))
+            opp = Opportunity(
+                insight_id=None,
+                fingerprint=fp,
+                process=alert.process,
+                pattern=pattern,
+                activity=alert.activity,
+                attributes={"alert": mapped},
+                impact=score.impact,
+                feasibility=score.feasibility,
+                risk=score.risk,
+                priority=score.priority,
+                rationale=_rationale(alert, pattern),
+            )
         else:
             # One UPDATE increments in the database: two alerts at once must both count.
             changes: dict[str, Any] = {"seen_count": Opportunity.seen_count + 1}
             if opp.status in ("dismissed", "acted"):
                 changes["status"] = "open"
             if opp.insight_id is None:  # mined scores, once linked, outrank an alert's
-                changes |= {"impact": score.impact, "priority": score.priority,
-                            "attributes": {**opp.attributes, "alert": mapped},
-                            "rationale": _rationale(alert, pattern)}
+                changes |= {
+                    "impact": score.impact,
+                    "priority": score.priority,
+                    "attributes": {**opp.attributes, "alert": mapped},
+                    "rationale": _rationale(alert, pattern),
+                }
             session.exec(update(Opportunity).where(Opportunity.id == opp.id).values(**changes))
             session.refresh(opp)
         session.add(opp)
         session.flush()
-        row = Alert(source=alert.source, alert_id=alert.alert_id, fingerprint=fp,
-                    opportunity_id=opp.id, mapped=mapped, payload=payload)
+        row = Alert(
+            source=alert.source,
+            alert_id=alert.alert_id,
+            fingerprint=fp,
+            opportunity_id=opp.id,
+            mapped=mapped,
+            payload=payload,
+        )
         session.add(row)
         session.flush()
         return _out(row, opp, created=created, replayed=False), created
 
 
 def _out(row: Alert, opp: Opportunity, created: bool, replayed: bool) -> AlertOut:
-    return AlertOut(opportunity_id=opp.id, alert=row.id, fingerprint=opp.fingerprint,
-                    created=created, replayed=replayed, process=opp.process, pattern=opp.pattern,
-                    activity=opp.activity, priority=opp.priority, seen_count=opp.seen_count,
-                    received_at=row.received_at)
+    return AlertOut(
+        opportunity_id=opp.id,
+        alert=row.id,
+        fingerprint=opp.fingerprint,
+        created=created,
+        replayed=replayed,
+        process=opp.process,
+        pattern=opp.pattern,
+        activity=opp.activity,
+        priority=opp.priority,
+        seen_count=opp.seen_count,
+        received_at=row.received_at,
+    )
 
 
 def build_router(service: Service) -> APIRouter:
@@ -161,7 +210,9 @@ def build_router(service: Service) -> APIRouter:
     router = APIRouter()
     responses: dict[int | str, dict[str, Any]] = {
         200: {"model": AlertOut, "description": "an opportunity seen before (or a redelivery)"},
-        413: {"description": "payload over 64 KB"}, 422: {"description": "fields missing or bad"}}
+        413: {"description": "payload over 64 KB"},
+        422: {"description": "fields missing or bad"},
+    }
 
     async def _post(request: Request, response: Response, path_source: str | None) -> AlertOut:
         body = await read_json(request, MAX_ALERT_BYTES)
@@ -170,15 +221,26 @@ def build_router(service: Service) -> APIRouter:
         response.status_code = 201 if created else 200
         return out
 
-    @router.post("/alerts", response_model=AlertOut, status_code=201, responses=responses,
-                 summary="Import a process-mining alert as an opportunity (deduplicated)")
+    @router.post(
+        "/alerts",
+        response_model=AlertOut,
+        status_code=201,
+        responses=responses,
+        summary="Import a process-mining alert as an opportunity (deduplicated)",
+    )
     async def post_alert(request: Request, response: Response) -> AlertOut:
         return await _post(request, response, None)
 
-    @router.post("/alerts/{source}", response_model=AlertOut, status_code=201, responses=responses,
-                 summary="Import an alert from the sender named in the path")
-    async def post_source_alert(request: Request, response: Response,
-                                source: str = Path(pattern=SOURCE_PATTERN)) -> AlertOut:
+    @router.post(
+        "/alerts/{source}",
+        response_model=AlertOut,
+        status_code=201,
+        responses=responses,
+        summary="Import an alert from the sender named in the path",
+    )
+    async def post_source_alert(
+        request: Request, response: Response, source: str = Path(pattern=SOURCE_PATTERN)
+    ) -> AlertOut:
         return await _post(request, response, source)
 
     return router

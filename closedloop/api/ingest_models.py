@@ -23,11 +23,14 @@ class EventsAccepted(BaseModel):
     source: str
     received: int
     inserted: int
-    duplicates: int = Field(description="events whose id the source had pushed before (or repeated)")
+    duplicates: int = Field(
+        description="events whose id the source had pushed before (or repeated)"
+    )
     conflicts: list[str] = Field(
         default_factory=list,
         description="ids of duplicates whose content differs from the stored event (first 100; "
-                    "the stored version is kept)")
+        "the stored version is kept)",
+    )
 
 
 class EventView(BaseModel):
@@ -57,7 +60,8 @@ class MineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(pattern=SOURCE_PATTERN, description="the pushed source to mine")
     bottleneck_threshold_hours: float | None = Field(
-        default=None, gt=0, description="default: CLOSEDLOOP_BOTTLENECK_HOURS")
+        default=None, gt=0, description="default: CLOSEDLOOP_BOTTLENECK_HOURS"
+    )
     sla_hours: float | None = Field(default=None, gt=0)
 
 
@@ -78,29 +82,60 @@ class AlertIn(BaseModel):
     """A process-mining alert, whatever its sender calls the fields (aliases below)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    source: str | None = Field(default=None, pattern=SOURCE_PATTERN,
-                               description="sender, e.g. celonis (or from the path)")
-    alert_id: str | None = Field(default=None, max_length=200, validation_alias=_names(
-        "alert_id", "alertId", "signal_id", "signalId", "id"))
-    process: str = Field(min_length=1, max_length=200, validation_alias=_names(
-        "process", "processName", "process_name", "scope"))
-    activity: str = Field(default="", max_length=200, validation_alias=_names(
-        "activity", "activityName", "activity_name", "task"))
-    kpi: str = Field(min_length=1, max_length=200, validation_alias=_names(
-        "kpi", "kpiName", "kpi_name", "metric", "metricName", "metric_name", "signal"))
-    value: float = Field(validation_alias=_names(
-        "value", "currentValue", "current_value", "kpiValue", "kpi_value", "actual"))
-    threshold: float | None = Field(default=None, validation_alias=_names(
-        "threshold", "thresholdValue", "threshold_value", "limit", "target"))
+    source: str | None = Field(
+        default=None, pattern=SOURCE_PATTERN, description="sender, e.g. celonis (or from the path)"
+    )
+    alert_id: str | None = Field(
+        default=None,
+        max_length=200,
+        validation_alias=_names("alert_id", "alertId", "signal_id", "signalId", "id"),
+    )
+    process: str = Field(
+        min_length=1,
+        max_length=200,
+        validation_alias=_names("process", "processName", "process_name", "scope"),
+    )
+    activity: str = Field(
+        default="",
+        max_length=200,
+        validation_alias=_names("activity", "activityName", "activity_name", "task"),
+    )
+    kpi: str = Field(
+        min_length=1,
+        max_length=200,
+        validation_alias=_names(
+            "kpi", "kpiName", "kpi_name", "metric", "metricName", "metric_name", "signal"
+        ),
+    )
+    value: float = Field(
+        validation_alias=_names(
+            "value", "currentValue", "current_value", "kpiValue", "kpi_value", "actual"
+        )
+    )
+    threshold: float | None = Field(
+        default=None,
+        validation_alias=_names(
+            "threshold", "thresholdValue", "threshold_value", "limit", "target"
+        ),
+    )
     direction: Literal["above", "below"] = Field(
-        default="above", description="a breach is the value above (default) or below the threshold")
+        default="above", description="a breach is the value above (default) or below the threshold"
+    )
     unit: str | None = Field(default=None, max_length=50)
     pattern: Literal["bottleneck", "rework", "kpi"] | None = Field(
-        default=None, description="default: from the KPI's name (see docs/api.md)")
-    timestamp: AwareDatetime | None = Field(default=None, validation_alias=_names(
-        "timestamp", "triggeredAt", "triggered_at", "time", "eventTime", "createdAt"))
-    message: str = Field(default="", max_length=2000, validation_alias=_names(
-        "message", "description", "text", "title"))
+        default=None, description="default: from the KPI's name (see docs/api.md)"
+    )
+    timestamp: AwareDatetime | None = Field(
+        default=None,
+        validation_alias=_names(
+            "timestamp", "triggeredAt", "triggered_at", "time", "eventTime", "createdAt"
+        ),
+    )
+    message: str = Field(
+        default="",
+        max_length=2000,
+        validation_alias=_names("message", "description", "text", "title"),
+    )
 
 
 class AlertOut(BaseModel):
@@ -108,7 +143,9 @@ class AlertOut(BaseModel):
     alert: int = Field(description="the stored alert row")
     fingerprint: str
     created: bool = Field(description="a new opportunity (false: an existing one seen again)")
-    replayed: bool = Field(description="this sender's alert_id was received before; nothing changed")
+    replayed: bool = Field(
+        description="this sender's alert_id was received before; nothing changed"
+    )
     process: str
     pattern: str
     activity: str

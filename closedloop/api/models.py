@@ -33,7 +33,12 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
     teams_bot: Literal["enabled", "disabled"] = Field(
-        description="'disabled' until CLOSEDLOOP_TEAMS_SECRET is set (the bot endpoint answers 503)")
+        description="'disabled' until CLOSEDLOOP_TEAMS_APP_ID is set (/api/messages answers 503)"
+    )
+    teams_webhook: Literal["enabled", "disabled"] = Field(
+        default="disabled",
+        description="'disabled' until CLOSEDLOOP_TEAMS_SECRET is set (/teams/messages answers 503)",
+    )
 
 
 class PendingInterrupt(BaseModel):
@@ -80,14 +85,24 @@ class RunView(BaseModel):
 
 class StartRunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    api_url: str = Field(description="base URL of the enterprise API, e.g. http://127.0.0.1:8765",
-                         max_length=2000)
-    scope: str | None = Field(default=None, pattern=SCOPE_PATTERN,
-                              description="scope whose policy gates the run (default: CLOSEDLOOP_SCOPE)")
+    api_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="base URL of the enterprise API; only the connector's configured base URL "
+        "(CLOSEDLOOP_SANDBOX_URL or the manifest's) is accepted, so its token never "
+        "goes elsewhere; omit it to use that URL",
+    )
+    scope: str | None = Field(
+        default=None,
+        pattern=SCOPE_PATTERN,
+        description="scope whose policy gates the run (default: CLOSEDLOOP_SCOPE)",
+    )
 
     @field_validator("api_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("api_url must be an http:// or https:// URL with a host")
@@ -114,9 +129,22 @@ class ApprovalView(BaseModel):
 
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    decision: Literal["approve", "reject"]
-    by: str = Field(min_length=1, max_length=200, description="who decides (recorded in the audit chain)")
+    decision: Literal["approve", "reject", "ask"] = Field(
+        description="approve or reject (resumes the loop once), or ask: a question or comment back to "
+        "the loop, stored with the approval, which stays pending"
+    )
+    by: str | None = Field(
+        default=None,
+        max_length=200,
+        description="ignored: the authenticated caller is recorded as who decided",
+    )
     comment: str = Field(default="", max_length=2000, description="free text, stored as data only")
+
+    @model_validator(mode="after")
+    def _ask_has_text(self) -> DecisionIn:
+        if self.decision == "ask" and not self.comment.strip():
+            raise ValueError("decision 'ask' needs the question in comment")
+        return self
 
 
 class DecisionOut(BaseModel):
@@ -137,7 +165,11 @@ class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Mode | None = None
     kill_switch: bool | None = None
-    by: str = Field(default="api", min_length=1, max_length=200)
+    by: str | None = Field(
+        default=None,
+        max_length=200,
+        description="ignored: the authenticated caller is recorded as who changed it",
+    )
 
     @model_validator(mode="after")
     def _something_to_change(self) -> PolicyIn:
@@ -177,9 +209,23 @@ class CardActionValue(BaseModel):
     action: CardAction
 
 
+class ConversationAccount(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(max_length=500)
+
+
 class Activity(BaseModel):
+    """A Bot Framework activity: only the fields the bot reads."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    type: str
-    name: str | None = None
+    type: str = Field(max_length=100)
+    id: str | None = Field(default=None, max_length=500)
+    name: str | None = Field(default=None, max_length=200)
     from_: ChannelAccount = Field(alias="from")
     value: Any = None
+    text: str | None = Field(default=None, max_length=10_000)
+    timestamp: datetime | None = None
+    service_url: str | None = Field(default=None, alias="serviceUrl", max_length=2000)
+    channel_id: str | None = Field(default=None, alias="channelId", max_length=100)
+    conversation: ConversationAccount | None = None
+    reply_to_id: str | None = Field(default=None, alias="replyToId", max_length=500)
