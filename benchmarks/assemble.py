@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["mining.md", "discovery.md", "twin.md", "twin_truth.md", "optimize_rules.md", "counterfactual.md"]
+ORDER = [
+    "mining.md", "discovery.md", "twin.md", "twin_truth.md", "prosimos_truth.md", "backtests.md",
+    "optimize_rules.md", "counterfactual.md", "o2c_truth.md", "mining_trust.md",
+]  # fmt: skip
 
 INTRO = """# Benchmarks
 
@@ -37,7 +40,11 @@ def main() -> None:
         if path.exists():
             text = path.read_text(encoding="utf-8").strip()
             # Each topic's headings go one level down under this page's title.
-            parts.append("\n".join("#" + line if line.startswith("#") else line for line in text.splitlines()))
+            parts.append(
+                "\n".join(
+                    "#" + line if line.startswith("#") else line for line in text.splitlines()
+                )
+            )
     (ROOT / "docs" / "benchmarks.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
 
 

@@ -11,6 +11,7 @@ each change), and the loop closes: approval, execution, measurement, a verdict.
 """
 
 import httpx
+import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
@@ -20,8 +21,9 @@ from closedloop.graphs.runner import LoopRunner
 from closedloop.report import render_run
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
-from closedloop.store.models import AuditEvent, CatalogVersion, Insight, LoopRun, Plan
-from closedloop.tools.connect import NotInCatalogError
+from closedloop.store.models import AuditEvent, CatalogVersion, Dataset, Insight, LoopRun, Plan
+from closedloop.tools.act import System, connector_document, fetch_events, load_manifest
+from closedloop.tools.connect import NotInCatalogError, build_catalog
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +120,22 @@ def test_o2c_loop_closes_end_to_end(tmp_path):
     assert state["outcome"] in ("kept", "escalated", "rolled_back")
     report = render_run(state)
     assert "realized delta" in report and "predicted" in report
+
+
+def test_a_run_mines_a_history_file_and_watches_the_system_feed(tmp_path, sandbox):
+    # A user's export of the system's history (here: the sandbox's feed written to CSV) is mined
+    # instead of the feed's own history.
+    with httpx.Client(base_url=sandbox.url) as client:
+        catalog = build_catalog(connector_document(load_manifest("o2c"), sandbox.url, {}))
+        system_rows = fetch_events(System(catalog, sandbox.url, client)).rows
+    history = tmp_path / "export.csv"
+    pd.DataFrame(system_rows).to_csv(history, index=False)
+    with LoopRunner(_settings(tmp_path / "run")) as runner:
+        state = runner.start(sandbox.url, scope="o2c", history=str(history))
+        with Session(runner.engine) as s:
+            dataset = s.exec(select(Dataset)).one()
+            calls = [e.payload for e in s.exec(select(AuditEvent)) if e.kind == "tool_call"]
+    assert dataset.source == "file export.csv"
+    assert any(c.get("tool") == "load_event_log" and c["args"]["path"] == str(history) for c in calls)
+    assert state["pending"]["kind"] == "approval"  # planned on the file's history
+    assert state["events_position"]  # the feed still says where the change's events will start

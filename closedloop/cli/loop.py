@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.connector:
         settings = settings.model_copy(update={"connector": args.connector})
     with LoopRunner(settings) as runner:
-        state = runner.start(args.api, scope=args.scope)
+        state = runner.start(args.api, scope=args.scope, history=args.log)
     return _show(args, state)
 
 
@@ -84,6 +84,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--connector", default=None,
                    help="connector manifest, folder or bundled domain (helpdesk, o2c); "
                         "default: CLOSEDLOOP_CONNECTOR, else the bundled helpdesk connector")
+    r.add_argument("--log", default=None, metavar="FILE",
+                   help="mine this event log (.csv, .xes, .xes.gz, .parquet, OCEL 2.0) as the "
+                        "history instead of the system's event feed; the feed still gives the "
+                        "events after the change")
     r.add_argument("--scope", default=None,
                    help="scope whose policy governs the run (default: CLOSEDLOOP_SCOPE)")
     r.add_argument("--mode", choices=MODES, default=None,

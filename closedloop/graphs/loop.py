@@ -29,7 +29,8 @@ MAX_EVIDENCE_CHECKS = 3
 
 def observe_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     return observe(
-        runtime.context, state["run_id"], state["api_url"], state["scope"], state["catalog_version"]
+        runtime.context, state["run_id"], state["api_url"], state["scope"], state["catalog_version"],
+        history=state.get("history"),
     )
 
 

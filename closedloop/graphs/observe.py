@@ -17,21 +17,27 @@ from closedloop.crashpoints import crash_point
 from closedloop.store.db import transaction
 from closedloop.store.models import Dataset, Insight, LoopRun, MiningRun, utcnow
 from closedloop.tools.act import fetch_events
-from closedloop.tools.log import frame_from_records
+from closedloop.tools.log import frame_from_records, load_event_log
 from closedloop.tools.mining.insights import insights_from_report
 from closedloop.tools.mining.mine import mine
 
 
 def observe(
-    ctx: LoopContext, run_id: str, api_url: str, scope: str, catalog_version: str
+    ctx: LoopContext, run_id: str, api_url: str, scope: str, catalog_version: str,
+    history: str | None = None,
 ) -> dict[str, Any]:
-    """Read the whole event history through the connector, mine it and store dataset, mining run
-    and insights; returns where the feed stopped (the next incremental read starts there)."""
+    """Read the whole event history through the connector (or from the ``history`` log file),
+    mine it and store dataset, mining run and insights; returns where the feed stopped (the
+    next incremental read starts there)."""
     audit = AuditTrail(run_id)
     started = time.perf_counter()
     system = ctx.system(catalog_version, api_url)
     batch = fetch_events(system)
     records = batch.rows
+    if history is not None:  # the history comes from a file; the feed only says where it stands
+        frame = load_event_log(history)
+        records = json.loads(frame.to_json(orient="records", date_format="iso"))
+        batch = batch.model_copy(update={"source": f"file {Path(history).name}"})
     audit.add(
         "observe",
         "tool_call",
@@ -45,6 +51,9 @@ def observe(
     )
     frame = frame_from_records(records)
     report = mine(frame, bottleneck_threshold_hours=ctx.settings.bottleneck_threshold_hours)
+    if history is not None:
+        audit.add("observe", "tool_call", {"tool": "load_event_log", "args": {"path": history},
+                                            "events": len(records)})
     report_json = report.model_dump(mode="json")
     audit.add(
         "observe",

@@ -106,10 +106,13 @@ class LoopRunner:
         self._cp_cm.__exit__(*exc)
 
     def start(
-        self, api_url: str | None, scope: str | None = None, run_id: str | None = None
+        self, api_url: str | None, scope: str | None = None, run_id: str | None = None,
+        history: str | None = None,
     ) -> dict[str, Any]:
         """Begin a new run against the enterprise system at ``api_url`` (None: the connector's
         default base URL) through the configured connector; returns the state where it stopped.
+        ``history`` names an event log file to mine instead of the feed's history (the feed
+        still gives the events after the change).
 
         The run is bound to the connector's catalog version (stored in the store), so a resumed
         run acts through exactly the catalog it planned with.
@@ -130,6 +133,7 @@ class LoopRunner:
                     "scope": scope,
                     "api_url": base_url,
                     "catalog_version": version,
+                    "history": history,
                     "steps": [],
                 },
                 run_id,

@@ -25,6 +25,7 @@ class LoopState(TypedDict, total=False):
     scope: str
     api_url: str
     catalog_version: str
+    history: str | None  # an event log file read instead of the feed's history (None: the feed)
     dataset_id: int
     mining_run_id: int
     events_position: dict[str, Any]

@@ -245,11 +245,19 @@ def predict(
 
     def draws(twins: list[ProcessTwin], offset: int) -> dict[str, list[float]]:
         got: dict[str, list[float]] = {k: [] for k in KEYS}
+        skipped = 0
         for i, tw in enumerate(twins):
             values = {a.name: float(rng.uniform(a.low, a.high)) for a in declared}
-            r = run(tw, with_values(scenario, values), 1, seed + SEED_STRIDE * (offset + i + 1))
+            try:
+                r = run(tw, with_values(scenario, values), 1, seed + SEED_STRIDE * (offset + i + 1))
+            except ScenarioError:  # a refit that found other pools cannot carry this scenario
+                skipped += 1
+                continue
             for k in KEYS:
                 got[k].extend(r.per_replication[k])
+        if skipped:
+            notes.append(f"{skipped} of {len(twins)} bootstrap refits left out: the scenario names "
+                         "a pool or activity they did not find")
         return got
 
     if declared:
