@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     api_timeout_s: float = Field(default=10.0, gt=0, validation_alias="CLOSEDLOOP_API_TIMEOUT")
     api_retries: int = Field(default=3, ge=0, le=10, validation_alias="CLOSEDLOOP_API_RETRIES")
 
-    bottleneck_threshold_hours: float = Field(default=2.0, gt=0, validation_alias="CLOSEDLOOP_BOTTLENECK_HOURS")
+    bottleneck_threshold_hours: float | None = Field(
+        default=None, gt=0, validation_alias="CLOSEDLOOP_BOTTLENECK_HOURS",
+        description="absolute bottleneck threshold (mean wait, hours); unset: relative to the log",
+    )
     min_predicted_improvement_pct: float = Field(
         default=5.0, ge=0, validation_alias="CLOSEDLOOP_MIN_IMPROVEMENT_PCT",
         description="Planner drops plans whose predicted cycle-time reduction is below this",

@@ -73,8 +73,8 @@ def observe(
         dataset = Dataset(
             name=f"{scope} events",
             source=batch.source,
-            format=f"connector:{system.name}",
-            events=len(records),
+            format=f"connector:{system.name}" if history is None else "file",
+            events=report.events,
             cases=report.cases,
             sha256=digest,
             artifact=str(artifact),
@@ -96,7 +96,7 @@ def observe(
         audit.save(session)
     top = sorted(report_json["bottlenecks"], key=lambda b: -b["total_delay_hours"])[:3]
     step = ObserveStep(
-        events=len(records),
+        events=report.events,  # events analysed, the word every surface uses
         cases=report.cases,
         activities=len(report_json["activities"]),
         variants=len(report_json["variants"]),
