@@ -3,7 +3,8 @@
 One ``chainlit run app.py`` server per module, on a free loopback port, with its
 app root, store and CLOSEDLOOP_HOME in a temporary folder. The browser may only
 talk to loopback: every other request (Chainlit's page links Google Fonts and a
-KaTeX stylesheet) is aborted, so the tests need no network.
+KaTeX stylesheet, which the chat removes) is aborted and recorded, and every test
+checks that none was attempted.
 """
 
 from __future__ import annotations
@@ -34,12 +35,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 APP = REPO_ROOT / "app.py"
 HELPDESK = REPO_ROOT / "closedloop" / "data" / "helpdesk.xes.gz"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # Variables that would make the server call out (a real LLM, a remote API, Chainlit's cloud layer).
-NO_CALL_OUT = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CLOSEDLOOP_SANDBOX_URL", "CLOSEDLOOP_SANDBOX_TOKEN",
-               "LITERAL_API_KEY", "LITERAL_API_URL", "CHAINLIT_AUTH_SECRET", "CHAINLIT_URL")
+NO_CALL_OUT = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "CLOSEDLOOP_SANDBOX_URL",
+    "CLOSEDLOOP_SANDBOX_TOKEN",
+    "LITERAL_API_KEY",
+    "LITERAL_API_URL",
+    "CHAINLIT_AUTH_SECRET",
+    "CHAINLIT_URL",
+)
 START_TIMEOUT_S = 180
 MINING_TIMEOUT_MS = 240_000
 LOOP_TIMEOUT_MS = 420_000
@@ -55,7 +72,9 @@ def wait_until_serving(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"chainlit exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            raise AssertionError(
+                f"chainlit exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -63,8 +82,10 @@ def wait_until_serving(url: str, proc: subprocess.Popen, log: Path) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    raise AssertionError(f"chainlit did not answer on {url} in {START_TIMEOUT_S} s:\n"
-                         f"{log.read_text(errors='replace')}")
+    raise AssertionError(
+        f"chainlit did not answer on {url} in {START_TIMEOUT_S} s:\n"
+        f"{log.read_text(errors='replace')}"
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -85,8 +106,10 @@ def stop(proc: subprocess.Popen) -> None:
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """``chainlit run app.py --headless`` on a free port; killed at the end whatever happens."""
     if not CHROMIUM.exists():
-        pytest.skip(f"Debian chromium not found at {CHROMIUM}; install it with "
-                    "scripts/install-system-deps.sh (make system-deps)")
+        pytest.skip(
+            f"Debian chromium not found at {CHROMIUM}; install it with "
+            "scripts/install-system-deps.sh (make system-deps)"
+        )
     pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
     base = tmp_path_factory.mktemp("chat")
     app_root, home = base / "app", base / "home"
@@ -94,18 +117,37 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     home.mkdir()
     shutil.copy(REPO_ROOT / ".chainlit" / "config.toml", app_root / ".chainlit" / "config.toml")
     shutil.copy(REPO_ROOT / "chainlit.md", app_root / "chainlit.md")
+    shutil.copytree(REPO_ROOT / "public", app_root / "public")
     database = home / "closedloop.db"
     env = {k: v for k, v in os.environ.items() if k not in NO_CALL_OUT}
-    env.update(CHAINLIT_APP_ROOT=str(app_root), CLOSEDLOOP_HOME=str(home),
-               DATABASE_URL=f"sqlite:///{database}", PYTHONUNBUFFERED="1")
+    env.update(
+        CHAINLIT_APP_ROOT=str(app_root),
+        CLOSEDLOOP_HOME=str(home),
+        DATABASE_URL=f"sqlite:///{database}",
+        PYTHONUNBUFFERED="1",
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = base / "chainlit.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chainlit", "run", str(APP), "--headless",
-             "--port", str(port), "--host", "127.0.0.1"],
-            cwd=app_root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "chainlit",
+                "run",
+                str(APP),
+                "--headless",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            cwd=app_root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_until_serving(url, proc, log)
@@ -119,8 +161,9 @@ def browser(chat_server: dict[str, Any]) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                              headless=True)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield chromium
         finally:
@@ -169,12 +212,16 @@ def message(page: Any, text: str) -> Any:
 
 def upload(page: Any, path: Path) -> None:
     page.get_by_role("button", name="Upload a log").last.click(timeout=120_000)
-    page.locator("#ask-button-input").wait_for(state="attached", timeout=60_000)
+    page.get_by_role("button", name="Browse Files").last.wait_for(timeout=60_000)
     page.set_input_files("#ask-button-input", str(path))
 
 
-def test_helpdesk_log_is_mined_in_the_chat(page: Any, helpdesk_report: MiningReport, tmp_path: Path) -> None:
-    assert helpdesk_report.cases == 4580 and helpdesk_report.events == 21348  # the bundled log
+def test_helpdesk_log_is_mined_in_the_chat(
+    page: Any, helpdesk_report: MiningReport, tmp_path: Path
+) -> None:
+    # The bundled log (its event count follows the reader's cleaning rules, so it is compared
+    # with the tool's own report below rather than pinned here).
+    assert helpdesk_report.cases == 4580
     page.get_by_role("button", name="Helpdesk tickets").click()
     summary = message(page, "Mining summary: helpdesk.xes.gz")
     summary.wait_for(timeout=MINING_TIMEOUT_MS)
@@ -190,12 +237,18 @@ def test_helpdesk_log_is_mined_in_the_chat(page: Any, helpdesk_report: MiningRep
     shot = tmp_path / "helpdesk.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
-    assert page.dialogs == [] and page.errors == []
+    assert page.dialogs == [] and page.errors == [] and page.blocked == []
 
 
-def test_hostile_activity_names_stay_text_and_bad_files_get_one_line(page: Any, tmp_path: Path) -> None:
-    names = ["<img src=x onerror=alert(1)>", "[click me](https://evil.example/x)",
-             "https://evil.example/raw", "<script>alert(2)</script> | **bold** www.evil.example"]
+def test_hostile_activity_names_stay_text_and_bad_files_get_one_line(
+    page: Any, tmp_path: Path
+) -> None:
+    names = [
+        "<img src=x onerror=alert(1)>",
+        "[click me](https://evil.example/x)",
+        "https://evil.example/raw",
+        "<script>alert(2)</script> | **bold** www.evil.example",
+    ]
     lines = ["case_id,activity,timestamp"]
     for case in ("c1", "c2"):
         lines.append(f"{case},start,2024-01-01T00:00:00")
@@ -211,8 +264,10 @@ def test_hostile_activity_names_stay_text_and_bad_files_get_one_line(page: Any, 
     cells = summary.locator("table").first.locator("tbody tr td:nth-child(2)").all_inner_texts()
     # The literal text, not rendered markup (word joiners keep "www." and "https://" from autolinking).
     assert sorted(cell.replace(WORD_JOINER, "") for cell in cells) == sorted(names)
-    assert summary.locator("a").count() == 0
-    assert summary.locator("img").count() == 0
+    # The only link is the chat's own one to the interactive process map.
+    assert summary.locator("a:not([href^='/closedloop/maps/'])").count() == 0
+    assert summary.locator("a").count() == 1
+    assert summary.locator("img:not([alt='process-map.png'])").count() == 0  # only the chat's map
     assert summary.locator("script").count() == 0
     assert summary.locator("strong", has_text="bold").count() == 0
 
@@ -225,11 +280,13 @@ def test_hostile_activity_names_stay_text_and_bad_files_get_one_line(page: Any, 
     assert "bad.csv: missing timestamp column" in text
     assert "Traceback" not in text and "closedloop-upload-" not in text
     page.screenshot(path=str(tmp_path / "upload.png"))
-    assert page.dialogs == [] and page.errors == []
+    assert page.dialogs == [] and page.errors == [] and page.blocked == []
 
 
 @pytest.mark.slow
-def test_closed_loop_plan_approve_verdict(page: Any, chat_server: dict[str, Any], tmp_path: Path) -> None:
+def test_closed_loop_plan_approve_verdict(
+    page: Any, chat_server: dict[str, Any], tmp_path: Path
+) -> None:
     page.get_by_role("button", name="Start the closed loop (sandbox)").click()
     approve = page.get_by_role("button", name="Approve", exact=True)
     stopped = message(page, "No plan:").or_(message(page, "The closed loop failed"))
@@ -238,8 +295,15 @@ def test_closed_loop_plan_approve_verdict(page: Any, chat_server: dict[str, Any]
         page.screenshot(path=str(tmp_path / "no-plan.png"))
         pytest.fail(f"the loop stopped without a plan to approve:\n{stopped.first.inner_text()}")
     plan = message(page, "Approve this change?").inner_text()
-    for part in ("Plan #", "Action:", "Hypothesis:", "Predicted:", "95% interval", "Risk tier:",
-                 "mode assisted"):
+    for part in (
+        "Plan #",
+        "Action:",
+        "Hypothesis:",
+        "Predicted:",
+        "95% interval",
+        "Risk tier:",
+        "mode assisted",
+    ):
         assert part in plan, part
     page.screenshot(path=str(tmp_path / "plan.png"))
 
@@ -247,10 +311,18 @@ def test_closed_loop_plan_approve_verdict(page: Any, chat_server: dict[str, Any]
     verdict = message(page, "Verdict for run")
     verdict.wait_for(timeout=LOOP_TIMEOUT_MS)
     text = verdict.inner_text()
-    for part in ("approved by", "Decision:", "Realized (measured)", "Predicted (simulation)", "Outcome:",
-                 "Audit chain:"):
+    for part in (
+        "approved by",
+        "Decision:",
+        "Realized (measured)",
+        "Predicted (simulation)",
+        "Outcome:",
+        "Audit chain:",
+    ):
         assert part in text, part
-    assert page.get_by_role("button", name="Approve", exact=True).count() == 0  # buttons go once used
+    assert (
+        page.get_by_role("button", name="Approve", exact=True).count() == 0
+    )  # buttons go once used
     assert page.get_by_role("button", name="Reject", exact=True).count() == 0
     page.screenshot(path=str(tmp_path / "verdict.png"))
 
@@ -259,4 +331,4 @@ def test_closed_loop_plan_approve_verdict(page: Any, chat_server: dict[str, Any]
         verdicts = db.execute("SELECT decision FROM verdict").fetchall()
     assert approvals == [("approved", "chat", "chat operator (chat)")]
     assert len(verdicts) == 1 and verdicts[0][0] in ("keep", "rollback", "escalate")
-    assert page.dialogs == [] and page.errors == []
+    assert page.dialogs == [] and page.errors == [] and page.blocked == []

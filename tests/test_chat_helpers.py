@@ -145,7 +145,9 @@ def write_log(path: Path, names: list[str], gap_hours: int = 5) -> Path:
 
 def test_mining_summary_escapes_activity_names(tmp_path: Path) -> None:
     names = ["start", "<img src=x onerror=alert(1)>", "[click](https://evil.example)", "a | b"]
-    report = mine(logs.read_log(write_log(tmp_path / "h.csv", names)), bottleneck_threshold_hours=2.0)
+    report = mine(
+        logs.read_log(write_log(tmp_path / "h.csv", names)), bottleneck_threshold_hours=2.0
+    )
     md = render.mining_summary_md(report, "my <b>log</b>.csv", seconds=1.0)
     assert "**3 cases**, 12 events, 4 activities, 1 variant" in md
     assert "Read and mined in 1.0 s" in md
@@ -160,8 +162,10 @@ def test_mining_summary_escapes_activity_names(tmp_path: Path) -> None:
 
 
 def test_mining_summary_without_bottlenecks_lists_longest_waits(tmp_path: Path) -> None:
-    report = mine(logs.read_log(write_log(tmp_path / "q.csv", ["a", "b", "c"], gap_hours=1)),
-                  bottleneck_threshold_hours=2.0)
+    report = mine(
+        logs.read_log(write_log(tmp_path / "q.csv", ["a", "b", "c"], gap_hours=1)),
+        bottleneck_threshold_hours=2.0,
+    )
     md = render.bottleneck_section_md(report)
     assert md.startswith("#### No bottlenecks: no activity waits 2 h or more on average")
     assert "| b | 3 | 1.0 h |" in md
@@ -184,14 +188,17 @@ def test_bundled_logs_exist_and_unknown_keys_are_refused() -> None:
         logs.bundled(None)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("name", "safe"), [
-    ("helpdesk.xes.gz", "helpdesk.xes.gz"),
-    ("../../etc/passwd.csv", "passwd.csv"),
-    ("C:\\Users\\me\\log (1).csv", "log_1_.csv"),
-    ("..hidden.csv", "hidden.csv"),
-    ("<script>.xes", "_script_.xes"),
-    ("", "upload"),
-])
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("helpdesk.xes.gz", "helpdesk.xes.gz"),
+        ("../../etc/passwd.csv", "passwd.csv"),
+        ("C:\\Users\\me\\log (1).csv", "log_1_.csv"),
+        ("..hidden.csv", "hidden.csv"),
+        ("<script>.xes", "_script_.xes"),
+        ("", "upload"),
+    ],
+)
 def test_safe_filename(name: str, safe: str) -> None:
     assert logs.safe_filename(name) == safe
 
@@ -224,35 +231,98 @@ def test_read_log_uses_the_uploaded_name(tmp_path: Path) -> None:
 def loop_state(activity: str = "Triage") -> dict:
     """A finished run in the shape LoopRunner returns (trimmed), with some hostile text."""
     return {
-        "run_id": "run-abc", "scope": "helpdesk", "plan_id": 1, "approval_id": 1, "dataset_id": 1,
-        "mining_run_id": 1, "opportunity_ids": [1], "execution_ids": [1], "verdict_id": 1,
+        "run_id": "run-abc",
+        "scope": "helpdesk",
+        "plan_id": 1,
+        "approval_id": 1,
+        "dataset_id": 1,
+        "mining_run_id": 1,
+        "opportunity_ids": [1],
+        "execution_ids": [1],
+        "verdict_id": 1,
         "pending": None,
         "steps": [
-            {"step": "observe", "events": 10140, "cases": 1208, "activities": 6, "variants": 7,
-             "mean_cycle_time_hours": 11.83,
-             "top_bottlenecks": [{"activity": activity, "waiting_hours": 6.87, "total_delay_hours": 8036.7}]},
-            {"step": "triage", "summary": "2 of 5 insights clear priority 0.05.", "missing_data": [],
-             "opportunities": [{"id": 1, "activity": activity, "kind": "bottleneck", "priority": 0.37}]},
-            {"step": "plan", "plan_id": 1, "simulation_id": 2, "action": "create_rule",
-             "params": {"name": f"auto-resolve {activity}", "treatment_share": 0.5},
-             "hypothesis": f"auto-resolve {activity} cuts mean cycle time by 19.4%.",
-             "predicted": {"baseline_hours": 12.034, "delta_hours": -2.331, "ci_low_hours": -2.872,
-                           "ci_high_hours": -1.791, "delta_pct": -19.37, "ci_low_pct": -23.86,
-                           "ci_high_pct": -14.88, "treated_share": 0.5, "delta_per_treated_case_hours": -4.662,
-                           "ci_low_per_treated_case_hours": -5.744, "ci_high_per_treated_case_hours": -3.582,
-                           "kpi": "cycle_time_hours", "simulation_id": 2},
-             "risk_tier": "medium", "rationale": "two candidates",
-             "blast_radius": {"share_of_cases": 0.4002, "reversible": True}},
-            {"step": "gate", "mode": "assisted", "kill_switch": False, "route": "approval", "approval_id": 1},
+            {
+                "step": "observe",
+                "events": 10140,
+                "cases": 1208,
+                "activities": 6,
+                "variants": 7,
+                "mean_cycle_time_hours": 11.83,
+                "top_bottlenecks": [
+                    {"activity": activity, "waiting_hours": 6.87, "total_delay_hours": 8036.7}
+                ],
+            },
+            {
+                "step": "triage",
+                "summary": "2 of 5 insights clear priority 0.05.",
+                "missing_data": [],
+                "opportunities": [
+                    {"id": 1, "activity": activity, "kind": "bottleneck", "priority": 0.37}
+                ],
+            },
+            {
+                "step": "plan",
+                "plan_id": 1,
+                "simulation_id": 2,
+                "action": "create_rule",
+                "params": {"name": f"auto-resolve {activity}", "treatment_share": 0.5},
+                "hypothesis": f"auto-resolve {activity} cuts mean cycle time by 19.4%.",
+                "predicted": {
+                    "baseline_hours": 12.034,
+                    "delta_hours": -2.331,
+                    "ci_low_hours": -2.872,
+                    "ci_high_hours": -1.791,
+                    "delta_pct": -19.37,
+                    "ci_low_pct": -23.86,
+                    "ci_high_pct": -14.88,
+                    "treated_share": 0.5,
+                    "delta_per_treated_case_hours": -4.662,
+                    "ci_low_per_treated_case_hours": -5.744,
+                    "ci_high_per_treated_case_hours": -3.582,
+                    "kpi": "cycle_time_hours",
+                    "simulation_id": 2,
+                },
+                "risk_tier": "medium",
+                "rationale": "two candidates",
+                "blast_radius": {"share_of_cases": 0.4002, "reversible": True},
+            },
+            {
+                "step": "gate",
+                "mode": "assisted",
+                "kill_switch": False,
+                "route": "approval",
+                "approval_id": 1,
+            },
             {"step": "approval", "approval_id": 1, "decision": "approved", "by": "ops (chat)"},
             {"step": "execute", "summary": "1 of 1 actions executed, 0 failed.", "executions": []},
-            {"step": "watch", "decision": "keep", "predicted_delta_hours": -4.662,
-             "measured": {"events": 7520, "treatment_n": 294, "control_n": 351,
-                          "treatment": {"mean": 7.83}, "control": {"mean": 12.42}, "delta": -4.593,
-                          "ci_low": -6.635, "ci_high": -2.551, "relative_pct": -36.97,
-                          "guardrail_breached": False, "guardrail": "abort if treatment is slower"}},
-            {"step": "learn", "outcome": "kept",
-             "policy_change": {"scope": "helpdesk", "recommend": "supervised", "needs_human_confirmation": True}},
+            {
+                "step": "watch",
+                "decision": "keep",
+                "predicted_delta_hours": -4.662,
+                "measured": {
+                    "events": 7520,
+                    "treatment_n": 294,
+                    "control_n": 351,
+                    "treatment": {"mean": 7.83},
+                    "control": {"mean": 12.42},
+                    "delta": -4.593,
+                    "ci_low": -6.635,
+                    "ci_high": -2.551,
+                    "relative_pct": -36.97,
+                    "guardrail_breached": False,
+                    "guardrail": "abort if treatment is slower",
+                },
+            },
+            {
+                "step": "learn",
+                "outcome": "kept",
+                "policy_change": {
+                    "scope": "helpdesk",
+                    "recommend": "supervised",
+                    "needs_human_confirmation": True,
+                },
+            },
         ],
     }
 
@@ -287,25 +357,40 @@ def test_verdict_md_compares_realized_with_predicted() -> None:
     assert "verdict\\_id\\=1" in md
 
 
-@pytest.mark.parametrize(("low", "high", "verdict"), [
-    (-6.6, -4.0, "larger than predicted"),
-    (-1.0, 0.5, "falls short of the prediction"),
-    (-2.0, -1.0, "consistent with the prediction"),
-])
-def test_agreement_of_realized_and_predicted_intervals(low: float, high: float, verdict: str) -> None:
+@pytest.mark.parametrize(
+    ("low", "high", "verdict"),
+    [
+        (-6.6, -4.0, "larger than predicted"),
+        (-1.0, 0.5, "falls short of the prediction"),
+        (-2.0, -1.0, "consistent with the prediction"),
+    ],
+)
+def test_agreement_of_realized_and_predicted_intervals(
+    low: float, high: float, verdict: str
+) -> None:
     predicted = prediction(ci_low_per_treated=-2.87, ci_high_per_treated=-1.79)
     assert verdict in render.agreement_md({"ci_low": low, "ci_high": high}, predicted)
     assert render.agreement_md({"ci_low": low, "ci_high": high}, None) == ""
 
 
-def prediction(ci_low_per_treated: float, ci_high_per_treated: float, treated_share: float = 1.0) -> Prediction:
+def prediction(
+    ci_low_per_treated: float, ci_high_per_treated: float, treated_share: float = 1.0
+) -> Prediction:
     """A stored plan prediction whose interval over all cases is the per-treated one times the share."""
     low, high = ci_low_per_treated * treated_share, ci_high_per_treated * treated_share
-    return Prediction(baseline_hours=12.0, delta_hours=(low + high) / 2, ci_low_hours=low, ci_high_hours=high,
-                      delta_per_treated_case_hours=(ci_low_per_treated + ci_high_per_treated) / 2,
-                      treated_share=treated_share, delta_pct=-10.0, ci_low_pct=-12.0, ci_high_pct=-8.0,
-                      ci_low_per_treated_case_hours=ci_low_per_treated,
-                      ci_high_per_treated_case_hours=ci_high_per_treated)
+    return Prediction(
+        baseline_hours=12.0,
+        delta_hours=(low + high) / 2,
+        ci_low_hours=low,
+        ci_high_hours=high,
+        delta_per_treated_case_hours=(ci_low_per_treated + ci_high_per_treated) / 2,
+        treated_share=treated_share,
+        delta_pct=-10.0,
+        ci_low_pct=-12.0,
+        ci_high_pct=-8.0,
+        ci_low_per_treated_case_hours=ci_low_per_treated,
+        ci_high_per_treated_case_hours=ci_high_per_treated,
+    )
 
 
 def test_agreement_compares_the_measured_delta_with_the_per_treated_case_interval() -> None:
@@ -314,7 +399,9 @@ def test_agreement_compares_the_measured_delta_with_the_per_treated_case_interva
     assert predicted.ci_low_hours == pytest.approx(-1.2)
     # A measured treatment-vs-control delta of about -1 h overlaps the all-cases interval but
     # falls far short of the change predicted for each treated case.
-    assert "falls short of the prediction" in render.agreement_md({"ci_low": -1.1, "ci_high": -0.9}, predicted)
+    assert "falls short of the prediction" in render.agreement_md(
+        {"ci_low": -1.1, "ci_high": -0.9}, predicted
+    )
     assert "consistent with" in render.agreement_md({"ci_low": -4.5, "ci_high": -3.9}, predicted)
 
 
@@ -330,8 +417,10 @@ def test_verdict_without_a_stored_prediction_shows_no_interval() -> None:
 def test_plan_md_when_the_planner_dropped_everything() -> None:
     state = loop_state()
     state["steps"] = [s for s in state["steps"] if s["step"] in ("observe", "triage")]
-    state["steps"] += [{"step": "plan", "dropped": "no candidate clears 5% <b>"},
-                       {"step": "learn", "outcome": "no_plan", "policy_change": None}]
+    state["steps"] += [
+        {"step": "plan", "dropped": "no candidate clears 5% <b>"},
+        {"step": "learn", "outcome": "no_plan", "policy_change": None},
+    ]
     md = render.plan_md(state)
     assert "**No plan:** no candidate clears 5\\% \\<b\\>" in md
     ended = render.verdict_md(state)
@@ -348,7 +437,9 @@ def test_phase() -> None:
 
 
 def test_loop_session_refuses_decisions_for_other_runs(tmp_path: Path) -> None:
-    session = LoopSession(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    session = LoopSession(
+        Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    )
     with pytest.raises(StaleDecision):
         session.decide("run-forged", approve=True, by="someone")
     session.close()  # closing a never-opened session is fine
@@ -357,7 +448,9 @@ def test_loop_session_refuses_decisions_for_other_runs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_loop_session_reject_changes_nothing(tmp_path: Path) -> None:
     """The loop part without a browser: plan, reject, and a second answer is refused."""
-    session = LoopSession(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    session = LoopSession(
+        Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    )
     try:
         url = session.open()
         assert url.startswith("http://127.0.0.1:")
@@ -366,7 +459,11 @@ def test_loop_session_reject_changes_nothing(tmp_path: Path) -> None:
         assert phase(state) == "approval", render.plan_md(state)
         plan = render.last_step(state, "plan")
         assert plan and not plan.get("dropped")
-        assert plan["predicted"]["ci_low_pct"] <= plan["predicted"]["delta_pct"] <= plan["predicted"]["ci_high_pct"]
+        assert (
+            plan["predicted"]["ci_low_pct"]
+            <= plan["predicted"]["delta_pct"]
+            <= plan["predicted"]["ci_high_pct"]
+        )
         final = session.decide(state["run_id"], approve=False, by="tester (chat)")
         assert phase(final) == "done"
         assert render.last_step(final, "approval")["decision"] == "rejected"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from closedloop.tools.errors import EventLogError
-from closedloop.tools.log.ingest import SUFFIXES, load_event_log
+from closedloop.tools.log import SUFFIXES, ColumnMapping, load_event_log
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 MAX_UPLOAD_MB = 200
@@ -50,12 +50,24 @@ class BundledLog:
 BUNDLED: dict[str, BundledLog] = {
     log.key: log
     for log in (
-        BundledLog("helpdesk", "Helpdesk tickets", "helpdesk.xes.gz",
-                   "4,580 tickets of an Italian software company's help desk (2010-2014)"),
-        BundledLog("repair", "Repair example", "03_repairExample.xes.gz",
-                   "1,104 repairs of telephones with start and complete events"),
-        BundledLog("running", "Running example", "running-example.csv",
-                   "6 compensation requests: the classic process-mining textbook example"),
+        BundledLog(
+            "helpdesk",
+            "Helpdesk tickets",
+            "helpdesk.xes.gz",
+            "4,580 tickets of an Italian software company's help desk (2010-2014)",
+        ),
+        BundledLog(
+            "repair",
+            "Repair example",
+            "03_repairExample.xes.gz",
+            "1,104 repairs of telephones with start and complete events",
+        ),
+        BundledLog(
+            "running",
+            "Running example",
+            "running-example.csv",
+            "6 compensation requests: the classic process-mining textbook example",
+        ),
     )
 }
 
@@ -65,7 +77,9 @@ def bundled(key: str) -> BundledLog:
     try:
         return BUNDLED[key]
     except (KeyError, TypeError):
-        raise EventLogError(f"unknown bundled log {str(key)[:40]!r}; choose one of {', '.join(BUNDLED)}") from None
+        raise EventLogError(
+            f"unknown bundled log {str(key)[:40]!r}; choose one of {', '.join(BUNDLED)}"
+        ) from None
 
 
 def safe_filename(name: str) -> str:
@@ -80,7 +94,9 @@ def check_upload(name: str, size: int, max_mb: int = MAX_UPLOAD_MB) -> None:
     if not safe_filename(name).lower().endswith(SUFFIXES):
         raise EventLogError(f"{name}: unsupported format; expected one of {', '.join(SUFFIXES)}")
     if size > max_mb * 1024 * 1024:
-        raise EventLogError(f"{name}: {size / 1024 / 1024:.0f} MB is over the {max_mb} MB upload limit")
+        raise EventLogError(
+            f"{name}: {size / 1024 / 1024:.0f} MB is over the {max_mb} MB upload limit"
+        )
 
 
 @contextmanager
@@ -98,15 +114,21 @@ def staged(path: str | Path, name: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def read_log(path: str | Path, name: str | None = None) -> pd.DataFrame:
-    """Read an event log; with ``name`` (an upload), read it under that name and report errors with it."""
+def read_log(
+    path: str | Path, name: str | None = None, mapping: ColumnMapping | None = None
+) -> pd.DataFrame:
+    """Read an event log; with ``name`` (an upload), read it under that name and report errors with it.
+
+    ``mapping`` names the columns detection could not find (the chat's column-mapping step)."""
     if name is None:
-        return load_event_log(path)
+        return load_event_log(path, mapping)
     with staged(path, name) as target:
         try:
-            frame = load_event_log(target)
+            frame = load_event_log(target, mapping)
         except EventLogError as exc:
             raise EventLogError(str(exc).replace(str(target), name)) from None
     frame.attrs["source"] = name
-    frame.attrs["warnings"] = [str(w).replace(str(target), name) for w in frame.attrs.get("warnings", [])]
+    frame.attrs["warnings"] = [
+        str(w).replace(str(target), name) for w in frame.attrs.get("warnings", [])
+    ]
     return frame

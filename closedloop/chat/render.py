@@ -23,8 +23,12 @@ from closedloop.report import audit_chain
 from closedloop.tools.mining.mine import MiningReport
 
 WORD_JOINER = "\u2060"  # invisible; breaks GFM autolink literals (http://, www., a@b.c)
-ASCII_PUNCTUATION = frozenset(string.punctuation)  # CommonMark lets all of these be backslash-escaped
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+ASCII_PUNCTUATION = frozenset(
+    string.punctuation
+)  # CommonMark lets all of these be backslash-escaped
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 # Zero-width spots where GFM would start an autolink: "www|.", "scheme:|//", "user@|domain".
 _AUTOLINK_TRIGGERS = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)")
 
@@ -62,7 +66,9 @@ def md_text(value: Any, limit: int | None = 160) -> Md:
 def md_code_block(text: str, language: str = "text") -> Md:
     """A fenced code block that ``text`` cannot close early (the fence outgrows any backtick run)."""
     body = "".join(
-        " " if ch in BIDI_CONTROLS or (unicodedata.category(ch) == "Cc" and ch not in "\n\t") else ch
+        " "
+        if ch in BIDI_CONTROLS or (unicodedata.category(ch) == "Cc" and ch not in "\n\t")
+        else ch
         for ch in str(text).replace("\r\n", "\n").replace("\r", "\n")
     )
     longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
@@ -128,7 +134,9 @@ def pct(share: float) -> Md:
 
 
 # --------------------------------------------------------------------------- mining
-def mining_summary_md(report: MiningReport, name: str, top: int = 5, seconds: float | None = None) -> Md:
+def mining_summary_md(
+    report: MiningReport, name: str, top: int = 5, seconds: float | None = None
+) -> Md:
     """The mining summary: counts, period, cycle time, model, top bottlenecks, rework, notes.
 
     ``seconds`` is the wall time of reading and mining (default: mining only)."""
@@ -136,26 +144,41 @@ def mining_summary_md(report: MiningReport, name: str, top: int = 5, seconds: fl
     first, last = report.time_range.first, report.time_range.last
     period = f"{first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC)" if first and last else "unknown"
     model = report.model
-    quality = [f"{label} {value:.2f}" for label, value in
-               (("fitness", model.fitness), ("precision", model.precision), ("F1", model.f1))
-               if value is not None]
+    quality = [
+        f"{label} {value:.2f}"
+        for label, value in (
+            ("fitness", model.fitness),
+            ("precision", model.precision),
+            ("F1", model.f1),
+        )
+        if value is not None
+    ]
     quality_text = f", {', '.join(quality)}" if quality else ""
     lines = [
         f"### Mining summary: {md_text(name, 120)}",
         "",
-        (f"- **{count(report.cases, 'case')}**, {count(report.events, 'event')}, "
-         f"{len(report.activities):,} {'activity' if len(report.activities) == 1 else 'activities'}, "
-         f"{count(report.variant_count, 'variant')}"),
+        (
+            f"- **{count(report.cases, 'case')}**, {count(report.events, 'event')}, "
+            f"{len(report.activities):,} {'activity' if len(report.activities) == 1 else 'activities'}, "
+            f"{count(report.variant_count, 'variant')}"
+        ),
         f"- Period: {period}",
         f"- Cycle time per case: mean {hours(ct.mean)}, median {hours(ct.median)}, p90 {hours(ct.p90)}",
-        (f"- Discovered model ({md_text(model.algorithm, 80)}): "
-         f"{model.transitions - model.silent_transitions} activities, {model.places} places{quality_text}"),
+        (
+            f"- Discovered model ({md_text(model.algorithm, 80)}): "
+            f"{model.transitions - model.silent_transitions} activities, {model.places} places{quality_text}"
+        ),
         f"- Read and mined in {report.duration_s if seconds is None else seconds:.1f} s",
         "",
         bottleneck_section_md(report, top),
     ]
     if report.rework:
-        lines += ["", "#### Rework (activities repeated within a case)", "", rework_table_md(report, 3)]
+        lines += [
+            "",
+            "#### Rework (activities repeated within a case)",
+            "",
+            rework_table_md(report, 3),
+        ]
     if report.warnings:
         lines += ["", "Notes:"] + [f"- {md_text(w, 300)}" for w in report.warnings[:5]]
     return Md("\n".join(lines))
@@ -166,38 +189,87 @@ def bottleneck_section_md(report: MiningReport, top: int = 5) -> Md:
     threshold = report.bottleneck_threshold_hours
     if report.bottlenecks:
         rows = [
-            (i, b.activity, duration(b.waiting_hours), duration(b.median_waiting_hours),
-             duration(b.total_delay_hours), pct(b.share_of_waiting), b.cases_affected)
+            (
+                i,
+                b.activity,
+                duration(b.waiting_hours),
+                duration(b.median_waiting_hours),
+                duration(b.total_delay_hours),
+                pct(b.share_of_waiting),
+                b.cases_affected,
+            )
             for i, b in enumerate(report.bottlenecks[:top], start=1)
         ]
         table = md_table(
-            ["#", "Activity", "Mean wait", "Median wait", "Total delay", "Share of all waiting",
-             "Cases waiting ≥ threshold"],
-            rows, align="rlrrrrr",
+            [
+                "#",
+                "Activity",
+                "Mean wait",
+                "Median wait",
+                "Total delay",
+                "Share of all waiting",
+                "Cases waiting ≥ threshold",
+            ],
+            rows,
+            align="rlrrrrr",
         )
         return Md(f"#### Top bottlenecks (mean wait ≥ {threshold:g} h, by total delay)\n\n{table}")
     waits = sorted(report.activities, key=lambda a: a.mean_waiting_hours, reverse=True)[:top]
     table = md_table(
         ["Activity", "Executions", "Mean wait", "Mean processing"],
-        [(a.name, a.count, duration(a.mean_waiting_hours), duration(a.mean_processing_hours)) for a in waits],
+        [
+            (a.name, a.count, duration(a.mean_waiting_hours), duration(a.mean_processing_hours))
+            for a in waits
+        ],
         align="lrrr",
     )
-    return Md(f"#### No bottlenecks: no activity waits {threshold:g} h or more on average\n\n"
-              f"Longest average waits:\n\n{table}")
+    return Md(
+        f"#### No bottlenecks: no activity waits {threshold:g} h or more on average\n\n"
+        f"Longest average waits:\n\n{table}"
+    )
 
 
 def rework_table_md(report: MiningReport, top: int = 3) -> Md:
     return md_table(
         ["Activity", "Cases with rework", "Share of cases", "Extra executions"],
-        [(r.activity, r.cases_with_rework, pct(r.share_of_cases), r.extra_executions)
-         for r in report.rework[:top]],
+        [
+            (r.activity, r.cases_with_rework, pct(r.share_of_cases), r.extra_executions)
+            for r in report.rework[:top]
+        ],
         align="lrrr",
     )
 
 
+# Advice in tool errors meant for Python callers, and what a person in the chat does instead.
+_PYTHON_ADVICE = (
+    (
+        re.compile(r"\s*(?:Looked for .*?)?Name them with a ColumnMapping\.?", re.DOTALL),
+        " Map them when I ask (CSV and Parquet uploads; XES needs concept:name and time:timestamp).",
+    ),
+    (
+        re.compile(r"; set ColumnMapping\.timestamp_format"),
+        "; save the times as ISO 8601 (2024-01-31 09:00:00)",
+    ),
+)
+
+
+def people_error(message: str) -> str:
+    """A tool error without advice only a Python caller can follow (ColumnMapping...)."""
+    for pattern, instead in _PYTHON_ADVICE:
+        message = pattern.sub(instead, message)
+    return message
+
+
 def log_error_md(message: str) -> Md:
     """A tool error as one escaped line (never a traceback)."""
-    return Md(f"**Cannot use this log:** {md_text(message.strip().splitlines()[0] if message.strip() else '', 400)}")
+    text = people_error(message.strip().splitlines()[0] if message.strip() else "")
+    return Md(f"**Cannot use this log:** {md_text(text, 400)}")
+
+
+ASK_HINT = Md(
+    "Ask me about it in your own words, e.g. *why are cases slow?*, *what if we add two people "
+    "to second line?*, *show rework*, *what is pending my approval?*"
+)
 
 
 # --------------------------------------------------------------------------- loop runs
@@ -207,19 +279,29 @@ def last_step(state: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return found[-1] if found else None
 
 
-PHASE_LABELS = {"approval": "waits for your approval", "evidence": "the change is live; waits for evidence",
-                "done": "finished"}
+PHASE_LABELS = {
+    "approval": "waits for your approval",
+    "evidence": "the change is live; waits for evidence",
+    "done": "finished",
+}
 
 
 def predicted_md(p: dict[str, Any]) -> Md:
-    spread = (f"p10-p90 {p['p10_pct']:+.1f}% to {p['p90_pct']:+.1f}%, "
-              if p.get("p10_pct") is not None else "")
-    assumed = "".join(f"; assumes {md_text(a['name'], 60)} in [{a['low']:.2f}, {a['high']:.2f}] "
-                      f"({md_text(a.get('source', 'declared'), 200)})"
-                      for a in p.get("assumptions", []))
-    return Md(f"{p['delta_hours']:+.2f} h per case ({p['delta_pct']:+.1f}%), {spread}95% interval "
-              f"{p['ci_low_pct']:+.1f}% to {p['ci_high_pct']:+.1f}% on a baseline of "
-              f"{p['baseline_hours']:.2f} h{assumed}")
+    spread = (
+        f"p10-p90 {p['p10_pct']:+.1f}% to {p['p90_pct']:+.1f}%, "
+        if p.get("p10_pct") is not None
+        else ""
+    )
+    assumed = "".join(
+        f"; assumes {md_text(a['name'], 60)} in [{a['low']:.2f}, {a['high']:.2f}] "
+        f"({md_text(a.get('source', 'declared'), 200)})"
+        for a in p.get("assumptions", [])
+    )
+    return Md(
+        f"{p['delta_hours']:+.2f} h per case ({p['delta_pct']:+.1f}%), {spread}95% interval "
+        f"{p['ci_low_pct']:+.1f}% to {p['ci_high_pct']:+.1f}% on a baseline of "
+        f"{p['baseline_hours']:.2f} h{assumed}"
+    )
 
 
 def observed_md(state: dict[str, Any]) -> Md:
@@ -227,10 +309,15 @@ def observed_md(state: dict[str, Any]) -> Md:
     lines: list[str] = []
     obs = last_step(state, "observe")
     if obs:
-        waits = ", ".join(f"**{md_text(b['activity'], 80)}** ({b['waiting_hours']:.1f} h)"
-                          for b in obs.get("top_bottlenecks", [])[:3])
-        lines.append(f"- Observed {obs['events']:,} events, {obs['cases']:,} cases, mean cycle time "
-                     f"{obs['mean_cycle_time_hours']:.1f} h" + (f"; longest waits before {waits}" if waits else ""))
+        waits = ", ".join(
+            f"**{md_text(b['activity'], 80)}** ({b['waiting_hours']:.1f} h)"
+            for b in obs.get("top_bottlenecks", [])[:3]
+        )
+        lines.append(
+            f"- Observed {obs['events']:,} events, {obs['cases']:,} cases, mean cycle time "
+            f"{obs['mean_cycle_time_hours']:.1f} h"
+            + (f"; longest waits before {waits}" if waits else "")
+        )
     tri = last_step(state, "triage")
     if tri:
         lines.append(f"- Triage: {md_text(tri.get('summary', ''), 300)}")
@@ -242,7 +329,11 @@ def params_md(params: dict[str, Any]) -> Md:
     """Action parameters as ``name value`` pairs (nested values as compact JSON), escaped."""
     parts = []
     for key, value in params.items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        text = (
+            value
+            if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        )
         parts.append(f"{md_text(str(key).replace('_', ' '), 40)} {md_text(text, 200)}")
     return Md("; ".join(parts) if parts else "no parameters")
 
@@ -267,7 +358,9 @@ def agreement_md(measured: dict[str, Any], predicted: Prediction | None) -> Md:
     if measured["ci_high"] < low:
         return Md("The realized reduction is larger than predicted (the intervals do not overlap).")
     if measured["ci_low"] > high:
-        return Md("The realized effect falls short of the prediction (the intervals do not overlap).")
+        return Md(
+            "The realized effect falls short of the prediction (the intervals do not overlap)."
+        )
     return Md("The realized effect is consistent with the prediction (the intervals overlap).")
 
 
@@ -281,7 +374,10 @@ def plan_md(state: dict[str, Any]) -> Md:
         return Md(f"{head}\n\n{observed_md(state)}\n\n**No plan:** {md_text(plan['dropped'], 400)}")
     blast = plan.get("blast_radius", {})
     lines = [
-        head, "", observed_md(state), "",
+        head,
+        "",
+        observed_md(state),
+        "",
         f"#### Plan #{int(plan['plan_id'])}",
         "",
         f"- **Action:** {md_text(plan['action'], 80)}: {params_md(plan.get('params', {}))}",
@@ -294,19 +390,26 @@ def plan_md(state: dict[str, Any]) -> Md:
     ]
     gate = last_step(state, "gate")
     if gate:
-        lines.append(f"- **Gate:** mode {md_text(gate['mode'], 40)}, kill switch "
-                     f"{'ON' if gate.get('kill_switch') else 'off'} → {md_text(gate['route'], 40)}")
+        lines.append(
+            f"- **Gate:** mode {md_text(gate['mode'], 40)}, kill switch "
+            f"{'ON' if gate.get('kill_switch') else 'off'} → {md_text(gate['route'], 40)}"
+        )
     return Md("\n".join(lines))
 
 
 def verdict_md(state: dict[str, Any]) -> Md:
     """How the run ended: the approval, executions, realized vs predicted delta, decision, outcome."""
     title = "Verdict for run" if last_step(state, "watch") else "Run"
-    lines = [f"### {title} {md_text(state.get('run_id'), 60)}" + ("" if title != "Run" else " ended"), ""]
+    lines = [
+        f"### {title} {md_text(state.get('run_id'), 60)}" + ("" if title != "Run" else " ended"),
+        "",
+    ]
     approval = last_step(state, "approval")
     if approval:
-        lines.append(f"- Approval #{int(approval['approval_id'])}: {md_text(approval['decision'], 40)} "
-                     f"by {md_text(approval['by'], 80)}")
+        lines.append(
+            f"- Approval #{int(approval['approval_id'])}: {md_text(approval['decision'], 40)} "
+            f"by {md_text(approval['by'], 80)}"
+        )
     execute = last_step(state, "execute")
     if execute:
         lines.append(f"- Executed: {md_text(execute.get('summary', ''), 300)}")
@@ -317,22 +420,42 @@ def verdict_md(state: dict[str, Any]) -> Md:
         if "delta" in measured:
             # A partial rollout is compared per treated case: the contract carries that interval.
             pred = plan_prediction(last_step(state, "plan"))
-            pred_ci = (f"{pred.ci_low_per_treated_case_hours:+.2f} to {pred.ci_high_per_treated_case_hours:+.2f} h"
-                       if pred else "")
+            pred_ci = (
+                f"{pred.ci_low_per_treated_case_hours:+.2f} to {pred.ci_high_per_treated_case_hours:+.2f} h"
+                if pred
+                else ""
+            )
             pred_pct = f" (all cases {pred.delta_pct:+.1f}%)" if pred else ""
             lines += [
                 "",
                 md_table(
-                    ["Cycle time change per treated case", "Realized (measured)", "Predicted (simulation)"],
                     [
-                        ("mean delta", Md(f"{measured['delta']:+.2f} h ({measured['relative_pct']:+.1f}%)"),
-                         Md(f"{pred.delta_per_treated_case_hours if pred else watch['predicted_delta_hours']:+.2f} h"
-                            f"{pred_pct}")),
-                        ("95% interval", Md(f"{measured['ci_low']:+.2f} to {measured['ci_high']:+.2f} h"),
-                         Md(pred_ci or "-")),
-                        ("treatment vs control",
-                         Md(f"{measured['treatment']['mean']:.2f} h (n={measured['treatment_n']:,}) vs "
-                            f"{measured['control']['mean']:.2f} h (n={measured['control_n']:,})"), Md("-")),
+                        "Cycle time change per treated case",
+                        "Realized (measured)",
+                        "Predicted (simulation)",
+                    ],
+                    [
+                        (
+                            "mean delta",
+                            Md(f"{measured['delta']:+.2f} h ({measured['relative_pct']:+.1f}%)"),
+                            Md(
+                                f"{pred.delta_per_treated_case_hours if pred else watch['predicted_delta_hours']:+.2f} h"
+                                f"{pred_pct}"
+                            ),
+                        ),
+                        (
+                            "95% interval",
+                            Md(f"{measured['ci_low']:+.2f} to {measured['ci_high']:+.2f} h"),
+                            Md(pred_ci or "-"),
+                        ),
+                        (
+                            "treatment vs control",
+                            Md(
+                                f"{measured['treatment']['mean']:.2f} h (n={measured['treatment_n']:,}) vs "
+                                f"{measured['control']['mean']:.2f} h (n={measured['control_n']:,})"
+                            ),
+                            Md("-"),
+                        ),
                     ],
                     align="lrr",
                 ),
@@ -354,8 +477,10 @@ def verdict_md(state: dict[str, Any]) -> Md:
         change = learn.get("policy_change")
         if isinstance(change, dict) and "recommend" in change:
             confirm = " (a human must confirm)" if change.get("needs_human_confirmation") else ""
-            outcome += (f"; recommends mode {md_text(change['recommend'], 40)} for scope "
-                        f"{md_text(change.get('scope', ''), 60)}{confirm}")
+            outcome += (
+                f"; recommends mode {md_text(change['recommend'], 40)} for scope "
+                f"{md_text(change.get('scope', ''), 60)}{confirm}"
+            )
         elif change:
             outcome += f"; policy: {md_text(json.dumps(change, sort_keys=True, default=str), 300)}"
         lines += ["", outcome]

@@ -47,8 +47,15 @@ def phase(state: dict[str, Any]) -> Phase:
 class LoopSession:
     """A sandbox on loopback plus a LoopRunner, for one chat session."""
 
-    def __init__(self, settings: Settings, *, seed: int | None = None, history_days: float = 21.0,
-                 observe_days: float = 14.0, scope: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        seed: int | None = None,
+        history_days: float = 21.0,
+        observe_days: float = 14.0,
+        scope: str | None = None,
+    ) -> None:
         self.settings = settings
         self.seed = settings.seed if seed is None else seed
         self.history_days = history_days
@@ -101,8 +108,12 @@ class LoopSession:
 
         with self._lock:
             self._check(run_id)
-            answer = {"decision": "approve" if approve else "reject", "by": by, "comment": comment,
-                      "channel": "chat"}
+            answer = {
+                "decision": "approve" if approve else "reject",
+                "by": by,
+                "comment": comment,
+                "channel": "chat",
+            }
             try:
                 return self._runner().resume(run_id, answer, expect="approval")
             except NotPaused as exc:
@@ -115,7 +126,9 @@ class LoopSession:
         with self._lock:
             self._check(run_id)
             advance_clock(self.api_url, self.observe_days)
-            return self._runner().resume(run_id, {"advanced_days": self.observe_days}, expect="evidence")
+            return self._runner().resume(
+                run_id, {"advanced_days": self.observe_days}, expect="evidence"
+            )
 
     def state(self, run_id: str) -> dict[str, Any]:
         with self._lock:
