@@ -27,8 +27,15 @@ from closedloop.tools.act import System, connector_document, fetch_events, load_
 from closedloop.tools.connect import COHORT, build_action_request, build_catalog
 from closedloop.tools.log import ACTIVITY, CASE, START, TIMESTAMP
 
-__all__ = ["DOMAINS", "ActionChange", "Domain", "TrueEffect", "WorldCase", "run_world",
-           "true_effect_of"]
+__all__ = [
+    "DOMAINS",
+    "ActionChange",
+    "Domain",
+    "TrueEffect",
+    "WorldCase",
+    "run_world",
+    "true_effect_of",
+]
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -94,39 +101,62 @@ def _advance(client: httpx.Client, hours: float) -> None:
         remaining -= step
 
 
-def run_world(domain: Domain, seed: int, change: ActionChange, regime: str = "default",
-              history_days: float = 21.0, observe_days: float = 14.0,
-              drain_days: float = 7.0) -> dict[str, WorldCase]:
+def run_world(
+    domain: Domain,
+    seed: int,
+    change: ActionChange,
+    regime: str = "default",
+    history_days: float = 21.0,
+    observe_days: float = 14.0,
+    drain_days: float = 7.0,
+) -> dict[str, WorldCase]:
     """One world: history, then ``change`` through the connector, then the window and its drain."""
-    with SandboxServer(seed=seed, domain=domain.name, regime=regime) as server, \
-            httpx.Client(base_url=server.url, timeout=120.0) as client:
-        return _run(domain, server.url, client, seed, change, history_days, observe_days,
-                    drain_days)
+    with (
+        SandboxServer(seed=seed, domain=domain.name, regime=regime) as server,
+        httpx.Client(base_url=server.url, timeout=120.0) as client,
+    ):
+        return _run(
+            domain, server.url, client, seed, change, history_days, observe_days, drain_days
+        )
 
 
-def _run(domain: Domain, url: str, client: httpx.Client, seed: int, change: ActionChange,
-         history_days: float, observe_days: float, drain_days: float) -> dict[str, WorldCase]:
+def _run(
+    domain: Domain,
+    url: str,
+    client: httpx.Client,
+    seed: int,
+    change: ActionChange,
+    history_days: float,
+    observe_days: float,
+    drain_days: float,
+) -> dict[str, WorldCase]:
     catalog = build_catalog(connector_document(load_manifest(domain.connector), url, {}))
     system = System(catalog, url, client)
     t0 = pd.Timestamp(client.get("/clock").json()["now"])
     origin = t0.tz_localize("UTC") if t0.tzinfo is None else t0
     _advance(client, history_days * 24)
     if change.action is not None:
-        request = build_action_request(catalog, change.action, change.params, url,
-                                       f"truth-{seed}", system.read_state())
+        request = build_action_request(
+            catalog, change.action, change.params, url, f"truth-{seed}", system.read_state()
+        )
         response = client.send(request)
         if response.status_code >= 300:
-            raise RuntimeError(f"sandbox refused {change.label()}: {response.status_code} "
-                               f"{response.text[:300]}")
+            raise RuntimeError(
+                f"sandbox refused {change.label()}: {response.status_code} {response.text[:300]}"
+            )
     _advance(client, (observe_days + drain_days) * 24)
     frame = pd.DataFrame(fetch_events(system).rows)
     frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
-    started = (pd.to_datetime(frame[START], utc=True, format="ISO8601")
-               if START in frame.columns else frame[TIMESTAMP])
+    started = (
+        pd.to_datetime(frame[START], utc=True, format="ISO8601")
+        if START in frame.columns
+        else frame[TIMESTAMP]
+    )
     frame["_first"] = started.fillna(frame[TIMESTAMP])
     frame = frame.sort_values([CASE, TIMESTAMP], kind="stable")
-    per_case = frame.groupby(CASE).agg(start=("_first", "min"), end=(TIMESTAMP, "max"),
-                                       last=(ACTIVITY, "last"))
+    per_case = frame.groupby(CASE).agg(
+        start=("_first", "min"), end=(TIMESTAMP, "max"), last=(ACTIVITY, "last")
+    )
     cohort = frame.groupby(CASE)[COHORT].first() if COHORT in frame.columns else None
     lo = origin + history_days * 24 * HOUR
     hi = origin + (history_days + observe_days) * 24 * HOUR
@@ -136,16 +166,24 @@ def _run(domain: Domain, url: str, client: httpx.Client, seed: int, change: Acti
         closed = row["last"] in domain.end_activities
         end = row["end"] if closed else horizon
         out[str(case)] = WorldCase(
-            start=row["start"].to_pydatetime(), cycle_hours=(end - row["start"]) / HOUR,
+            start=row["start"].to_pydatetime(),
+            cycle_hours=(end - row["start"]) / HOUR,
             closed=bool(closed),
-            treated=bool(cohort is not None and cohort.get(case) == "treatment"))
+            treated=bool(cohort is not None and cohort.get(case) == "treatment"),
+        )
     return out
 
 
-def true_effect_of(domain: str, seed: int, change: ActionChange, regime: str = "default",
-                   history_days: float = 21.0, observe_days: float = 14.0,
-                   drain_days: float = 7.0,
-                   baseline: dict[str, WorldCase] | None = None) -> TrueEffect:
+def true_effect_of(
+    domain: str,
+    seed: int,
+    change: ActionChange,
+    regime: str = "default",
+    history_days: float = 21.0,
+    observe_days: float = 14.0,
+    drain_days: float = 7.0,
+    baseline: dict[str, WorldCase] | None = None,
+) -> TrueEffect:
     """The true total effect of ``change`` on the mean cycle time of the window's cases.
 
     ``baseline`` reuses an unchanged world already run with the same arguments.
@@ -160,9 +198,16 @@ def true_effect_of(domain: str, seed: int, change: ActionChange, regime: str = "
     mb = sum(base[i].cycle_hours for i in ids) / len(ids)
     mc = sum(changed[i].cycle_hours for i in ids) / len(ids)
     return TrueEffect(
-        domain=domain, regime=regime, seed=seed, change=change, cases=len(ids),
-        baseline_mean_cycle_hours=mb, changed_mean_cycle_hours=mc, effect_hours=mc - mb,
+        domain=domain,
+        regime=regime,
+        seed=seed,
+        change=change,
+        cases=len(ids),
+        baseline_mean_cycle_hours=mb,
+        changed_mean_cycle_hours=mc,
+        effect_hours=mc - mb,
         effect_pct=100.0 * (mc - mb) / mb if mb > 0 else 0.0,
         treated_cases=sum(changed[i].treated for i in ids),
         open_baseline=sum(not base[i].closed for i in ids),
-        open_changed=sum(not changed[i].closed for i in ids))
+        open_changed=sum(not changed[i].closed for i in ids),
+    )

@@ -143,7 +143,9 @@ class BestCandidate(BaseModel):
     min_gain_pct: float = Field(0.0, description="materiality bar a best candidate clears")
 
 
-def change_from_action(action: str, params: dict[str, Any]) -> NoChange | StaffingChange | RuleChange:
+def change_from_action(
+    action: str, params: dict[str, Any]
+) -> NoChange | StaffingChange | RuleChange:
     """The harness change for a catalog action of the loop (``set_queue_staffing``, ``create_rule``)."""
     if action in ("none", "", "no_change"):
         return NoChange()
@@ -195,9 +197,13 @@ def _events(client: TestClient) -> list[dict[str, Any]]:
 
 
 def run_world(
-    seed: int, change: NoChange | StaffingChange | RuleChange, history_days: float = 21.0,
-    observe_days: float = 14.0, drain_days: float = 7.0,
-    setup_staffing: dict[str, int] | None = None, regime: str = DEFAULT_REGIME,
+    seed: int,
+    change: NoChange | StaffingChange | RuleChange,
+    history_days: float = 21.0,
+    observe_days: float = 14.0,
+    drain_days: float = 7.0,
+    setup_staffing: dict[str, int] | None = None,
+    regime: str = DEFAULT_REGIME,
 ) -> WorldOutcome:
     """Run one sandbox world and return the outcome of every case started after the change.
 
@@ -230,9 +236,13 @@ def run_world(
         elif e["activity"] == REOPEN:
             reopened.add(case)
     cases = {
-        case: CaseOutcome(start_hours=start, cycle_hours=closed.get(case, horizon) - start,
-                          closed=case in closed, reopened=case in reopened,
-                          treated=case in treated)
+        case: CaseOutcome(
+            start_hours=start,
+            cycle_hours=closed.get(case, horizon) - start,
+            closed=case in closed,
+            reopened=case in reopened,
+            treated=case in treated,
+        )
         for case, start in first.items()
         if lo <= start < hi
     }
@@ -244,8 +254,13 @@ def _mean(values: list[float]) -> float:
 
 
 def compare(
-    seed: int, base: WorldOutcome, changed: WorldOutcome, history_days: float,
-    observe_days: float, drain_days: float, setup_staffing: dict[str, int] | None = None,
+    seed: int,
+    base: WorldOutcome,
+    changed: WorldOutcome,
+    history_days: float,
+    observe_days: float,
+    drain_days: float,
+    setup_staffing: dict[str, int] | None = None,
     regime: str = DEFAULT_REGIME,
 ) -> CounterfactualResult:
     """The effect of ``changed`` against ``base`` on the cases both worlds share."""
@@ -272,9 +287,13 @@ def compare(
 
 
 def true_effect(
-    seed: int, change: NoChange | StaffingChange | RuleChange | dict[str, Any],
-    history_days: float = 21.0, observe_days: float = 14.0, drain_days: float = 7.0,
-    setup_staffing: dict[str, int] | None = None, regime: str = DEFAULT_REGIME,
+    seed: int,
+    change: NoChange | StaffingChange | RuleChange | dict[str, Any],
+    history_days: float = 21.0,
+    observe_days: float = 14.0,
+    drain_days: float = 7.0,
+    setup_staffing: dict[str, int] | None = None,
+    regime: str = DEFAULT_REGIME,
 ) -> CounterfactualResult:
     """The true effect of ``change`` on mean cycle time of cases started after it.
 
@@ -289,9 +308,13 @@ def true_effect(
 
 
 def best_candidate(
-    seed: int, candidates: list[NoChange | StaffingChange | RuleChange | dict[str, Any]],
-    history_days: float = 21.0, observe_days: float = 14.0, drain_days: float = 7.0,
-    setup_staffing: dict[str, int] | None = None, regime: str = DEFAULT_REGIME,
+    seed: int,
+    candidates: list[NoChange | StaffingChange | RuleChange | dict[str, Any]],
+    history_days: float = 21.0,
+    observe_days: float = 14.0,
+    drain_days: float = 7.0,
+    setup_staffing: dict[str, int] | None = None,
+    regime: str = DEFAULT_REGIME,
     min_gain_pct: float = 0.0,
 ) -> BestCandidate:
     """Each candidate's true effect (one shared unchanged world) and the best by mean cycle time.
@@ -310,8 +333,14 @@ def best_candidate(
     order = sorted(range(len(results)), key=lambda k: results[k].effect_hours)
     best = order[0] if order and _helps(results[order[0]], min_gain_pct) else None
     label = "no change" if best is None else _label(results[best].change)
-    return BestCandidate(seed=seed, regime=regime, results=results, best=best, best_label=label,
-                         min_gain_pct=min_gain_pct)
+    return BestCandidate(
+        seed=seed,
+        regime=regime,
+        results=results,
+        best=best,
+        best_label=label,
+        min_gain_pct=min_gain_pct,
+    )
 
 
 def _helps(result: CounterfactualResult, min_gain_pct: float) -> bool:
@@ -322,6 +351,7 @@ def standard_candidates(staffing: dict[str, int]) -> list[NoChange | StaffingCha
     """The harness's candidate set for a world with ``staffing`` (queue -> agents, from
     ``GET /config``): no change, one more agent on each queue, auto-resolving each
     of the two routine categories and routing software tickets straight to L2."""
+
     def on(category: str) -> dict[str, Any]:
         return {"field": "category", "op": "eq", "value": category}
 
@@ -330,8 +360,11 @@ def standard_candidates(staffing: dict[str, int]) -> list[NoChange | StaffingCha
         *(StaffingChange(queue=q, agents=n + 1) for q, n in sorted(staffing.items())),
         RuleChange(name="auto-resolve password", condition=on("password")),
         RuleChange(name="auto-resolve access", condition=on("access")),
-        RuleChange(name="route software to L2", condition=on("software"),
-                   action={"type": "route", "queue": "L2"}),
+        RuleChange(
+            name="route software to L2",
+            condition=on("software"),
+            action={"type": "route", "queue": "L2"},
+        ),
     ]
 
 
@@ -344,7 +377,9 @@ def _as_change(value: Any) -> NoChange | StaffingChange | RuleChange:
     if isinstance(value, NoChange | StaffingChange | RuleChange):
         return value
     kind = value.get("kind", "none")
-    return {"none": NoChange, "staffing": StaffingChange, "rule": RuleChange}[kind].model_validate(value)
+    return {"none": NoChange, "staffing": StaffingChange, "rule": RuleChange}[kind].model_validate(
+        value
+    )
 
 
 def _label(change: NoChange | StaffingChange | RuleChange) -> str:

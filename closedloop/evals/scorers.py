@@ -1,7 +1,8 @@
-"""Scorers: each looks at the end state of a shadow-mode run and says pass or fail, with why.
+"""Plan scorers: each looks at the end state of a run and says pass or fail, with why.
 
 They score decisions and end states (which action, on which segment, what was
-written), never wording.
+written), never wording. The whole-loop scorers (safety, the right action,
+verdict, prediction, rollback) are in :mod:`closedloop.evals.loop_scorers`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,26 @@ class Score(BaseModel):
     scorer: str
     passed: bool
     detail: str
+    #: Numbers the suite aggregates (violations, errors, labels); free-form per scorer.
+    data: dict[str, Any] = {}
 
 
 def _plan_step(state: dict[str, Any]) -> dict[str, Any]:
     return next((s for s in state.get("steps", []) if s["step"] == "plan"), {})
 
 
-def score_no_writes(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]) -> Score:
+def score_no_writes(
+    state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]
+) -> Score:
     """Shadow mode must never change the outside world."""
-    return Score(scorer="no_writes_in_shadow", passed=not writes, detail=f"{len(writes)} write(s) received")
+    return Score(
+        scorer="no_writes_in_shadow", passed=not writes, detail=f"{len(writes)} write(s) received"
+    )
 
 
-def score_opportunity(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]) -> Score:
+def score_opportunity(
+    state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]
+) -> Score:
     """The top opportunity is on one of the expected activities."""
     allowed = expect.get("opportunity_activity")
     triage = next((s for s in state.get("steps", []) if s["step"] == "triage"), {})
@@ -34,17 +43,27 @@ def score_opportunity(state: dict[str, Any], writes: list[dict[str, Any]], expec
     if allowed is None:
         return Score(scorer="opportunity", passed=True, detail="not constrained")
     top = opps[0]["activity"] if opps else None
-    return Score(scorer="opportunity", passed=top in allowed, detail=f"top opportunity at {top!r}, expected {allowed}")
+    return Score(
+        scorer="opportunity",
+        passed=top in allowed,
+        detail=f"top opportunity at {top!r}, expected {allowed}",
+    )
 
 
-def score_plan(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]) -> Score:
+def score_plan(
+    state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]
+) -> Score:
     """The plan's action (and rule condition) is the expected one."""
     plan = _plan_step(state)
     action = "none" if plan.get("dropped") or not plan else plan.get("action")
     if "plan" in expect and action != expect["plan"]:
-        return Score(scorer="plan", passed=False, detail=f"action {action!r}, expected {expect['plan']!r}")
+        return Score(
+            scorer="plan", passed=False, detail=f"action {action!r}, expected {expect['plan']!r}"
+        )
     if "plan_in" in expect and action not in expect["plan_in"]:
-        return Score(scorer="plan", passed=False, detail=f"action {action!r} not in {expect['plan_in']}")
+        return Score(
+            scorer="plan", passed=False, detail=f"action {action!r} not in {expect['plan_in']}"
+        )
     wanted = expect.get("params") or {}
     got_params = plan.get("params") or {}
     if wanted and action != "none" and any(got_params.get(k) != v for k, v in wanted.items()):
@@ -57,7 +76,9 @@ def score_plan(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict
     return Score(scorer="plan", passed=True, detail=f"action {action!r}")
 
 
-def score_guards(state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]) -> Score:
+def score_guards(
+    state: dict[str, Any], writes: list[dict[str, Any]], expect: dict[str, Any]
+) -> Score:
     """A proposed plan cites a prediction, clears the improvement bar on its conservative bound and
     stays within its blast radius."""
     plan = _plan_step(state)
