@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request, Response
 
-from closedloop.evals.cases import Attack
+from closedloop.evals.attacks import Attack
 from closedloop.sandbox.server import bind_socket
 
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding"}
