@@ -8,6 +8,9 @@ the offline policy, never acted on.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -86,3 +89,23 @@ def test_llm_output_is_validated_and_invalid_output_falls_back(tmp_path, model_s
         events = s.exec(select(AuditEvent).where(AuditEvent.run_id == state["run_id"])).all()
     assert any(e.kind == "model_invalid" and e.actor == "planner" for e in events)
     assert SECRET not in json.dumps([e.payload for e in events])
+
+
+def test_a_model_outage_is_not_a_clean_run(tmp_path):
+    # A model server that is down (a closed loopback port): the offline policy decides in its
+    # place, every step says so, and the command exits 4, not 0.
+    closed = bind_socket()
+    port = closed.getsockname()[1]
+    closed.close()
+    with SandboxServer(seed=3) as sandbox:
+        advance_clock(sandbox.url, 21)
+        env = {**os.environ, "CLOSEDLOOP_HOME": str(tmp_path), "OPENAI_API_KEY": SECRET,
+               "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "CLOSEDLOOP_MODEL": "gone"}
+        out = subprocess.run([sys.executable, "-m", "closedloop.cli", "run", "--api", sandbox.url,
+                              "--json"], check=False, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert out.returncode == 4, out.stderr[-2000:]
+    assert "the configured model failed" in out.stderr
+    state = json.loads(out.stdout)
+    assert state["pending"]["kind"] == "approval"  # nothing written: the gate still holds
+    assert any(s.get("fallback") for s in state["steps"])

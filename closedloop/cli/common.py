@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ EXIT_FAILED = 1  # the command ran but its answer is "no": eval below threshold,
 EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT_INPUT = 2  # an input file that cannot be read or validated
 EXIT_STATE = 3  # a run, approval or value that does not allow the command (or a tool error)
+EXIT_DEGRADED = 4  # the configured model failed: the offline policy decided instead
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_EPILOG = """exit codes:
@@ -30,7 +32,19 @@ EXIT_CODES_EPILOG = """exit codes:
   1    the answer is no: eval pass rate below --threshold, optimize found no feasible plan
   2    bad command line, or an input file (event log) that cannot be read or validated
   3    the run/approval is unknown or not waiting for this, an invalid value, or a tool error
+  4    the configured model failed and the offline policy decided in its place (see the run)
   130  interrupted"""
+
+
+def loop_exit_code(state: dict[str, Any]) -> int:
+    """0, or EXIT_DEGRADED when a step of the run fell back from the configured model to the
+    offline policy (a model outage must not look like a clean run); says so on stderr."""
+    fell_back = [s.get("step", "?") for s in state.get("steps", []) if s.get("fallback")]
+    if not fell_back:
+        return EXIT_OK
+    print(f"warning: the configured model failed; the offline policy decided {', '.join(fell_back)}"
+          " in its place (audit events model_error / model_invalid)", file=sys.stderr)
+    return EXIT_DEGRADED
 
 
 def current_user() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from closedloop.cli.common import add_json, emit, settings_from
+from closedloop.cli.common import add_json, emit, loop_exit_code, settings_from
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      domain=args.domain)
     emit(args, {"run_id": state["run_id"], "outcome": state.get("outcome"),
                 "steps": state["steps"], "audit_chain": audit_chain(state)}, render_run(state))
-    return 0
+    return loop_exit_code(state)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from closedloop.cli.common import MODES, add_json, current_user, emit, settings_from
+from closedloop.cli.common import (
+    MODES,
+    add_json,
+    current_user,
+    emit,
+    loop_exit_code,
+    settings_from,
+)
 
 
 def pending_text(state: dict[str, Any]) -> str:
@@ -28,7 +35,7 @@ def _show(args: argparse.Namespace, state: dict[str, Any]) -> int:
     from closedloop.report import render_run
 
     emit(args, state, render_run(state) + pending_text(state))
-    return 0
+    return loop_exit_code(state)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

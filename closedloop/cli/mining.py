@@ -120,7 +120,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--miner",
         choices=("auto", "imd", "imf", "heuristics"),
         default="auto",
-        help="discovery: auto (best F1 of the inductive candidates), imd, imf, heuristics",
+        help="discovery: auto (plain IM on a log without rare start/end activities, else the "
+        "best F1 of the inductive candidates), imd, imf, heuristics",
     )
     m.add_argument(
         "--noise",
