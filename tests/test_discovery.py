@@ -191,3 +191,33 @@ def test_old_import_paths_still_work() -> None:
     assert old_petri_net is mining.petri_net is petri_net
     for shim in (old_conformance, old_language):
         assert shim.__all__ and all(getattr(shim, n) is getattr(mining, n) for n in shim.__all__)
+
+
+def test_noise_free_log_is_mined_without_filter_and_says_so(shared_data: Path) -> None:
+    """a22 without noise has no rare start or end activity: plain IM (0.98 against the truth)."""
+    frame = synthetic_frame(shared_data / "synthetic/a22/a22f0n00.xes.gz")
+    model = discover_petri_net(frame)
+    assert (model.variant, model.parameters["noise_threshold"]) == ("imf", 0.0)
+    assert [(c.variant, c.noise_threshold) for c in model.selection] == [("imf", 0.0)]
+    assert model.selection[0].fitness == pytest.approx(1.0)
+    assert any("without noise filter" in note for note in model.notes)
+
+
+def test_rare_start_or_end_activities_count_as_noise() -> None:
+    from pm4py.objects.dfg.obj import DFG
+
+    clean = DFG({("a", "b"): 100}, {"a": 100}, {"b": 100})
+    assert discovery._looks_noise_free(clean)
+    noisy = DFG({("a", "b"): 199, ("b", "a"): 1}, {"a": 199, "b": 1}, {"b": 200})
+    assert not discovery._looks_noise_free(noisy)  # one case of 200 starts with b: below 1 %
+    late = DFG({("a", "b"): 200}, {"a": 200}, {"b": 199, "a": 1})
+    assert not discovery._looks_noise_free(late)
+
+
+def test_noisy_log_still_runs_the_whole_grid(shared_data: Path) -> None:
+    frame = synthetic_frame(shared_data / "synthetic/a12/a12f0n05.xes.gz")
+    model = discover_petri_net(frame)
+    assert [(c.variant, c.noise_threshold) for c in model.selection] == list(
+        discovery.SELECTION_GRID
+    )
+    assert model.parameters["noise_threshold"] > 0

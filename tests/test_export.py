@@ -148,3 +148,36 @@ def test_missing_graphviz_is_a_clear_tool_error(
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere on it
     with pytest.raises(ToolError, match="install the graphviz"):
         bpmn_xml(model)
+
+
+def test_pnml_is_laid_out_reproducible_and_reads_back(
+    running: pd.DataFrame, tmp_path: Path
+) -> None:
+    import pm4py
+
+    from closedloop.tools.mining.petri import CompiledNet
+
+    model = discover_petri_net(running)
+    first = write_models(model, tmp_path / "a")["pnml"].read_bytes()
+    again = write_models(discover_petri_net(running), tmp_path / "b")["pnml"].read_bytes()
+    assert first == again  # ids, order and layout do not change between runs
+    page = ElementTree.fromstring(first).find("net/page")
+    nodes = [el for el in page if el.tag in ("place", "transition")]
+    assert len(nodes) == model.places + model.transitions
+    spots = set()
+    for el in nodes:
+        position = el.find("graphics/position")
+        assert position is not None, el.get("id")
+        spots.add((float(position.get("x")), float(position.get("y"))))
+        assert float(el.find("graphics/dimension").get("x")) > 0
+    assert len(spots) == len(nodes)  # no two nodes stacked on one point
+    net, im, fm = pm4py.read_pnml(str(tmp_path / "a" / "model.pnml"))
+    assert sorted(str(t.label) for t in net.transitions) == sorted(
+        str(t.label) for t in petri_net(model)[0].transitions
+    )
+    # the same behaviour: every case of the log is accepted by both nets or by neither
+    ours, theirs = CompiledNet(*petri_net(model)), CompiledNet(net, im, fm)
+    for _, case in running.groupby("case:concept:name"):
+        trace = tuple(case["concept:name"])
+        assert ours.accepts(trace) == theirs.accepts(trace)
+    assert theirs.accepts(("register request",)) is False

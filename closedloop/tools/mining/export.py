@@ -27,6 +27,7 @@ from closedloop.tools.mining.discovery import (
     petri_net,
     process_tree,
 )
+from closedloop.tools.mining.dotrender import graphviz_pipe
 
 __all__ = ["bpmn_xml", "graphviz_pipe", "write_bpmn", "write_models", "write_pnml"]
 
@@ -64,9 +65,14 @@ def write_bpmn(model: DiscoveredModel, path: str | Path) -> Path:
 
 
 def write_pnml(model: DiscoveredModel, path: str | Path) -> Path:
-    """Write the model's Petri net with initial and final marking as PNML; returns the path."""
+    """Write the model's Petri net with initial and final marking as PNML; returns the path.
+
+    Laid out and reproducible (``pnmllayout.laid_out_pnml``): stable ids and order,
+    a position on every place and transition."""
+    from closedloop.tools.mining.pnmllayout import laid_out_pnml
+
     target = Path(path)
-    target.write_text(model.pnml, encoding="utf-8")
+    target.write_text(laid_out_pnml(model.pnml), encoding="utf-8")
     return target
 
 
@@ -96,21 +102,6 @@ def _check_tasks(bpmn: Any, model: DiscoveredModel) -> None:
     lost = sorted(set(model.activities) - tasks)
     if lost:
         raise ToolError(f"BPMN conversion lost activities {lost}; export refused")
-
-
-def graphviz_pipe(graph: Any, fmt: str) -> bytes:
-    """Render a ``graphviz.Digraph`` to bytes; a clear ToolError when ``dot`` is missing."""
-    import graphviz
-
-    try:
-        return graph.pipe(format=fmt)
-    except graphviz.ExecutableNotFound as exc:
-        raise ToolError(
-            "Graphviz 'dot' is not installed: install the graphviz system package "
-            "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
-        ) from exc
-    except graphviz.CalledProcessError as exc:
-        raise ToolError(f"Graphviz failed to render the graph: {exc.stderr!r}") from exc
 
 
 def _layout(bpmn: Any) -> None:

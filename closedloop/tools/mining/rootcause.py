@@ -52,6 +52,7 @@ CV_MAX_CASES = 20_000
 LEAK_RHO = 0.8
 MIN_MARGIN = 0.05
 EXAMPLES = 5
+MIN_CLASS_CASES = 5  # fewer cases of either outcome: no tree is validated (nor fitted)
 
 
 class RootCauseRule(BaseModel):
@@ -211,12 +212,27 @@ def _drop_leaks(
             continue
         if values.nunique(dropna=True) < 2:
             continue
-        rho = pd.Series(values.to_numpy(dtype=float)).corr(outcome, method="spearman")
+        rho = _spearman(values.to_numpy(dtype=float), measure)
         if pd.notna(rho) and abs(rho) >= LEAK_RHO:
             leaks[str(name)] = (
                 f"tracks the case's {what} (Spearman {rho:.2f}): restates the outcome"
             )
     return features.drop(columns=list(leaks)), leaks
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho over the pairs where both are known (average ranks for ties).
+
+    pandas' ``corr(method="spearman")`` gives the same number but imports
+    scipy.stats (about a second of start-up on a small log)."""
+    known = ~(np.isnan(x) | np.isnan(y))
+    if known.sum() < 2:
+        return float("nan")
+    rx = pd.Series(x[known]).rank().to_numpy()
+    ry = pd.Series(y[known]).rank().to_numpy()
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def _target(
@@ -283,9 +299,6 @@ def _explain(
     seed: int,
     min_margin: float = MIN_MARGIN,
 ) -> RootCauseReport:
-    from sklearn.model_selection import StratifiedKFold, cross_validate
-    from sklearn.tree import DecisionTreeClassifier
-
     n = len(y)
     positives = int(y.sum())
     base = positives / n if n else 0.0
@@ -314,6 +327,17 @@ def _explain(
             else "no rule: no usable attribute known at case start"
         )
         return report
+    if min(positives, n - positives) < MIN_CLASS_CASES:
+        # 2-fold validation on a handful of cases cannot show a margin; decided before
+        # scikit-learn is imported (a second of start-up on a small log)
+        report.verdict = (
+            f"no rule: too few cases of each outcome to validate a tree ({positives} of {n} "
+            f"cases {VERBS[target]}; at least {MIN_CLASS_CASES} of each outcome needed)"
+        )
+        return report
+    from sklearn.model_selection import StratifiedKFold, cross_validate
+    from sklearn.tree import DecisionTreeClassifier
+
     tree = DecisionTreeClassifier(
         max_depth=max_depth,
         min_samples_leaf=min_count,

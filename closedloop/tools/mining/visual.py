@@ -30,7 +30,7 @@ import pandas as pd
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.mining.export import graphviz_pipe
+from closedloop.tools.mining.dotrender import graphviz_pipe
 from closedloop.tools.mining.mine import MiningReport, mine
 from closedloop.tools.mining.processmap import (
     CALM_EDGE,
