@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -210,9 +211,42 @@ class Session:
         return self.page.locator(".message-content", has_text=text).last
 
     def wait_in_view(self, locator: Any, timeout: int = 30_000) -> None:
-        """Wait until ``locator`` has scrolled into view by itself (nobody scrolls in this test)."""
+        """Wait until ``locator`` has scrolled into view by itself (nobody scrolls in this test).
+
+        The locator is resolved again at every check: the chat re-renders messages (a handle
+        taken once can be detached and would never come into view).
+        """
+        from playwright.sync_api import Error as PlaywrightError
+
         locator.wait_for(timeout=timeout)
-        self.page.wait_for_function(IN_VIEW_JS, arg=locator.element_handle(), timeout=timeout)
+        deadline = time.monotonic() + timeout / 1000
+        while True:
+            try:
+                if locator.evaluate(IN_VIEW_JS, timeout=5_000):
+                    return
+            except PlaywrightError:
+                pass  # re-rendered between resolving and evaluating: resolve it again
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{locator} did not come into view by itself")
+            self.page.wait_for_timeout(200)
+
+    def upload(self, path: Path, answer: Any, tries: int = 3) -> None:
+        """Give ``path`` to the waiting upload box until ``answer`` shows.
+
+        Under load the file can be set before the drop zone listens for it (nothing arrives and
+        the box keeps waiting, as a person would see and simply pick the file again).
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for attempt in range(1, tries + 1):
+            self.page.set_input_files("#ask-button-input", str(path))
+            try:
+                answer.wait_for(timeout=ASK_TIMEOUT_MS // tries)
+                return
+            except PlaywrightTimeout:
+                if attempt == tries:
+                    raise
+                self.shot(f"upload-retry-{attempt}")
 
     def ask(self, text: str) -> None:
         box = self.page.locator("#chat-input")
@@ -256,8 +290,8 @@ def test_operator_maps_a_log_asks_a_what_if_and_approves_the_loop(
     # Upload a log with unusual headers and map its columns from the chat.
     page.get_by_role("button", name="Upload a log").last.click()
     page.get_by_role("button", name="Browse Files").last.wait_for(timeout=ASK_TIMEOUT_MS)
-    page.set_input_files("#ask-button-input", str(log))
     intro = chat.message("Map the columns of tickets.csv")
+    chat.upload(log, intro)
     chat.wait_in_view(intro, timeout=ASK_TIMEOUT_MS)
     assert "ColumnMapping" not in intro.inner_text()
     for question, column in (
