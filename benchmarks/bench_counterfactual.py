@@ -40,7 +40,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from sqlmodel import Session, create_engine, select
 
-from closedloop.demo import advance_clock
+from closedloop.demo import run_demo
 from closedloop.evals.counterfactual import (
     NoChange,
     RuleChange,
@@ -49,9 +49,7 @@ from closedloop.evals.counterfactual import (
     regime_staffing,
     standard_candidates,
 )
-from closedloop.graphs.runner import LoopRunner
 from closedloop.sandbox.params import REGIMES
-from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.models import Simulation
 
@@ -67,17 +65,9 @@ def run_loop(seed: int, regime: str, tmp: Path) -> dict[str, Any]:
     """``run_demo`` against a sandbox of ``regime`` (approval given); the loop's choices."""
     settings = Settings().model_copy(update={
         "database_url": f"sqlite:///{tmp}/loop.db", "home": tmp})
-    with SandboxServer(seed=seed, regime=regime) as sandbox, LoopRunner(settings) as runner:
-        advance_clock(sandbox.url, HISTORY_DAYS)
-        state = runner.start(sandbox.url, scope=f"bench-{seed}")
-        while state.get("pending"):
-            if state["pending"]["kind"] == "approval":
-                state = runner.resume(state["run_id"], {"decision": "approve", "by": "bench",
-                                                        "channel": "cli"}, expect="approval")
-            else:
-                advance_clock(sandbox.url, OBSERVE_DAYS)
-                state = runner.resume(state["run_id"], {"advanced_days": OBSERVE_DAYS},
-                                      expect="evidence")
+    state = run_demo(settings, seed=seed, history_days=HISTORY_DAYS, observe_days=OBSERVE_DAYS,
+                     auto_approve=True, quiet=True, scope=f"bench-{seed}", domain="helpdesk",
+                     regime=regime)
     engine = create_engine(settings.database_url)
     with Session(engine) as s:
         sims = s.exec(select(Simulation).where(Simulation.run_id == state["run_id"])).all()

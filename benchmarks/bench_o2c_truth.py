@@ -34,15 +34,13 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from sqlmodel import Session, create_engine, select
 
-from closedloop.demo import advance_clock
+from closedloop.demo import run_demo
 from closedloop.evals.connector_truth import (
     DOMAINS,
     ActionChange,
     run_world,
     true_effect_of,
 )
-from closedloop.graphs.runner import LoopRunner
-from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.models import Simulation
 
@@ -53,18 +51,9 @@ def run_loop(seed: int, regime: str, tmp: Path) -> dict[str, Any]:
     """The o2c loop (approval given) and its simulated candidates, chosen action and measurement."""
     settings = Settings().model_copy(update={
         "database_url": f"sqlite:///{tmp}/loop.db", "home": tmp, "connector": "o2c"})
-    with SandboxServer(seed=seed, domain="o2c", regime=regime) as sandbox, \
-            LoopRunner(settings) as runner:
-        advance_clock(sandbox.url, HISTORY_DAYS)
-        state = runner.start(sandbox.url, scope=f"bench-o2c-{seed}")
-        while state.get("pending"):
-            if state["pending"]["kind"] == "approval":
-                state = runner.resume(state["run_id"], {"decision": "approve", "by": "bench",
-                                                        "channel": "cli"}, expect="approval")
-            else:
-                advance_clock(sandbox.url, OBSERVE_DAYS)
-                state = runner.resume(state["run_id"], {"advanced_days": OBSERVE_DAYS},
-                                      expect="evidence")
+    state = run_demo(settings, seed=seed, history_days=HISTORY_DAYS, observe_days=OBSERVE_DAYS,
+                     auto_approve=True, quiet=True, scope=f"bench-o2c-{seed}", domain="o2c",
+                     regime=regime)
     engine = create_engine(settings.database_url)
     with Session(engine) as s:
         sims = s.exec(select(Simulation).where(Simulation.run_id == state["run_id"])).all()

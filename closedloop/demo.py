@@ -39,13 +39,15 @@ def ask_approval(state: dict[str, Any]) -> bool:
 
 def run_demo(settings: Settings, seed: int = 7, history_days: float = 21.0, observe_days: float = 14.0,
              auto_approve: bool = False, quiet: bool = False, scope: str | None = None,
-             domain: str = "helpdesk") -> dict[str, Any]:
-    """Start the ``domain`` sandbox, let it build history, run the loop through the domain's
-    connector to a verdict, and return the final state."""
+             domain: str = "helpdesk", regime: str = "default") -> dict[str, Any]:
+    """Start the ``domain`` sandbox (of ``regime``: its hidden dynamics, for benchmarks), let it
+    build history, run the loop through the domain's connector to a verdict, and return the
+    final state."""
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     settings = settings.model_copy(update={"connector": domain})
     scope = scope or f"{domain}-demo"
-    with SandboxServer(seed=seed, domain=domain) as sandbox, LoopRunner(settings) as runner:
+    with SandboxServer(seed=seed, domain=domain, regime=regime) as sandbox, \
+            LoopRunner(settings) as runner:
         log(f"sandbox {domain} API on {sandbox.url} (OpenAPI at {sandbox.url}/openapi.json)")
         advance_clock(sandbox.url, history_days)
         log(f"sandbox ran {history_days:g} simulated days; observing, triaging, planning...")
