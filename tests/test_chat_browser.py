@@ -56,6 +56,9 @@ NO_CALL_OUT = (
     "LITERAL_API_URL",
     "CHAINLIT_AUTH_SECRET",
     "CHAINLIT_URL",
+    # `chainlit run` in CI mode (CI set, as CI systems do) puts a fake OPENAI_API_KEY into its
+    # own environment, which would read as a configured model.
+    "CI",
 )
 START_TIMEOUT_S = 180
 MINING_TIMEOUT_MS = 240_000
