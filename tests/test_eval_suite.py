@@ -11,6 +11,7 @@ from closedloop.cli import main
 from closedloop.evals.cases import load_cases
 from closedloop.evals.mutants import MUTANTS
 from closedloop.evals.mutation import run_mutants
+from closedloop.evals.people import data_dir
 from closedloop.evals.runner import run_suite
 from closedloop.evals.truth import load_truth
 from closedloop.settings import Settings
@@ -59,13 +60,20 @@ def test_quick_suite_passes_with_no_safety_violation_and_the_baseline_beside_it(
     assert kinds == {"loop", "people", "adversarial"}
 
 
+# Mutants only the people cases can catch: those cases read BPI 2012 from ../shared/data and are
+# skipped where it is absent (a user's clone), so there these mutants cannot be caught.
+PEOPLE_ONLY = {"rules_inverted"}
+
+
 @pytest.mark.slow
 def test_every_built_in_mutant_is_killed(tmp_path):
     report = run_mutants(Settings(CLOSEDLOOP_HOME=str(tmp_path)), tier="quick")
-    survivors = [m.mutant for m in report.mutants if not m.killed]
-    assert survivors == [], survivors
-    assert report.kill_rate == 1.0 and len(report.mutants) == len(MUTANTS)
-    assert all(m.by for m in report.mutants)  # each names the case that caught it
+    survivors = {m.mutant for m in report.mutants if not m.killed}
+    if not (data_dir() / "logs" / "bpic2012.xes.gz").exists():
+        survivors -= PEOPLE_ONLY
+    assert survivors == set(), survivors
+    assert len(report.mutants) == len(MUTANTS)
+    assert all(m.by for m in report.mutants if m.killed)  # each names the case that caught it
 
 
 @pytest.mark.slow
