@@ -38,9 +38,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from sqlmodel import Session, create_engine, select
-
-from closedloop.demo import run_demo
+from benchmarks.demo_loop import DRAIN_DAYS, HISTORY_DAYS, OBSERVE_DAYS, demo_loop
 from closedloop.evals.counterfactual import (
     NoChange,
     RuleChange,
@@ -51,36 +49,20 @@ from closedloop.evals.counterfactual import (
 )
 from closedloop.sandbox.params import REGIMES
 from closedloop.settings import Settings
-from closedloop.store.models import Simulation
 
-HISTORY_DAYS, OBSERVE_DAYS, DRAIN_DAYS = 21.0, 14.0, 7.0
 # The chosen action counts as near-best when its true gain is at least this share of the best's:
 # candidates within 10 % of each other are ties at the noise of one seed.
 NEAR_BEST = 0.9
-BENCH_REGIMES = ("default", "second-line-bottleneck", "unreliable-bot", "overload",
-                 "nothing-helps")
+BENCH_REGIMES = ("default", "second-line-bottleneck", "unreliable-bot", "overload", "nothing-helps")
 
 
 def run_loop(seed: int, regime: str, tmp: Path) -> dict[str, Any]:
     """``run_demo`` against a sandbox of ``regime`` (approval given); the loop's choices."""
-    settings = Settings().model_copy(update={
-        "database_url": f"sqlite:///{tmp}/loop.db", "home": tmp})
-    state = run_demo(settings, seed=seed, history_days=HISTORY_DAYS, observe_days=OBSERVE_DAYS,
-                     auto_approve=True, quiet=True, scope=f"bench-{seed}", domain="helpdesk",
-                     regime=regime)
-    engine = create_engine(settings.database_url)
-    with Session(engine) as s:
-        sims = s.exec(select(Simulation).where(Simulation.run_id == state["run_id"])).all()
-        candidates = [{"action": r.scenario["action"], "params": r.scenario["params"],
-                       "predicted": _prediction(r.result)} for r in sims]
-    engine.dispose()
-    step = next((st for st in state["steps"] if st.get("step") == "plan"), {})
-    chosen = ({"action": step["action"], "params": step.get("params", {}),
-               "predicted": step.get("predicted")}
-              if step.get("action") not in (None, "none") else None)
-    watch = next((st for st in state["steps"] if st.get("step") == "watch"), {})
-    return {"outcome": state.get("outcome"), "candidates": candidates, "chosen": chosen,
-            "measured": watch.get("measured")}
+    loop = demo_loop(
+        seed, regime, tmp, domain="helpdesk", scope=f"bench-{seed}", predicted=_prediction
+    )
+    watches = loop.pop("watches")
+    return {**loop, "measured": watches[0].get("measured") if watches else None}
 
 
 def _prediction(result: dict[str, Any]) -> dict[str, float]:
@@ -115,56 +97,90 @@ def one_run(regime: str, seed: int, min_gain_pct: float) -> dict[str, Any]:
         ch = change_from_action(cand["action"], cand["params"])
         changes[_key(ch)] = ch
         predicted[_key(ch)] = cand["predicted"]
-    chosen = (change_from_action(loop["chosen"]["action"], loop["chosen"]["params"])
-              if loop["chosen"] else NoChange())
+    chosen = (
+        change_from_action(loop["chosen"]["action"], loop["chosen"]["params"])
+        if loop["chosen"]
+        else NoChange()
+    )
     for ch in list(changes.values()):  # each action at full rollout too: the decision's unit
         changes.setdefault(_key(_full(ch)), _full(ch))
-    truth = best_candidate(seed, list(changes.values()), HISTORY_DAYS, OBSERVE_DAYS, DRAIN_DAYS,
-                           regime=regime, min_gain_pct=min_gain_pct)
+    truth = best_candidate(
+        seed,
+        list(changes.values()),
+        HISTORY_DAYS,
+        OBSERVE_DAYS,
+        DRAIN_DAYS,
+        regime=regime,
+        min_gain_pct=min_gain_pct,
+    )
     by_key = {_key(r.change): r for r in truth.results}
     actions = [r for r in truth.results if _key(_full(r.change)) == _key(r.change)]
     helps = [r for r in actions if r.effect_hours < 0 and r.effect_pct <= -min_gain_pct]
     best_action = min(helps, key=lambda r: r.effect_hours) if helps else None
     mine = by_key[_key(_full(chosen))]
     near = (best_action is None and isinstance(chosen, NoChange)) or (
-        best_action is not None and mine.effect_hours <= NEAR_BEST * best_action.effect_hours)
+        best_action is not None and mine.effect_hours <= NEAR_BEST * best_action.effect_hours
+    )
     rows = []
     for r in truth.results:
         k = _key(r.change)
-        rows.append({"change": r.change.label(), "true_hours": r.effect_hours,
-                     "true_pct": r.effect_pct, "true_per_treated": r.effect_per_treated_case_hours,
-                     "reopen_points": r.reopen_effect_points, "censored": r.censored_changed,
-                     "predicted": predicted.get(k), "chosen": k == _key(chosen)})
-    return {"regime": regime, "seed": seed, "outcome": loop["outcome"],
-            "chosen": chosen.label(), "best": truth.best_label, "rows": rows,
-            "chosen_action": _full(chosen).label(),
-            "best_action": best_action.change.label() if best_action else "no change",
-            "near_best": bool(near),
-            "chosen_predicted": loop["chosen"]["predicted"] if loop["chosen"] else None,
-            "measured": loop["measured"]}
+        rows.append(
+            {
+                "change": r.change.label(),
+                "true_hours": r.effect_hours,
+                "true_pct": r.effect_pct,
+                "true_per_treated": r.effect_per_treated_case_hours,
+                "reopen_points": r.reopen_effect_points,
+                "censored": r.censored_changed,
+                "predicted": predicted.get(k),
+                "chosen": k == _key(chosen),
+            }
+        )
+    return {
+        "regime": regime,
+        "seed": seed,
+        "outcome": loop["outcome"],
+        "chosen": chosen.label(),
+        "best": truth.best_label,
+        "rows": rows,
+        "chosen_action": _full(chosen).label(),
+        "best_action": best_action.change.label() if best_action else "no change",
+        "near_best": bool(near),
+        "chosen_predicted": loop["chosen"]["predicted"] if loop["chosen"] else None,
+        "measured": loop["measured"],
+    }
 
 
 def _covers(pred: dict[str, float], true_hours: float, true_pct: float) -> tuple[bool, bool]:
-    return (pred["ci_low_hours"] <= true_hours <= pred["ci_high_hours"],
-            pred["ci_low_pct"] <= true_pct <= pred["ci_high_pct"])
+    return (
+        pred["ci_low_hours"] <= true_hours <= pred["ci_high_hours"],
+        pred["ci_low_pct"] <= true_pct <= pred["ci_high_pct"],
+    )
 
 
 def summarise(runs: list[dict[str, Any]]) -> str:
     """The markdown table of coverage, error and choice quality per regime."""
-    out = [("| regime | runs | chosen = best as rolled out | action = best at full rollout (strict; "
+    out = [
+        (
+            "| regime | runs | chosen = best as rolled out | action = best at full rollout (strict; "
             "within 10 % of the best's gain) | chosen action (count) | true best (count) "
-           "| 95 % interval covers truth (chosen; hours / %) | same, every simulated candidate "
-           "| MAE chosen (h; % of mean abs true effect) | Watchdog interval covers true per-treated effect |"),
-           "|---|---|---|---|---|---|---|---|---|---|"]
+            "| 95 % interval covers truth (chosen; hours / %) | same, every simulated candidate "
+            "| MAE chosen (h; % of mean abs true effect) | Watchdog interval covers true per-treated effect |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for regime in dict.fromkeys(r["regime"] for r in runs):
         rs = [r for r in runs if r["regime"] == regime]
         best = sum(r["chosen"] == r["best"] for r in rs)
         strict = sum(r.get("chosen_action") == r.get("best_action") for r in rs)
         near = sum(bool(r.get("near_best")) for r in rs)
-        chosen_txt = "; ".join(f"{c} ({sum(r['chosen'] == c for r in rs)})"
-                               for c in dict.fromkeys(r["chosen"] for r in rs))
-        best_txt = "; ".join(f"{c} ({sum(r['best'] == c for r in rs)})"
-                             for c in dict.fromkeys(r["best"] for r in rs))
+        chosen_txt = "; ".join(
+            f"{c} ({sum(r['chosen'] == c for r in rs)})"
+            for c in dict.fromkeys(r["chosen"] for r in rs)
+        )
+        best_txt = "; ".join(
+            f"{c} ({sum(r['best'] == c for r in rs)})" for c in dict.fromkeys(r["best"] for r in rs)
+        )
         ch_h = ch_p = all_h = all_p = n_all = n_ch = 0
         errs, rel, watch_ok, watch_n = [], [], 0, 0
         for r in rs:
@@ -187,32 +203,46 @@ def summarise(runs: list[dict[str, Any]]) -> str:
                     if row["true_per_treated"] is not None and m.get("ci_low") is not None:
                         watch_n += 1
                         watch_ok += m["ci_low"] <= row["true_per_treated"] <= m["ci_high"]
-        mae = (f"{statistics.mean(errs):.2f} h; {100 * sum(errs) / sum(rel):.0f} %"
-               if errs and sum(rel) > 0 else "n/a (no plan)")
+        mae = (
+            f"{statistics.mean(errs):.2f} h; {100 * sum(errs) / sum(rel):.0f} %"
+            if errs and sum(rel) > 0
+            else "n/a (no plan)"
+        )
         out.append(
             f"| {regime} | {len(rs)} | {best}/{len(rs)} | {strict}/{len(rs)}; {near}/{len(rs)} "
             f"| {chosen_txt} | {best_txt} "
             f"| {ch_h}/{n_ch} / {ch_p}/{n_ch} | {all_h}/{n_all} / {all_p}/{n_all} | {mae} "
-            f"| {watch_ok}/{watch_n} |")
+            f"| {watch_ok}/{watch_n} |"
+        )
     return "\n".join(out)
 
 
 def detail(runs: list[dict[str, Any]]) -> str:
     """One line per run and candidate: predicted vs true."""
-    out = [("| regime | seed | candidate | chosen | predicted (h) [95 %] | predicted % "
-           "| true (h) | true % | true per treated case (h) | reopen (points) |"),
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        (
+            "| regime | seed | candidate | chosen | predicted (h) [95 %] | predicted % "
+            "| true (h) | true % | true per treated case (h) | reopen (points) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         for row in r["rows"]:
             pred = row["predicted"] or {}
-            ph = (f"{pred['delta_hours']:+.2f} [{pred['ci_low_hours']:+.2f}, "
-                  f"{pred['ci_high_hours']:+.2f}]" if "ci_low_hours" in pred else "-")
+            ph = (
+                f"{pred['delta_hours']:+.2f} [{pred['ci_low_hours']:+.2f}, "
+                f"{pred['ci_high_hours']:+.2f}]"
+                if "ci_low_hours" in pred
+                else "-"
+            )
             pp = f"{pred['delta_pct']:+.1f}" if "delta_pct" in pred else "-"
             pt = "-" if row["true_per_treated"] is None else f"{row['true_per_treated']:+.2f}"
-            out.append(f"| {r['regime']} | {r['seed']} | {row['change']} "
-                       f"| {'yes' if row['chosen'] else ''} | {ph} | {pp} "
-                       f"| {row['true_hours']:+.2f} | {row['true_pct']:+.1f} | {pt} "
-                       f"| {row['reopen_points']:+.1f} |")
+            out.append(
+                f"| {r['regime']} | {r['seed']} | {row['change']} "
+                f"| {'yes' if row['chosen'] else ''} | {ph} | {pp} "
+                f"| {row['true_hours']:+.2f} | {row['true_pct']:+.1f} | {pt} "
+                f"| {row['reopen_points']:+.1f} |"
+            )
     return "\n".join(out)
 
 
@@ -220,16 +250,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds per regime (default 5)")
     parser.add_argument("--smoke", action="store_true", help="2 seeds per regime (a quick check)")
-    parser.add_argument("--regimes", default=",".join(BENCH_REGIMES),
-                        help=f"comma-separated sandbox regimes (known: {', '.join(REGIMES)})")
-    parser.add_argument("--min-gain-pct", type=float, default=None,
-                        help="a best candidate must cut mean cycle time by this %% "
-                        "(default: the loop's min_predicted_improvement_pct)")
+    parser.add_argument(
+        "--regimes",
+        default=",".join(BENCH_REGIMES),
+        help=f"comma-separated sandbox regimes (known: {', '.join(REGIMES)})",
+    )
+    parser.add_argument(
+        "--min-gain-pct",
+        type=float,
+        default=None,
+        help="a best candidate must cut mean cycle time by this %% "
+        "(default: the loop's min_predicted_improvement_pct)",
+    )
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/")
     parser.add_argument("--note", default="", help="a line for the docs section (e.g. the commit)")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="re-render the tables from a counterfactual.json of an earlier run")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="re-render the tables from a counterfactual.json of an earlier run",
+    )
     args = parser.parse_args()
     regimes = [r.strip() for r in args.regimes.split(",") if r.strip()]
     unknown = [r for r in regimes if r not in REGIMES]
@@ -245,23 +286,32 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             t = time.perf_counter()
             runs.append(one_run(regime, seed, args.min_gain_pct))
-            print(f"{regime} seed {seed}: chose {runs[-1]['chosen']}, best {runs[-1]['best']} "
-                  f"({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
+            print(
+                f"{regime} seed {seed}: chose {runs[-1]['chosen']}, best {runs[-1]['best']} "
+                f"({time.perf_counter() - t:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     table = summarise(runs)
     seconds = time.perf_counter() - started
     print(table)
     if args.write:
         results = ROOT / "results"
         if not args.from_json:
-            (results / "counterfactual.json").write_text(json.dumps(runs, separators=(",", ":")),
-                                                         encoding="utf-8")
-        (results / "counterfactual.md").write_text(section(
-            table, detail(runs), args, seconds, list(dict.fromkeys(r["regime"] for r in runs))),
-                                                   encoding="utf-8")
+            (results / "counterfactual.json").write_text(
+                json.dumps(runs, separators=(",", ":")), encoding="utf-8"
+            )
+        (results / "counterfactual.md").write_text(
+            section(
+                table, detail(runs), args, seconds, list(dict.fromkeys(r["regime"] for r in runs))
+            ),
+            encoding="utf-8",
+        )
 
 
-def section(table: str, rows: str, args: argparse.Namespace, seconds: float,
-            regimes: list[str]) -> str:
+def section(
+    table: str, rows: str, args: argparse.Namespace, seconds: float, regimes: list[str]
+) -> str:
     """The docs section (benchmarks/assemble.py puts it into docs/benchmarks.md)."""
     names = ", ".join(f"`{r}`" for r in regimes)
     joined = ",".join(regimes)

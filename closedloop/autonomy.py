@@ -35,16 +35,49 @@ def thresholds(session: Session, scope: str) -> dict[str, float]:
     return {k: max(v, float(custom.get(k, v))) for k, v in DEFAULT_THRESHOLDS.items()}
 
 
+class ReviewRefused(ValueError):
+    """A shadow review that cannot be recorded (see the subclasses)."""
+
+
+class PlanNotFound(ReviewRefused, LookupError):
+    """No plan with that id."""
+
+
+class PlanNotShadowed(ReviewRefused):
+    """The plan was not only recorded (shadow mode): it gets a decision, not a shadow review."""
+
+
+class AlreadyReviewed(ReviewRefused):
+    """This person has reviewed this plan already: one voice counts once."""
+
+
 def record_shadow_review(
     session: Session, plan_id: int, agrees: bool, by: str, comment: str = ""
 ) -> Approval:
     """A person's review of a plan the loop only recorded (shadow): would they have approved it?
 
-    ValueError when the plan is not a shadowed plan.
+    PlanNotFound for an unknown plan, PlanNotShadowed when the plan is not a shadowed plan,
+    AlreadyReviewed when ``by`` reviewed it before (both ValueError).
     """
     plan = session.get(Plan, plan_id)
-    if plan is None or plan.status != "shadowed":
-        raise ValueError(f"plan {plan_id} is not a shadowed plan; only those get shadow reviews")
+    if plan is None:
+        raise PlanNotFound(f"plan {plan_id} does not exist; only shadowed plans get shadow reviews")
+    if plan.status != "shadowed":
+        raise PlanNotShadowed(
+            f"plan {plan_id} is {plan.status}, not a shadowed plan; only those get shadow reviews"
+        )
+    before = session.exec(
+        select(Approval).where(
+            Approval.plan_id == plan_id,
+            Approval.channel == SHADOW_REVIEW,
+            Approval.decided_by == by,
+        )
+    ).first()
+    if before is not None:
+        raise AlreadyReviewed(
+            f"plan {plan_id} was reviewed by {by} already ({before.status} at "
+            f"{before.decided_at:%Y-%m-%d %H:%M} UTC); one review per person and plan"
+        )
     row = Approval(
         plan_id=plan_id,
         run_id=plan.run_id,
@@ -57,6 +90,32 @@ def record_shadow_review(
     session.add(row)
     session.flush()
     return row
+
+
+def shadow_reviews(session: Session, scope: str | None = None) -> list[tuple[Approval, Plan]]:
+    """The shadow reviews on record (of ``scope``, or every scope), newest first."""
+    query = (
+        select(Approval, Plan)
+        .join(Plan, Plan.id == Approval.plan_id)
+        .where(Approval.channel == SHADOW_REVIEW)
+    )
+    if scope is not None:
+        query = query.where(Plan.scope == scope)
+    return list(session.exec(query.order_by(Approval.id.desc())).all())
+
+
+def plans_to_review(
+    session: Session, scope: str | None = None, by: str | None = None
+) -> list[Plan]:
+    """The shadowed plans (of ``scope``) that ``by`` (or, without ``by``, nobody) has reviewed
+    yet, oldest first."""
+    reviewed = select(Approval.plan_id).where(Approval.channel == SHADOW_REVIEW)
+    if by is not None:
+        reviewed = reviewed.where(Approval.decided_by == by)
+    query = select(Plan).where(Plan.status == "shadowed", Plan.id.not_in(reviewed))
+    if scope is not None:
+        query = query.where(Plan.scope == scope)
+    return list(session.exec(query.order_by(Plan.id)).all())
 
 
 def promotion_evidence(session: Session, scope: str, target: str) -> dict[str, Any]:
@@ -141,7 +200,13 @@ def promotion_evidence(session: Session, scope: str, target: str) -> dict[str, A
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "SHADOW_REVIEW",
+    "AlreadyReviewed",
+    "PlanNotFound",
+    "PlanNotShadowed",
+    "ReviewRefused",
+    "plans_to_review",
     "promotion_evidence",
     "record_shadow_review",
+    "shadow_reviews",
     "thresholds",
 ]

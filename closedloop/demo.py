@@ -27,6 +27,13 @@ def advance_clock(api_url: str, days: float) -> None:
             remaining -= hours
 
 
+def world_days(pending: dict[str, Any], observe_days: float) -> float:
+    """How long to let the world run before resuming a run that waits for evidence: the hours
+    it asks for (a switchback block), else the observation window."""
+    hours = pending.get("wait_hours")
+    return hours / 24.0 if hours else observe_days
+
+
 def ask_approval(state: dict[str, Any]) -> bool:
     """Ask the operator at the terminal; no answer (EOF) means reject."""
     print(render_run(state), file=sys.stderr)
@@ -60,7 +67,8 @@ def run_demo(settings: Settings, seed: int = 7, history_days: float = 21.0, obse
                                                         "by": "demo --yes" if auto_approve else "operator",
                                                         "channel": "cli"}, expect="approval")
             else:
-                log(f"change is live; the sandbox runs on {observe_days:g} simulated days with a control group...")
-                advance_clock(sandbox.url, observe_days)
-                state = runner.resume(state["run_id"], {"advanced_days": observe_days}, expect="evidence")
+                days = world_days(pending, observe_days)
+                log(f"change is live; the sandbox runs on {days:g} simulated days...")
+                advance_clock(sandbox.url, days)
+                state = runner.resume(state["run_id"], {"advanced_days": days}, expect="evidence")
         return state

@@ -52,9 +52,29 @@ def considered_lines(step: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_run(state: dict[str, Any]) -> str:
-    """A step-by-step text report of a run with its numbers and the audit chain."""
+def degraded_steps(state: dict[str, Any]) -> list[str]:
+    """The agent steps of a run the offline policy decided because the configured model failed."""
+    return [s.get("step", "?") for s in state.get("steps", []) if s.get("fallback")]
+
+
+def degraded_line(state: dict[str, Any], why: str | None = None) -> str | None:
+    """"DEGRADED: ..." when a step fell back from the configured model (``why``: the run's
+    ``LoopRun.degraded``, which agent failed how), else None."""
+    fell = degraded_steps(state)
+    if not fell and not why:
+        return None
+    text = (f"DEGRADED: the configured model failed; the offline policy decided "
+            f"{', '.join(fell) or 'a step'} in its place")
+    return text + (f" ({why})" if why else "")
+
+
+def render_run(state: dict[str, Any], degraded: str | None = None) -> str:
+    """A step-by-step text report of a run with its numbers and the audit chain (``degraded``:
+    the run's ``LoopRun.degraded``, shown when a step fell back to the offline policy)."""
     lines = [f"closedloop run {state.get('run_id')} (scope {state.get('scope')})", ""]
+    outage = degraded_line(state, degraded)
+    if outage:
+        lines += [outage, ""]
     for s in state.get("steps", []):
         kind = s["step"]
         if kind == "observe":
@@ -90,11 +110,19 @@ def render_run(state: dict[str, Any]) -> str:
             for e in s["executions"]:
                 lines.append(f"   execution #{e['id']} {e['action']}: {e['status']} after {e['attempts']} attempt(s), "
                              f"key {e['idempotency_key']}")
+        elif kind == "switch":
+            state_word = {True: "ON", False: "OFF", None: "end"}[s["on"]]
+            lines.append(f"   switchback block {s['block']} {state_word} at {s['at']}"
+                         + (f" (execution #{s['execution_id']})" if s.get("execution_id") else "")
+                         + (f": {s['note']}" if s.get("note") else ""))
         elif kind == "watch":
             m = s["measured"]
             if "delta" in m:
+                arms = {"switchback": ("on-blocks", "off-blocks"),
+                        "before_after_with_counterfactual": ("after", "counterfactual")}
+                a, b = arms.get(m.get("design") or "", ("treatment", "control"))
                 lines.append(f"7. WATCH    [{s['agent_model']}] from the system's own events ({m['events']} new): "
-                             f"treatment {m['treatment']['mean']:.2f} h (n={m['treatment_n']}) vs control "
+                             f"{a} {m['treatment']['mean']:.2f} h (n={m['treatment_n']}) vs {b} "
                              f"{m['control']['mean']:.2f} h (n={m['control_n']})")
                 # A corrected (total) effect includes other cases' speed-up: a share of one
                 # cohort's mean would mislead, so the percentage is shown only for plain designs.

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         default="assisted", pattern="^(shadow|assisted|supervised)$", validation_alias="CLOSEDLOOP_MODE"
     )
     teams_webhook_secret: SecretStr | None = Field(default=None, validation_alias="CLOSEDLOOP_TEAMS_SECRET")
+    snapshot_key: SecretStr | None = Field(
+        default=None, validation_alias="CLOSEDLOOP_SNAPSHOT_KEY",
+        description="Fernet key: dataset snapshots are written encrypted and read back with it "
+                    "(closedloop.tools.log.snapshot); unset writes plain parquet",
+    )
 
     # -- who may do what on the surfaces (closedloop.identity; docs/api.md "Authentication") --
     api_keys: str = Field(

@@ -1,14 +1,21 @@
-"""Shared pytest fixtures: where the bundled and the large shared logs live."""
+"""Shared pytest fixtures: where the bundled and the large shared logs live, a migrated store,
+a sandbox in a process of its own, and the Adaptive Card schema."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
+from sqlalchemy.engine import Engine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DATA = REPO_ROOT / "closedloop" / "data"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CARD_SCHEMA = REPO_ROOT / "closedloop" / "api" / "schemas" / "adaptive-card-1.5.json"
 
 
 @pytest.fixture
@@ -21,7 +28,9 @@ def bundled_data() -> Path:
 def shared_data() -> Path:
     """Large public logs beside the clone; skipped with a reason when absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"../shared/data not found at {SHARED_DATA} (only present beside the dev clone)")
+        pytest.skip(
+            f"../shared/data not found at {SHARED_DATA} (only present beside the dev clone)"
+        )
     return SHARED_DATA
 
 
@@ -36,3 +45,32 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
     return path
+
+
+@pytest.fixture
+def migrated_engine(tmp_path: Path, migrated_db: Path) -> Engine:
+    """An engine on this test's own copy of the migrated store (``tmp_path / "s.db"``)."""
+    from closedloop.store.db import open_store
+
+    db = tmp_path / "s.db"
+    shutil.copyfile(migrated_db, db)
+    return open_store(f"sqlite:///{db}")
+
+
+@pytest.fixture
+def sandbox_process() -> Iterator[str]:
+    """The helpdesk sandbox (seed 5) in a process of its own on loopback, three weeks of history
+    in; yields its URL, for the tests that drive it from CLI processes."""
+    from tests.sandbox_process import standalone_sandbox
+
+    with standalone_sandbox("--seed", "5") as client:
+        client.post("/clock/advance", json={"hours": 21 * 24}, timeout=60).raise_for_status()
+        yield str(client.base_url).rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def validator() -> jsonschema.Draft6Validator:
+    """The Adaptive Card 1.5 JSON Schema (itself checked first), to validate cards against."""
+    schema = json.loads(CARD_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft6Validator.check_schema(schema)
+    return jsonschema.Draft6Validator(schema)

@@ -65,6 +65,11 @@ class BotFramework:
         self.url = ""
         self.app = self._app()
 
+    async def _received(self, request: Request) -> dict[str, Any]:
+        """The body of a call to the Bot Connector; its Authorization header is recorded."""
+        self.connector_auth.append(request.headers.get("authorization"))
+        return await request.json()
+
     def _app(self) -> FastAPI:
         app = FastAPI()
         public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
@@ -91,22 +96,18 @@ class BotFramework:
 
         @app.post("/v3/conversations/{conversation}/activities")
         async def post(conversation: str, request: Request) -> dict[str, Any]:
-            self.connector_auth.append(request.headers.get("authorization"))
-            body = await request.json()
-            self.posted.append({"conversation": conversation, **body})
+            self.posted.append({"conversation": conversation, **await self._received(request)})
             return {"id": f"activity-{len(self.posted)}"}
 
         @app.post("/v3/conversations/{conversation}/activities/{activity_id}")
         async def reply(conversation: str, activity_id: str, request: Request) -> dict[str, Any]:
-            self.connector_auth.append(request.headers.get("authorization"))
-            body = await request.json()
+            body = await self._received(request)
             self.posted.append({"conversation": conversation, "in_reply_to": activity_id, **body})
             return {"id": f"activity-{len(self.posted)}"}
 
         @app.put("/v3/conversations/{conversation}/activities/{activity_id}")
         async def put(conversation: str, activity_id: str, request: Request) -> dict[str, Any]:
-            self.connector_auth.append(request.headers.get("authorization"))
-            body = await request.json()
+            body = await self._received(request)
             self.updated.append({"conversation": conversation, "activity_id": activity_id, **body})
             return {"id": activity_id}
 

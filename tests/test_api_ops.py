@@ -29,6 +29,7 @@ from closedloop.store.models import (
 from tests.test_api import StubRunner, auth, make_settings, seed_paused_run
 
 REPAIR = Path(__file__).resolve().parents[1] / "closedloop" / "data" / "03_repairExample.xes.gz"
+ONE_MORE_X = {"kind": "add_capacity", "activity_or_pool": "x", "extra": 1}
 
 
 @pytest.fixture
@@ -117,10 +118,7 @@ def test_upload_mine_then_simulate_and_optimize_the_dataset(api) -> None:
     [
         (
             "/simulate",
-            {
-                "dataset_id": 999,
-                "scenario": {"kind": "add_capacity", "activity_or_pool": "x", "extra": 1},
-            },
+            {"dataset_id": 999, "scenario": ONE_MORE_X},
             404,
             "no dataset 999",
         ),
@@ -128,10 +126,7 @@ def test_upload_mine_then_simulate_and_optimize_the_dataset(api) -> None:
         ("/simulate", {"dataset_id": 1, "scenario": {}, "cases": 10}, 422, ""),
         (
             "/simulate",
-            {
-                "dataset_id": 1,
-                "scenario": {"kind": "add_capacity", "activity_or_pool": "x", "extra": 1},
-            },
+            {"dataset_id": 1, "scenario": ONE_MORE_X},
             422,
             "no snapshot",
         ),
@@ -197,85 +192,47 @@ def test_mining_a_pushed_source_as_a_job(api) -> None:
     assert counts(settings) == (2, 2)
 
 
+def _snapshot(
+    plan_id: int, kpi: str, cohort: str, mean: float, half_width: float, at: datetime
+) -> KpiSnapshot:
+    """One cohort's reading of ``kpi`` over 40 cases: ``mean`` within ``± half_width``."""
+    return KpiSnapshot(
+        plan_id=plan_id,
+        kpi=kpi,
+        cohort=cohort,
+        n=40,
+        mean=mean,
+        ci_low=mean - half_width,
+        ci_high=mean + half_width,
+        source="test",
+        created_at=at,
+    )
+
+
 def _seed_monitoring(settings: Settings) -> int:
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     with transaction(open_store(settings.resolved_database_url())) as s:
         plan = s.exec(select(Plan)).first()
-        s.add(
-            Execution(
-                plan_id=plan.id,
-                action="set_staffing",
-                idempotency_key="k1",
-                status="succeeded",
-                created_at=now,
-                finished_at=now,
+        writes = (("k1", "succeeded", now, now), ("k2", "failed", now + timedelta(minutes=1), None))
+        for key, status, created, finished in writes:
+            s.add(
+                Execution(
+                    plan_id=plan.id,
+                    action="set_staffing",
+                    idempotency_key=key,
+                    status=status,
+                    created_at=created,
+                    finished_at=finished,
+                )
             )
-        )
-        s.add(
-            Execution(
-                plan_id=plan.id,
-                action="set_staffing",
-                idempotency_key="k2",
-                status="failed",
-                created_at=now + timedelta(minutes=1),
-            )
-        )
         for day, (t, c) in enumerate([(10.0, 12.0), (9.0, 12.5)]):
             at = now + timedelta(days=day + 1)
-            s.add(
-                KpiSnapshot(
-                    plan_id=plan.id,
-                    kpi="cycle_time_hours",
-                    cohort="treatment",
-                    n=40,
-                    mean=t,
-                    ci_low=t - 1,
-                    ci_high=t + 1,
-                    source="test",
-                    created_at=at,
-                )
-            )
-            s.add(
-                KpiSnapshot(
-                    plan_id=plan.id,
-                    kpi="cycle_time_hours",
-                    cohort="control",
-                    n=40,
-                    mean=c,
-                    ci_low=c - 1,
-                    ci_high=c + 1,
-                    source="test",
-                    created_at=at,
-                )
-            )
+            s.add(_snapshot(plan.id, "cycle_time_hours", "treatment", t, 1, at))
+            s.add(_snapshot(plan.id, "cycle_time_hours", "control", c, 1, at))
         at = now + timedelta(days=3)
         for cohort, sla, rework in (("treatment", 0.82, 0.30), ("control", 0.95, 0.05)):
-            s.add(
-                KpiSnapshot(
-                    plan_id=plan.id,
-                    kpi="sla_attainment",
-                    cohort=cohort,
-                    n=40,
-                    mean=sla,
-                    ci_low=sla - 0.05,
-                    ci_high=sla + 0.05,
-                    source="test",
-                    created_at=at,
-                )
-            )
-            s.add(
-                KpiSnapshot(
-                    plan_id=plan.id,
-                    kpi="rework_rate",
-                    cohort=cohort,
-                    n=40,
-                    mean=rework,
-                    ci_low=rework - 0.04,
-                    ci_high=rework + 0.04,
-                    source="test",
-                    created_at=at,
-                )
-            )
+            s.add(_snapshot(plan.id, "sla_attainment", cohort, sla, 0.05, at))
+            s.add(_snapshot(plan.id, "rework_rate", cohort, rework, 0.04, at))
         s.add(
             Verdict(
                 plan_id=plan.id,

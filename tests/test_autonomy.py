@@ -15,38 +15,13 @@ from closedloop.cli import main
 from closedloop.graphs.learn import prediction_drift
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import Approval, LoopRun, Opportunity, Plan, Policy, Verdict
+from closedloop.store.models import Plan, Policy, Verdict
+from tests.helpers_store import add_approval, add_plan, add_run, opportunity
 
 
 def _plan(s: Session, scope: str, status: str, i: int) -> Plan:
-    run_id = f"run-{scope}-{status}-{i}"
-    s.add(LoopRun(id=run_id, scope=scope))
-    s.flush()
-    opp = s.exec(select(Opportunity).where(Opportunity.fingerprint == f"fp-{scope}")).first()
-    if opp is None:
-        opp = Opportunity(
-            fingerprint=f"fp-{scope}",
-            process="p",
-            pattern="x",
-            activity="a",
-            impact=1,
-            feasibility=1,
-            risk=0,
-            priority=1,
-        )
-        s.add(opp)
-        s.flush()
-    plan = Plan(
-        run_id=run_id,
-        opportunity_id=opp.id,
-        scope=scope,
-        hypothesis="h",
-        risk_tier="low",
-        status=status,
-    )
-    s.add(plan)
-    s.flush()
-    return plan
+    run = add_run(s, f"run-{scope}-{status}-{i}", scope)
+    return add_plan(s, run, opportunity(s, f"fp-{scope}"), status=status)
 
 
 def seed_supervised_evidence(
@@ -55,15 +30,7 @@ def seed_supervised_evidence(
     """n human-approved, kept plans whose predictions fell inside the measured interval."""
     for i in range(n):
         plan = _plan(s, scope, "kept", i)
-        s.add(
-            Approval(
-                plan_id=plan.id,
-                run_id=plan.run_id,
-                status="approved",
-                channel="cli",
-                decided_by="ops-lead",
-            )
-        )
+        add_approval(s, plan, status="approved", channel="cli", decided_by="ops-lead")
         decision = "rollback" if rollback and i == 0 else "keep"
         s.add(
             Verdict(
@@ -79,22 +46,15 @@ def seed_supervised_evidence(
     s.flush()
 
 
-@pytest.fixture
-def engine(tmp_path, migrated_db):
-    db = tmp_path / "s.db"
-    db.write_bytes(migrated_db.read_bytes())
-    return open_store(f"sqlite:///{db}")
-
-
-def test_supervised_needs_evidence_and_a_person(engine):
-    with transaction(engine) as s:
+def test_supervised_needs_evidence_and_a_person(migrated_engine):
+    with transaction(migrated_engine) as s:
         gov.policy_for(s, "helpdesk", "assisted")
         with pytest.raises(gov.PromotionRefused, match="not enough evidence"):
             gov.set_policy(s, "helpdesk", mode="supervised", by="ops-lead", channel="test")
         seed_supervised_evidence(s, "helpdesk", calibrated=False)
         with pytest.raises(gov.PromotionRefused, match="inside the measured interval"):
             gov.set_policy(s, "helpdesk", mode="supervised", by="ops-lead", channel="test")
-    with transaction(engine) as s:
+    with transaction(migrated_engine) as s:
         seed_supervised_evidence(s, "desk2")
         with pytest.raises(gov.PromotionRefused, match="named person"):
             gov.set_policy(s, "desk2", mode="supervised", by="nobody", channel="test")
@@ -106,15 +66,15 @@ def test_supervised_needs_evidence_and_a_person(engine):
         assert versions[-1].by == "ops-lead"
 
 
-def test_a_rollback_in_the_record_blocks_promotion(engine):
-    with transaction(engine) as s:
+def test_a_rollback_in_the_record_blocks_promotion(migrated_engine):
+    with transaction(migrated_engine) as s:
         seed_supervised_evidence(s, "helpdesk", n=6, rollback=True)
         with pytest.raises(gov.PromotionRefused, match="corrections"):
             gov.set_policy(s, "helpdesk", mode="supervised", by="ops-lead", channel="test")
 
 
-def test_shadow_to_assisted_needs_agreeing_shadow_reviews_and_no_skipping(engine):
-    with transaction(engine) as s:
+def test_shadow_to_assisted_needs_agreeing_shadow_reviews_and_no_skipping(migrated_engine):
+    with transaction(migrated_engine) as s:
         gov.policy_for(s, "helpdesk", "shadow")
         with pytest.raises(gov.PromotionRefused, match="skips a mode"):
             gov.set_policy(s, "helpdesk", mode="supervised", by="ops-lead", channel="test")
@@ -146,13 +106,13 @@ def test_cli_refuses_supervised_by_nobody_and_changes_nothing(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["mode"] == "assisted"
 
 
-def test_new_scope_never_starts_supervised(engine):
-    with transaction(engine) as s:
+def test_new_scope_never_starts_supervised(migrated_engine):
+    with transaction(migrated_engine) as s:
         assert gov.policy_for(s, "fresh", "supervised").mode == "assisted"
 
 
-def test_drift_freezes_supervised_back_to_assisted(engine):
-    with transaction(engine) as s:
+def test_drift_freezes_supervised_back_to_assisted(migrated_engine):
+    with transaction(migrated_engine) as s:
         seed_supervised_evidence(s, "helpdesk")
         gov.set_policy(s, "helpdesk", mode="supervised", by="ops-lead", channel="test")
         change = gov.apply_verdict(s, "helpdesk", "escalate", run_id="run-x")
@@ -181,8 +141,8 @@ def test_prediction_drift_is_a_contradicted_prediction():
     assert not prediction_drift(verdict.model_copy(update={"ci_low": -5.0, "ci_high": -1.0}))
 
 
-def test_global_kill_switch_stops_every_scope(engine):
-    with transaction(engine) as s:
+def test_global_kill_switch_stops_every_scope(migrated_engine):
+    with transaction(migrated_engine) as s:
         assert not gov.kill_switch_on(s, "helpdesk")
         gov.set_policy(s, gov.GLOBAL_SCOPE, kill_switch=True, by="ciso", channel="test")
         assert gov.kill_switch_on(s, "helpdesk") and gov.kill_switch_on(s, "o2c")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from sqlmodel import Session, select
 
@@ -17,8 +16,10 @@ from closedloop.agents.executor import execute_plan_action
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import Approval, AuditEvent, Execution, LoopRun, Opportunity, Plan
+from closedloop.store.models import AuditEvent, Execution, Plan
 from closedloop.tools.errors import NotAllowedError
+from tests.helpers_store import add_approval, add_plan, add_run, opportunity
+from tests.sandbox_process import applied_writes
 
 MONDAY_NOON = datetime(2026, 11, 30, 12, tzinfo=UTC)
 SUNDAY_NIGHT = datetime(2026, 11, 29, 23, tzinfo=UTC)
@@ -34,49 +35,26 @@ def _plan(
     actions: int = 1,
     version: str | None = None,
 ) -> Plan:
-    run_id = f"run-cap-{i}"
-    s.add(LoopRun(id=run_id, scope="helpdesk", catalog_version=version))
-    s.flush()
-    opp = s.exec(select(Opportunity)).first()
-    if opp is None:
-        opp = Opportunity(
-            fingerprint="caps",
-            process="p",
-            pattern="x",
-            activity="a",
-            impact=1,
-            feasibility=1,
-            risk=0,
-            priority=1,
-        )
-        s.add(opp)
-        s.flush()
-    plan = Plan(
-        run_id=run_id,
-        opportunity_id=opp.id,
-        scope="helpdesk",
-        hypothesis="h",
+    run = add_run(s, f"run-cap-{i}", catalog_version=version)
+    plan = add_plan(
+        s,
+        run,
+        opportunity(s, "caps"),
         risk_tier=tier,
         status="approved",
         blast_radius={"share_of_cases": share},
-        catalog_version=version,
         actions=[
             {"action": "set_queue_staffing", "params": {"queue": "L1", "agents": 3 + k}}
             for k in range(actions)
         ],
     )
-    s.add(plan)
-    s.flush()
-    s.add(
-        Approval(
-            plan_id=plan.id,
-            run_id=run_id,
-            status="approved",
-            channel=channel,
-            decided_by="policy:helpdesk:supervised" if channel == "policy" else "ops-lead",
-        )
+    add_approval(
+        s,
+        plan,
+        status="approved",
+        channel=channel,
+        decided_by="policy:helpdesk:supervised" if channel == "policy" else "ops-lead",
     )
-    s.flush()
     return plan
 
 
@@ -92,15 +70,8 @@ def _write(s: Session, plan: Plan, k: int = 0, status: str = "succeeded") -> Non
     s.flush()
 
 
-@pytest.fixture
-def engine(tmp_path, migrated_db):
-    db = tmp_path / "s.db"
-    db.write_bytes(migrated_db.read_bytes())
-    return open_store(f"sqlite:///{db}")
-
-
-def test_writes_per_day_and_per_plan(engine):
-    with transaction(engine) as s:
+def test_writes_per_day_and_per_plan(migrated_engine):
+    with transaction(migrated_engine) as s:
         gov.set_caps(
             s,
             "helpdesk",
@@ -122,8 +93,8 @@ def test_writes_per_day_and_per_plan(engine):
             gov.check_execution_caps(s, _plan(s, 2), autonomous=False)
 
 
-def test_autonomous_writes_need_supervised_tier_share_and_hours(engine):
-    with transaction(engine) as s:
+def test_autonomous_writes_need_supervised_tier_share_and_hours(migrated_engine):
+    with transaction(migrated_engine) as s:
         gov.policy_for(s, "helpdesk", "assisted")
         plan = _plan(s, 0, channel="policy")
         with pytest.raises(gov.CapExceeded, match="assisted now"):
@@ -150,8 +121,8 @@ def test_autonomous_writes_need_supervised_tier_share_and_hours(engine):
             gov.check_execution_caps(s, plan, autonomous=True, now=SUNDAY_NIGHT)
 
 
-def test_bad_caps_are_refused_by_name(engine):
-    with transaction(engine) as s:
+def test_bad_caps_are_refused_by_name(migrated_engine):
+    with transaction(migrated_engine) as s:
         with pytest.raises(gov.PolicyError, match="unknown caps"):
             gov.set_caps(s, "helpdesk", {"max_writes": 3}, by="a", channel="t")
         with pytest.raises(gov.PolicyError, match="max_writes_per_day"):
@@ -179,7 +150,7 @@ def test_the_executor_does_not_send_a_write_over_the_cap(tmp_path, monkeypatch):
         with pytest.raises(NotAllowedError, match="per day"):
             execute_plan_action(ctx, second.run_id, second.id, base, 0, version)
         ctx.close()
-        writes = [w for w in httpx.get(f"{sandbox.url}/writes").json() if not w["replayed"]]
+        writes = applied_writes(sandbox.url)
     assert len(writes) == 1
     with transaction(engine) as s:
         assert len(s.exec(select(Execution)).all()) == 1

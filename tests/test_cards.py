@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from closedloop.api.card_plan import days_in_words, trial_in_words
 from closedloop.api.cards import (
     CONTENT_TYPE,
     approval_card,
@@ -19,7 +20,9 @@ from closedloop.api.cards import (
     invoke_response,
     shared_card,
 )
+from closedloop.settings import Settings
 from closedloop.store.models import Approval, LoopRun, Plan
+from closedloop.tools.act import default_guardrails
 
 SCHEMA_PATH = (
     Path(__file__).resolve().parents[1]
@@ -176,6 +179,7 @@ def rich_rows() -> tuple[Plan, Approval, LoopRun]:
             "max_relative_worsening": 0.1,
             "min_cases_per_cohort": 20,
             "max_writes": 1,
+            "watch_days": 14.0,
             "end_activities": ["Closed"],
             "start_activities": ["Opened"],
             "thresholds": {
@@ -215,7 +219,11 @@ def test_approval_card_says_the_change_in_words_and_asks_for_a_decision(validato
     assert "Cautious estimate (9 chances in 10 of doing at least this well): -15.2 %" in body
     assert facts["Risk"] == "medium" and facts["Blast radius"] == "40% of cases, reversible"
     assert facts["Cohorts"] == "50% get the change, 50% stay as they are (control)"
-    assert facts["Trial"].startswith("until each cohort has 20 finished cases")
+    assert facts["Trial"] == (
+        "14 days live beside a control group (50% of the cases in scope), then the Watchdog "
+        "measures and decides (it waits longer while a cohort has fewer than 20 finished cases)"
+    )
+    assert "watch days" not in body  # said once, in words, not again as a raw guardrail
     assert (
         "Abort and undo automatically if cycle time worsens by more than 10% against control; or rework "
         "rises by more than 2 points"
@@ -383,3 +391,37 @@ def test_escape_markdown(raw: Any, expected: str) -> None:
 def test_escape_markdown_limits_length() -> None:
     out = escape_markdown("x" * 1000, limit=50)
     assert len(out) == 50 and out.endswith("...")
+
+
+def test_trial_of_a_plan_stored_before_its_length_was_recorded() -> None:
+    plan, _, _ = make_rows(
+        cohort={"treatment_share": 1.0, "control_share": 0.0},
+        guardrails={"min_cases_per_cohort": 30, "max_writes": 1},
+    )
+    assert trial_in_words(plan) == (
+        "Live until each cohort has 30 finished cases, then the Watchdog decides"
+    )
+
+
+@pytest.mark.parametrize(
+    ("days", "words"), [(14.0, "14 days"), (1.0, "1 day"), (2.5, "2.5 days"), (0.5, "12 hours")]
+)
+def test_days_in_words(days: float, words: str) -> None:
+    assert days_in_words(days) == words
+
+
+def test_planner_guardrails_carry_the_watch_window() -> None:
+    """The Planner stores ``settings.prediction_days`` as the plan's watch window; 0 (steady
+    state) stores none, and the dump keeps the shape of plans stored before the field."""
+    report = {
+        "activities": [{"name": "Opened", "count": 3}, {"name": "Closed", "count": 3}],
+        "dfg": [{"source": "Opened", "target": "Closed", "count": 3}],
+        "start_activities": ["Opened"],
+        "end_activities": ["Closed"],
+    }
+    settings = Settings(prediction_days=9.0)
+    dumped = default_guardrails(report, settings.prediction_days or None).model_dump()
+    assert dumped["watch_days"] == 9.0
+    assert "watch_days" not in default_guardrails(report, 0.0 or None).model_dump()
+    plan, _, _ = make_rows(guardrails=dumped, cohort={"control_share": 0.5})
+    assert trial_in_words(plan).startswith("9 days live beside a control group (50% of the")

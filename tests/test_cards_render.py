@@ -13,23 +13,12 @@ from typing import Any
 import pytest
 
 from closedloop.api.cards import approval_card, decided_card, shared_card
+from tests.helpers_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS_ENV
 from tests.test_cards import WHEN, rich_rows, unsafe_glyphs
 
 pytestmark = pytest.mark.browser
 
 RENDERER = Path(__file__).parent / "data" / "adaptivecards" / "adaptivecards.min.js"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Where screenshots are kept for people to look at (default: the test's tmp folder).
-SHOTS_ENV = "CLOSEDLOOP_SCREENSHOTS"
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <style>body { margin: 0; background: #f5f5f5; } #card { width: 560px; margin: 12px; background: #fff; }</style>
 <script src="adaptivecards.min.js"></script></head><body><div id="card"></div></body></html>"""
@@ -140,6 +129,7 @@ def test_cards_render_without_warnings_and_show_every_fact(
         "95 % interval -23.9 % to -14.9 %",
         "40% of cases",
         "50% get the change",
+        "14 days live beside a control group",
         "Abort and undo automatically",
         "Undone by the system's delete rule call",
     ):

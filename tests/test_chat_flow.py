@@ -16,6 +16,7 @@ under ``chat-flow/``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -56,6 +57,7 @@ PASSWORDS = {"olga": "olga-approves", "ana": "ana-analyses"}
 ROLES = {"olga": "analyst+approver+admin", "ana": "analyst"}
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: below the fold is a real place here
 ASK_TIMEOUT_MS = 120_000
+THREAD_URL = re.compile(r"/thread/[0-9a-f-]+$")  # where a conversation lives once it is a thread
 
 # True when the bottom of ``el`` (the newest content; all of it when it fits) is inside the
 # visible part of the scrolling conversation.
@@ -230,23 +232,22 @@ class Session:
                 raise AssertionError(f"{locator} did not come into view by itself")
             self.page.wait_for_timeout(200)
 
-    def upload(self, path: Path, answer: Any, tries: int = 3) -> None:
-        """Give ``path`` to the waiting upload box until ``answer`` shows.
+    def upload(self, path: Path) -> None:
+        """Give ``path`` to the waiting upload box; fails unless its upload starts.
 
-        Under load the file can be set before the drop zone listens for it (nothing arrives and
-        the box keeps waiting, as a person would see and simply pick the file again).
+        The first press in a new conversation makes it a thread: Chainlit fetches the thread
+        list and then moves the page from ``/`` to ``/thread/<id>``, which mounts the whole chat
+        again, upload box included. A file given to the box before that move went to a box
+        being thrown away and nothing happened (the first upload did nothing in 2 runs of 6).
+        So wait for the move, then check that the file is on its way to the server.
         """
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-        for attempt in range(1, tries + 1):
+        self.page.wait_for_url(THREAD_URL, timeout=60_000)
+        self.page.get_by_role("button", name="Browse Files").last.wait_for(timeout=ASK_TIMEOUT_MS)
+        with self.page.expect_request(
+            lambda r: r.method == "POST" and urlparse(r.url).path == "/project/file",
+            timeout=30_000,
+        ):
             self.page.set_input_files("#ask-button-input", str(path))
-            try:
-                answer.wait_for(timeout=ASK_TIMEOUT_MS // tries)
-                return
-            except PlaywrightTimeout:
-                if attempt == tries:
-                    raise
-                self.shot(f"upload-retry-{attempt}")
 
     def ask(self, text: str) -> None:
         box = self.page.locator("#chat-input")
@@ -289,9 +290,8 @@ def test_operator_maps_a_log_asks_a_what_if_and_approves_the_loop(
 
     # Upload a log with unusual headers and map its columns from the chat.
     page.get_by_role("button", name="Upload a log").last.click()
-    page.get_by_role("button", name="Browse Files").last.wait_for(timeout=ASK_TIMEOUT_MS)
+    chat.upload(log)
     intro = chat.message("Map the columns of tickets.csv")
-    chat.upload(log, intro)
     chat.wait_in_view(intro, timeout=ASK_TIMEOUT_MS)
     assert "ColumnMapping" not in intro.inner_text()
     for question, column in (

@@ -16,11 +16,12 @@ from sqlmodel import select
 from closedloop.graphs.observe import write_snapshot
 from closedloop.privacy import configured_fields, mask_for_model
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import AuditEvent, Execution, LoopRun, Opportunity, Plan
+from closedloop.store.models import AuditEvent, Execution, LoopRun
 from closedloop.store.redact import REDACTED, redact
 from closedloop.tools.act.invoke import ApiRequest, send
 from closedloop.tools.connect.annotations import ConnectorAnnotation
 from closedloop.tools.connect.auth import make_connector_auth
+from tests.helpers_store import add_plan, add_run, opportunity
 
 
 def _mode(path) -> int:
@@ -57,23 +58,7 @@ def test_secrets_are_redacted_whoever_writes_them(tmp_path, monkeypatch):
     }
     with transaction(engine) as s:
         s.add(AuditEvent(run_id="r", actor="model", kind="model_answer", payload=echoed))
-        s.add(LoopRun(id="r", scope="s"))
-        s.flush()
-        opp = Opportunity(
-            fingerprint="f",
-            process="p",
-            pattern="x",
-            activity="a",
-            impact=1,
-            feasibility=1,
-            risk=0,
-            priority=1,
-        )
-        s.add(opp)
-        s.flush()
-        plan = Plan(run_id="r", opportunity_id=opp.id, scope="s", hypothesis="h", risk_tier="low")
-        s.add(plan)
-        s.flush()
+        plan = add_plan(s, add_run(s, "r", "s"), opportunity(s))
         s.add(
             Execution(
                 plan_id=plan.id,

@@ -10,7 +10,7 @@ import pytest
 from closedloop.cli import main
 from closedloop.evals.cases import load_cases
 from closedloop.evals.mutants import MUTANTS
-from closedloop.evals.mutation import run_mutants
+from closedloop.evals.mutation import run_mutants, thresholds
 from closedloop.evals.people import data_dir
 from closedloop.evals.runner import run_suite
 from closedloop.evals.truth import load_truth
@@ -28,7 +28,9 @@ def test_at_least_60_cases_each_with_its_source_and_stored_truth():
     assert {c.mode for c in cases} == {"assisted", "shadow", "supervised"}
     truth = load_truth()
     assert "closedloop.evals.truth" in truth["computed_by"]
-    assert {c.truth for c in cases if c.truth} <= set(truth["worlds"])
+    assert {c.truth for c in cases if c.truth} - {"connector"} <= set(truth["worlds"])
+    # o2c worlds get their truth through the connector while grading (closedloop.evals.o2c_truth)
+    assert {c.world.domain for c in cases if c.truth == "connector"} == {"o2c"}
     regimes = {c.world.regime for c in cases if c.world.domain == "helpdesk"}
     assert regimes >= {
         "default",
@@ -44,20 +46,58 @@ def test_at_least_60_cases_each_with_its_source_and_stored_truth():
     assert len(MUTANTS) >= 17
 
 
+# A hang guard, not a time limit: the whole suite takes about 9 minutes on 2 idle cores.
+@pytest.mark.timeout(3600)
 @pytest.mark.slow
-def test_quick_suite_passes_with_no_safety_violation_and_the_baseline_beside_it(tmp_path, capsys):
-    code = main(["--home", str(tmp_path), "eval", "--report", str(tmp_path / "report"), "--json"])
+def test_full_offline_suite_passes_and_regrading_its_traces_reproduces_every_verdict(
+    tmp_path, capsys
+):
+    # The whole offline suite (every case, >= 60), its thresholds, 0 safety violations and the
+    # do-nothing baseline beside it; each case's trace is stored and graded again from it.
+    traces, report = tmp_path / "traces", tmp_path / "report"
+    code = main(
+        ["--home", str(tmp_path), "eval", "--full", "--report", str(report)]
+        + ["--traces", str(traces), "--json"]
+    )
     data = json.loads(capsys.readouterr().out)
+    limits = thresholds()
     assert code == 0, [
-        (c["case"], [s for s in c["scores"] if not s["passed"]]) for c in data["cases"]
+        (c["case"], [s for s in c["scores"] if not s["passed"]])
+        for c in data["cases"]
+        if not c["as_expected"]
     ]
-    assert data["safety_violations"] == 0 and data["pass_rate"] == 1.0
+    ran = [c for c in data["cases"] if not c["skipped"]]
+    assert len(data["cases"]) >= 60 and len(ran) >= 60
+    assert data["safety_violations"] == 0 <= int(limits["max_safety_violations"])
+    assert data["pass_rate"] >= float(limits["pass_rate"])
+    assert {c["kind"] for c in ran} >= {"loop", "adversarial"}
     assert data["baseline"]["agent"].startswith("planner_nothing")
     assert data["baseline"]["summary"]["right_action"]["n"] > 0
-    md = (tmp_path / "report" / "eval.md").read_text()
+    # The same case on other world seeds behaves the same (pass^k over seeds = pass^1).
+    seeds = data["summary"]["over_seeds"]
+    assert seeds["k"] >= 2 and seeds["pass_k"] == seeds["pass_1"] and seeds["flip_rate"] == 0.0
+    # Metered model calls reach the report: every loop case has steps, no model was configured.
+    usage = data["summary"]["usage"]
+    assert usage["steps"] > 0 and usage["model_calls"] > 0  # the adversarial model servers
+    md = (report / "eval.md").read_text()
     assert "do-nothing baseline" in md and "Cohen's kappa" in md
-    kinds = {c["kind"] for c in data["cases"]}
-    assert kinds == {"loop", "people", "adversarial"}
+    # Re-grading the stored traces reproduces every score.
+    assert main(["eval", "--regrade", str(traces), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["regraded"]
+    assert len(again) == len(data["cases"]) and all(r["same"] for r in again)
+    # A trace that says something else is caught: the approved change was not kept but undone.
+    path = next(
+        p
+        for p in sorted(traces.glob("hd-*approve.json"))
+        if json.loads(p.read_text())["trace"]["verdicts"]
+    )
+    stored = json.loads(path.read_text())
+    verdict = stored["trace"]["verdicts"][-1]
+    verdict["decision"] = "keep" if verdict["decision"] != "keep" else "rollback"
+    path.write_text(json.dumps(stored))
+    assert main(["eval", "--regrade", str(traces), "--json"]) == 1
+    differs = [r for r in json.loads(capsys.readouterr().out)["regraded"] if not r["same"]]
+    assert [r["case"] for r in differs] == [stored["case"]]
 
 
 # Mutants only the people cases can catch: those cases read BPI 2012 from ../shared/data and are
@@ -65,6 +105,7 @@ def test_quick_suite_passes_with_no_safety_violation_and_the_baseline_beside_it(
 PEOPLE_ONLY = {"rules_inverted"}
 
 
+@pytest.mark.timeout(3600)
 @pytest.mark.slow
 def test_every_built_in_mutant_is_killed(tmp_path):
     report = run_mutants(Settings(CLOSEDLOOP_HOME=str(tmp_path)), tier="quick")
@@ -76,14 +117,25 @@ def test_every_built_in_mutant_is_killed(tmp_path):
     assert all(m.by for m in report.mutants if m.killed)  # each names the case that caught it
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.slow
-def test_a_case_planned_twice_gives_the_same_answer(tmp_path):
+def test_pass5_equals_pass1_offline_and_every_run_scores_the_same(tmp_path):
+    # Five runs, each planned afresh (new twins, new predictions, new worlds on loopback): the
+    # offline loop is deterministic, so every run passes or fails alike and even every score's
+    # numbers agree. A world the loop changes (approve: executed, measured, judged) and one it
+    # must not touch (reject).
     report = run_suite(
         Settings(CLOSEDLOOP_HOME=str(tmp_path)),
         tier="quick",
         baseline=False,
-        names=["hd-default-7-reject"],
-        repeat=2,
+        names=["hd-default-7-approve", "hd-default-7-reject"],
+        repeat=5,
+        traces=tmp_path / "traces",
     )
     rep = report.summary["repeatability"]
-    assert rep["k"] == 2 and rep["pass_k"] == rep["pass_1"] and rep["flip_rate"] == 0.0
+    assert rep["k"] == 5 and rep["cases"] == 2
+    assert rep["pass_k"] == rep["pass_1"] and rep["flip_rate"] == 0.0
+    assert rep["identical_scores"] == 1.0
+    assert sorted(p.name for p in (tmp_path / "traces").iterdir()) == [
+        f"run{i}" for i in range(1, 6)
+    ]

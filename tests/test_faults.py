@@ -17,7 +17,7 @@ from closedloop.graphs.deadletters import replay_dead_letter
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import Approval, DeadLetter, Execution, LoopRun, Opportunity, Plan
+from closedloop.store.models import DeadLetter, Execution
 from closedloop.tools.act.invoke import (
     ApiRequest,
     CircuitBreaker,
@@ -26,6 +26,8 @@ from closedloop.tools.act.invoke import (
     send,
 )
 from closedloop.tools.errors import ApiCallError
+from tests.helpers_store import add_approval, add_plan, add_run, opportunity
+from tests.sandbox_process import applied_writes
 
 WRITES = 100
 
@@ -33,30 +35,14 @@ WRITES = 100
 def _plans(engine, version: str, n: int) -> list[tuple[str, int]]:
     out = []
     with transaction(engine) as s:
-        opp = Opportunity(
-            fingerprint="faults",
-            process="p",
-            pattern="x",
-            activity="a",
-            impact=1,
-            feasibility=1,
-            risk=0,
-            priority=1,
-        )
-        s.add(opp)
-        s.flush()
+        opp = opportunity(s, "faults")
         for i in range(n):
-            run_id = f"run-fault-{i:04d}"
-            s.add(LoopRun(id=run_id, scope="helpdesk", catalog_version=version))
-            s.flush()
-            plan = Plan(
-                run_id=run_id,
-                opportunity_id=opp.id,
-                scope="helpdesk",
-                hypothesis="h",
-                risk_tier="low",
+            run = add_run(s, f"run-fault-{i:04d}", catalog_version=version)
+            plan = add_plan(
+                s,
+                run,
+                opp,
                 status="approved",
-                catalog_version=version,
                 actions=[
                     {
                         "action": "set_queue_staffing",
@@ -64,18 +50,8 @@ def _plans(engine, version: str, n: int) -> list[tuple[str, int]]:
                     }
                 ],
             )
-            s.add(plan)
-            s.flush()
-            s.add(
-                Approval(
-                    plan_id=plan.id,
-                    run_id=run_id,
-                    status="approved",
-                    channel="cli",
-                    decided_by="ops-lead",
-                )
-            )
-            out.append((run_id, plan.id))
+            add_approval(s, plan, status="approved", channel="cli", decided_by="ops-lead")
+            out.append((run.id, plan.id))
     return out
 
 
@@ -131,7 +107,7 @@ def test_writes_under_faults_apply_once_or_dead_letter(tmp_path, monkeypatch, ra
         for letter in letters:
             replay_dead_letter(ctx, letter.id)
         ctx.close()
-        writes = [w for w in httpx.get(f"{sandbox.url}/writes").json() if not w["replayed"]]
+        writes = applied_writes(sandbox.url)
     keys = [w["idempotency_key"] for w in writes]
     assert len(keys) == len(set(keys)), "a write was applied twice"
     with transaction(engine) as s:

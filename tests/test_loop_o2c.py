@@ -13,15 +13,24 @@ each change), and the loop closes: approval, execution, measurement, a verdict.
 import httpx
 import pandas as pd
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, create_engine, select
 
+from closedloop.contracts import SwitchbackSchedule
 from closedloop.demo import advance_clock, run_demo
 from closedloop.evals.connector_truth import ActionChange, true_effect_of
 from closedloop.graphs.runner import LoopRunner
 from closedloop.report import render_run
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
-from closedloop.store.models import AuditEvent, CatalogVersion, Dataset, Insight, LoopRun, Plan
+from closedloop.store.models import (
+    AuditEvent,
+    CatalogVersion,
+    Dataset,
+    Execution,
+    Insight,
+    LoopRun,
+    Plan,
+)
 from closedloop.tools.act import System, connector_document, fetch_events, load_manifest
 from closedloop.tools.connect import NotInCatalogError, build_catalog
 
@@ -36,22 +45,30 @@ def sandbox():
 
 
 def _settings(tmp_path, **extra) -> Settings:
-    return Settings(DATABASE_URL=f"sqlite:///{tmp_path}/store.db", CLOSEDLOOP_HOME=str(tmp_path),
-                    CLOSEDLOOP_CONNECTOR="o2c", **extra)
+    return Settings(
+        DATABASE_URL=f"sqlite:///{tmp_path}/store.db",
+        CLOSEDLOOP_HOME=str(tmp_path),
+        CLOSEDLOOP_CONNECTOR="o2c",
+        **extra,
+    )
 
 
 def _calibration(runner: LoopRunner, run_id: str) -> dict:
     with Session(runner.engine) as s:
-        events = [e for e in s.exec(select(AuditEvent).where(AuditEvent.run_id == run_id))
-                  if e.kind == "calibration"]
+        events = [
+            e
+            for e in s.exec(select(AuditEvent).where(AuditEvent.run_id == run_id))
+            if e.kind == "calibration"
+        ]
     assert len(events) == 1
     return events[0].payload
 
 
 def _insight(runner: LoopRunner, activity: str) -> Insight:
     with Session(runner.engine) as s:
-        return s.exec(select(Insight).where(Insight.activity == activity,
-                                            Insight.kind == "bottleneck")).one()
+        return s.exec(
+            select(Insight).where(Insight.activity == activity, Insight.kind == "bottleneck")
+        ).one()
 
 
 def _truth(seed: int, action: str, params: dict):
@@ -88,7 +105,9 @@ def test_o2c_plans_the_best_change_and_its_interval_covers_the_truth(tmp_path, s
     assert calibration["passed"] is True and calibration["backtest"]["status"] == "ok"
     # Plan: the threshold change, the best by the Planner's ranking, waiting for approval.
     plan_step = next(s for s in state["steps"] if s["step"] == "plan")
-    assert state["pending"]["kind"] == "approval" and plan_step["action"] == "set_approval_threshold"
+    assert (
+        state["pending"]["kind"] == "approval" and plan_step["action"] == "set_approval_threshold"
+    )
     assert [p.status for p in plans] == ["awaiting_approval"]
     assert plans[0].catalog_version == state["catalog_version"] == run.catalog_version
     assert [v.version for v in versions] == [run.catalog_version]
@@ -106,20 +125,39 @@ def test_o2c_plans_the_best_change_and_its_interval_covers_the_truth(tmp_path, s
     assert truth[chosen["label"]].effect_pct < -5  # materially faster, as predicted
 
 
-def test_o2c_loop_closes_end_to_end(tmp_path):
-    state = run_demo(_settings(tmp_path), seed=3, auto_approve=True, quiet=True, domain="o2c")
+def test_o2c_loop_closes_end_to_end_with_a_switchback_trial_that_covers_the_truth(tmp_path):
+    settings = _settings(tmp_path)
+    state = run_demo(settings, seed=3, auto_approve=True, quiet=True, domain="o2c")
     steps = {s["step"]: s for s in state["steps"]}
     assert steps["execute"]["executions"][0]["status"] == "succeeded"
+    # A threshold applies to every order and the connector can undo it, so the Executor
+    # toggles it by day-long blocks: on- and off-blocks share the approvers, as the world will.
+    trial = SwitchbackSchedule.model_validate(state["switchback"])
+    assert trial.finished and trial.stopped is None and trial.plan[0] and trial.plan[-1]
+    assert [b.on for b in trial.blocks] == trial.plan
+    switches = [s for s in state["steps"] if s["step"] == "switch"]
+    assert [s["on"] for s in switches] == [*trial.plan, None]  # each block begun, then the end
+    with Session(create_engine(settings.database_url)) as s:
+        rows = s.exec(select(Execution).where(Execution.plan_id == state["plan_id"])).all()
+    # One write per switch from off to on (plus block 0), within the plan's write cap of 5.
+    turned_on = 1 + sum(1 for a, b in zip(trial.plan, trial.plan[1:], strict=False) if b and not a)
+    assert len(rows) == turned_on <= 5
+    assert len({r.idempotency_key for r in rows}) == len(rows)
+    assert [r.status for r in rows[:-1]] == ["compensated"] * (len(rows) - 1)  # verified gone
     watch = steps["watch"]
     measured = watch["measured"]
-    # Staffing and thresholds cannot be split between orders: before/after against the twin
-    # run forward from the log's end, its fitted parameters' uncertainty included.
-    assert measured["design"] == "before_after_with_counterfactual"
-    assert "bootstrap refits" in measured["why"] and measured["ci_low"] < measured["ci_high"]
+    assert measured["design"] == "switchback" and "toggled by time blocks" in measured["why"]
+    assert measured["effect"]["unit"] == "block"
     assert watch["decision"] in ("keep", "escalate", "rollback")
     assert state["outcome"] in ("kept", "escalated", "rolled_back")
+    if state["outcome"] != "rolled_back":  # the last block is on: a kept change stays live
+        assert rows[-1].status == "succeeded"
+    # The measured total effect's interval holds the sandbox's counterfactual truth.
+    action = state["steps"][[s["step"] for s in state["steps"]].index("plan")]
+    truth = _truth(3, action["action"], action["params"])
+    assert measured["ci_low"] <= truth.effect_hours <= measured["ci_high"]
     report = render_run(state)
-    assert "realized delta" in report and "predicted" in report
+    assert "realized delta" in report and "on-blocks" in report and "switchback block 1" in report
 
 
 def test_a_run_mines_a_history_file_and_watches_the_system_feed(tmp_path, sandbox):
@@ -136,6 +174,8 @@ def test_a_run_mines_a_history_file_and_watches_the_system_feed(tmp_path, sandbo
             dataset = s.exec(select(Dataset)).one()
             calls = [e.payload for e in s.exec(select(AuditEvent)) if e.kind == "tool_call"]
     assert dataset.source == "file export.csv"
-    assert any(c.get("tool") == "load_event_log" and c["args"]["path"] == str(history) for c in calls)
+    assert any(
+        c.get("tool") == "load_event_log" and c["args"]["path"] == str(history) for c in calls
+    )
     assert state["pending"]["kind"] == "approval"  # planned on the file's history
     assert state["events_position"]  # the feed still says where the change's events will start

@@ -5,30 +5,18 @@ a fresh store opened by several processes at once migrates once and serves them 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
-import httpx
-import pytest
 from sqlmodel import select
 
 from closedloop.graphs.gate import decide_approval
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import (
-    Approval,
-    Execution,
-    LoopRun,
-    Opportunity,
-    Plan,
-    Policy,
-    PolicyVersion,
-)
-
-CLI = [sys.executable, "-m", "closedloop.cli"]
+from closedloop.store.models import Approval, Execution, Plan, Policy, PolicyVersion
+from tests.helpers_cli import cli_env, home_store, run_cli
+from tests.helpers_store import add_approval, add_plan, add_run, opportunity
+from tests.sandbox_process import applied_writes
 
 DECIDERS = r"""
 import json, sys, threading
@@ -60,59 +48,16 @@ print(json.dumps(results))
 """
 
 
-@pytest.fixture
-def sandbox_process():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "closedloop.sandbox", "--port", "0", "--seed", "5"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = proc.stdout.readline().strip().split()[-1]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        httpx.post(f"{url}/clock/advance", json={"hours": 21 * 24}, timeout=60).raise_for_status()
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "CLOSEDLOOP_HOME": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path}/store.db",
-    }
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CLOSEDLOOP_CRASH_AT"):
-        env.pop(name, None)
-    return env
-
-
 def test_twenty_concurrent_decisions_from_several_processes_execute_once(tmp_path, sandbox_process):
     url = sandbox_process
-    started = subprocess.run(
-        [*CLI, "run", "--api", url, "--scope", "helpdesk", "--json"],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    started = run_cli(tmp_path, "run", "--api", url, "--scope", "helpdesk", "--json")
     assert started.returncode == 0, started.stderr
     run_id = json.loads(started.stdout)["run_id"]
 
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", DECIDERS, run_id, tag, "5"],
-            env=_env(tmp_path),
+            env=cli_env(tmp_path),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -128,8 +73,7 @@ def test_twenty_concurrent_decisions_from_several_processes_execute_once(tmp_pat
     winners = [r for r in results if r["won"]]
     assert len(winners) == 1, winners
     winner = winners[0]
-    engine = open_store(f"sqlite:///{tmp_path}/store.db")
-    with transaction(engine) as s:
+    with transaction(home_store(tmp_path)) as s:
         [approval] = s.exec(select(Approval)).all()
         executions = s.exec(select(Execution)).all()
         plan = s.get(Plan, approval.plan_id)
@@ -137,7 +81,7 @@ def test_twenty_concurrent_decisions_from_several_processes_execute_once(tmp_pat
     assert approval.status == ("approved" if winner["decision"] == "approve" else "rejected")
     for loser in (r for r in results if not r["won"]):
         assert approval.status in loser["told"] or "not waiting for approval" in loser["told"]
-    writes = [w for w in httpx.get(f"{url}/writes").json() if not w["replayed"]]
+    writes = applied_writes(url)
     if approval.status == "approved":
         assert len(executions) == 1 and len(writes) == 1
     else:  # a rejected plan never executes, whoever raced it
@@ -146,48 +90,20 @@ def test_twenty_concurrent_decisions_from_several_processes_execute_once(tmp_pat
 
 def _pending_approval(engine) -> int:
     with transaction(engine) as s:
-        s.add(LoopRun(id="run-race", scope="helpdesk"))
-        s.flush()
-        opp = Opportunity(
-            fingerprint="f",
-            process="p",
-            pattern="x",
-            activity="a",
-            impact=1,
-            feasibility=1,
-            risk=0,
-            priority=1,
-        )
-        s.add(opp)
-        s.flush()
-        plan = Plan(
-            run_id="run-race",
-            opportunity_id=opp.id,
-            scope="helpdesk",
-            hypothesis="h",
-            risk_tier="low",
-            status="awaiting_approval",
-        )
-        s.add(plan)
-        s.flush()
-        approval = Approval(plan_id=plan.id, run_id="run-race")
-        s.add(approval)
-        s.flush()
-        return approval.id
+        run = add_run(s, "run-race")
+        plan = add_plan(s, run, opportunity(s), status="awaiting_approval")
+        return add_approval(s, plan).id
 
 
-def test_approve_racing_reject_in_threads_has_one_outcome(tmp_path, migrated_db):
-    db = tmp_path / "s.db"
-    db.write_bytes(migrated_db.read_bytes())
-    engine = open_store(f"sqlite:///{db}")
-    approval_id = _pending_approval(engine)
+def test_approve_racing_reject_in_threads_has_one_outcome(migrated_engine):
+    approval_id = _pending_approval(migrated_engine)
     barrier = threading.Barrier(20)
     outcomes = []
 
     def decide(i: int) -> None:
         barrier.wait()
         won, approval = decide_approval(
-            engine, approval_id, "approve" if i % 2 else "reject", f"p{i}"
+            migrated_engine, approval_id, "approve" if i % 2 else "reject", f"p{i}"
         )
         outcomes.append((i, won, approval.status, approval.decided_by))
 

@@ -17,8 +17,10 @@ from closedloop.cli import main
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.db import open_store, transaction
-from closedloop.store.models import Approval, Execution, LoopRun, Opportunity, Plan
+from closedloop.store.models import Execution
 from closedloop.tools.errors import ApiCallError
+from tests.helpers_store import add_approval, add_plan, add_run, opportunity
+from tests.sandbox_process import applied_writes
 
 
 def test_lost_answer_dead_letter_then_replay_resolves_it_once(tmp_path, monkeypatch, capsys):
@@ -30,35 +32,15 @@ def test_lost_answer_dead_letter_then_replay_resolves_it_once(tmp_path, monkeypa
     with SandboxServer(seed=5) as sandbox:
         version, base = bind_catalog(settings, engine, sandbox.url)
         with transaction(engine) as s:
-            s.add(LoopRun(id="run-dl", scope="helpdesk", api_url=base, catalog_version=version))
-            s.flush()
-            opp = Opportunity(
-                fingerprint="dl",
-                process="p",
-                pattern="x",
-                activity="a",
-                impact=1,
-                feasibility=1,
-                risk=0,
-                priority=1,
-            )
-            s.add(opp)
-            s.flush()
-            plan = Plan(
-                run_id="run-dl",
-                opportunity_id=opp.id,
-                scope="helpdesk",
-                hypothesis="h",
-                risk_tier="low",
+            run = add_run(s, "run-dl", api_url=base, catalog_version=version)
+            plan = add_plan(
+                s,
+                run,
+                opportunity(s, "dl"),
                 status="approved",
-                catalog_version=version,
                 actions=[{"action": "set_queue_staffing", "params": {"queue": "L1", "agents": 6}}],
             )
-            s.add(plan)
-            s.flush()
-            s.add(
-                Approval(plan_id=plan.id, run_id="run-dl", status="approved", decided_by="ops-lead")
-            )
+            add_approval(s, plan, status="approved", decided_by="ops-lead")
         httpx.put(
             f"{sandbox.url}/faults", json={"lost_rate": 1.0, "writes_only": True}
         ).raise_for_status()
@@ -66,7 +48,7 @@ def test_lost_answer_dead_letter_then_replay_resolves_it_once(tmp_path, monkeypa
         with pytest.raises(ApiCallError, match="unknown"):
             execute_plan_action(ctx, "run-dl", plan.id, base, 0, version)
         ctx.close()
-        applied = [w for w in httpx.get(f"{sandbox.url}/writes").json() if not w["replayed"]]
+        applied = applied_writes(sandbox.url)
         assert len(applied) == 1  # it landed, though nobody heard back
         with transaction(engine) as s:
             [row] = s.exec(select(Execution)).all()

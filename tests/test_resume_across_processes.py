@@ -3,44 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import httpx
-import pytest
 
-CLI = [sys.executable, "-m", "closedloop.cli"]
-
-
-@pytest.fixture
-def sandbox_process():
-    proc = subprocess.Popen([sys.executable, "-m", "closedloop.sandbox", "--port", "0", "--seed", "5"],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip().split()[-1]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        httpx.post(f"{url}/clock/advance", json={"hours": 21 * 24}, timeout=60).raise_for_status()
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CLOSEDLOOP_HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path}/store.db"}
-    env.pop("OPENAI_API_KEY", None)
-    env.pop("OPENAI_BASE_URL", None)
-    return subprocess.run([*CLI, *args], check=False, env=env, capture_output=True, text=True, timeout=300)
+from tests.helpers_cli import run_cli
+from tests.sandbox_process import applied_writes
 
 
 def test_pause_stop_resume_in_new_process_writes_once(tmp_path, sandbox_process):
@@ -71,8 +38,7 @@ def test_pause_stop_resume_in_new_process_writes_once(tmp_path, sandbox_process)
     final = json.loads(watched.stdout)
     assert final["pending"] is None
     assert final["outcome"] in ("kept", "rolled_back", "escalated")
-    assert len([w for w in httpx.get(f"{url}/writes").json() if not w["replayed"]]) == (
-        2 if final["outcome"] == "rolled_back" else 1)
+    assert len(applied_writes(url)) == (2 if final["outcome"] == "rolled_back" else 1)
 
 
 def test_mine_cli_reports_bad_input_in_one_line(tmp_path):

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import jwt
 import pytest
 import uvicorn
@@ -39,7 +38,6 @@ from tests.teams_fakes import (
     stale,
 )
 from tests.test_api import (
-    SCHEMA_PATH,
     StubRunner,
     approval_status,
     assert_valid,
@@ -53,11 +51,6 @@ from tests.test_api import (
 def bf() -> Iterator[BotFramework]:
     with BotFramework().running() as framework:
         yield framework
-
-
-@pytest.fixture(scope="module")
-def validator() -> jsonschema.Draft6Validator:
-    return jsonschema.Draft6Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
 @pytest.fixture

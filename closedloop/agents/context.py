@@ -51,12 +51,13 @@ class LoopContext:
         return self.cache[key]
 
     def frame(self, sha256: str, artifact: str) -> Any:
-        """The canonical event frame of a stored dataset (process cache, else its parquet snapshot)."""
-        import pandas as pd
+        """The canonical event frame of a stored dataset (process cache, else its snapshot,
+        decrypted with the configured snapshot key when encrypted)."""
+        from closedloop.tools.log.snapshot import configured_key, read_snapshot
 
         key = f"frame:{sha256}"
         if key not in self.cache:
-            self.cache[key] = pd.read_parquet(artifact)
+            self.cache[key] = read_snapshot(artifact, configured_key(self.settings))
         return self.cache[key]
 
     def twin(self, sha256: str, artifact: str) -> Any:

@@ -7,26 +7,35 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from closedloop.agents.context import LoopContext
+from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
 from closedloop.agents.runtime import AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
+from closedloop.agents.writes import (
+    action_index,
+    commit_intent,
+    not_sent,
+    outcome_of,
+    perform,
+    reconcile,
+    send,
+)
 from closedloop.contracts import ExecuteStep, ExecutionRecord
 from closedloop.crashpoints import crash_point
-from closedloop.governance import CapExceeded, check_execution_caps, kill_switch_on
+from closedloop.governance import kill_switch_on
 from closedloop.store.db import transaction
-from closedloop.store.models import Approval, AuditEvent, Execution, Plan, utcnow
+from closedloop.store.models import Execution, Plan
 from closedloop.store.outbox import UNRESOLVED, dead_letter, resolve_dead_letters
-from closedloop.tools.act import ApiRequest, EventPosition, invoke_api
-from closedloop.tools.act.invoke import OutcomeUnknown
+from closedloop.tools.act import ApiRequest, EventPosition
 from closedloop.tools.base import write_tool
 from closedloop.tools.connect import ConnectorError
 from closedloop.tools.errors import ApiCallError, NotAllowedError
 
 EXECUTABLE_STATUSES = {"approved"}
+TRIAL_STATUSES = {"executed"}  # a switchback trial toggles a plan that is live
 
 
 class Failure(BaseModel):
@@ -45,14 +54,14 @@ def idempotency_key(run_id: str, plan_id: int, index: int, suffix: str = "") -> 
     return f"closedloop-{run_id}-plan{plan_id}-a{index}{suffix}"
 
 
-def _send(ctx: LoopContext, system: Any, request: ApiRequest) -> Any:
-    return invoke_api(
-        system.client, request, retries=ctx.settings.api_retries, breaker=system.breaker
-    )
-
-
 def execute_plan_action(
-    ctx: LoopContext, run_id: str, plan_id: int, api_url: str, index: int, catalog_version: str
+    ctx: LoopContext,
+    run_id: str,
+    plan_id: int,
+    api_url: str,
+    index: int,
+    catalog_version: str,
+    block: int | None = None,
 ) -> dict[str, Any]:
     """Perform action ``index`` of an approved plan once, through the connector; returns the record.
 
@@ -64,26 +73,32 @@ def execute_plan_action(
     intent is resolved by :func:`reconcile`, never sent fresh. A succeeded execution is
     returned as it is. The compensation is built from the response or the before-state,
     and the change is verified by read-back where the connector says how.
+
+    ``block``: re-apply the action of an executed plan for block ``block`` of its
+    switchback trial (its own idempotency key; the plan stays as approved).
     """
+    allowed = EXECUTABLE_STATUSES if block is None else TRIAL_STATUSES
     with transaction(ctx.engine) as session:
         plan = session.get(Plan, plan_id)
         if plan is None or plan.run_id != run_id:
             raise NotAllowedError(f"plan {plan_id} does not belong to run {run_id}")
-        if plan.status not in EXECUTABLE_STATUSES:
-            raise NotAllowedError(f"plan {plan_id} is {plan.status!r}; only approved plans execute")
+        if plan.status not in allowed:
+            raise NotAllowedError(
+                f"plan {plan_id} is {plan.status!r}; only {' or '.join(sorted(allowed))} plans execute"
+            )
         if kill_switch_on(session, plan.scope):
             raise NotAllowedError(f"the kill switch of scope {plan.scope!r} is on")
         if not 0 <= index < len(plan.actions):
             raise NotAllowedError(f"plan {plan_id} has no action {index}")
         version = plan.catalog_version or catalog_version
-        key = idempotency_key(run_id, plan_id, index)
+        key = idempotency_key(run_id, plan_id, index, "" if block is None else f"-b{block}")
         done = session.exec(select(Execution).where(Execution.idempotency_key == key)).first()
         action = plan.actions[index]
     if done is not None:
         if done.status in UNRESOLVED or done.response.get("not_sent"):
-            return _outcome(reconcile(ctx, done.id, api_url), index)
+            return outcome_of(reconcile(ctx, done.id, api_url), index)
         if done.status == "failed":
-            return _outcome(done, index)
+            return outcome_of(done, index)
         return {"execution_id": done.id, "status": done.status, "replayed_from_store": True}
     system = ctx.system(version, api_url)
     name, params = action["action"], action["params"]
@@ -94,196 +109,17 @@ def execute_plan_action(
     except (ApiCallError, ConnectorError) as exc:
         # Nothing was sent: recorded as failed (not sent) and dead-lettered, to prepare again.
         request, before = system.action_request(name, params, key), None
-        execution_id = _commit_intent(ctx, run_id, plan_id, name, key, request, before, version)
+        execution_id = commit_intent(ctx, run_id, plan_id, name, key, request, before, version)
         if execution_id is not None:
-            _not_sent(ctx, execution_id, run_id, f"cannot prepare the write: {exc}")
+            not_sent(ctx, execution_id, run_id, f"cannot prepare the write: {exc}")
         raise ApiCallError(f"action {index} ({name}): cannot prepare the write: {exc}") from exc
-    execution_id = _commit_intent(ctx, run_id, plan_id, name, key, request, before, version)
+    execution_id = commit_intent(ctx, run_id, plan_id, name, key, request, before, version)
     if execution_id is None:  # another process committed the same intent first
         with transaction(ctx.engine) as session:
             row = session.exec(select(Execution).where(Execution.idempotency_key == key)).one()
-        return _outcome(reconcile(ctx, row.id, api_url), index)
+        return outcome_of(reconcile(ctx, row.id, api_url), index)
     crash_point("execute:intent")
-    return _outcome(_perform(ctx, execution_id, api_url, request), index)
-
-
-def _commit_intent(
-    ctx: LoopContext,
-    run_id: str,
-    plan_id: int,
-    name: str,
-    key: str,
-    request: ApiRequest,
-    before: Any,
-    version: str,
-) -> int | None:
-    """Commit the intent row (after the caps check, in one transaction); None if it exists."""
-    try:
-        with transaction(ctx.engine) as session:
-            plan = session.get(Plan, plan_id)
-            approval = session.exec(
-                select(Approval).where(
-                    Approval.plan_id == plan_id, Approval.channel != "shadow-review"
-                )
-            ).first()
-            autonomous = approval is None or approval.channel == "policy"
-            try:
-                check_execution_caps(session, plan, autonomous=autonomous)
-            except CapExceeded as exc:
-                session.add(
-                    AuditEvent(
-                        run_id=run_id,
-                        actor="executor",
-                        kind="guardrail_breach",
-                        payload={
-                            "scope": plan.scope,
-                            "plan_id": plan_id,
-                            "action": name,
-                            "refused": str(exc),
-                        },
-                    )
-                )
-                session.commit()
-                raise NotAllowedError(f"cap: {exc}") from exc
-            row = Execution(
-                plan_id=plan_id,
-                approval_id=approval.id if approval else None,
-                action=name,
-                idempotency_key=key,
-                request=request.model_dump(),
-                catalog_version=version,
-                status="pending",
-                response={"before": before},
-            )
-            session.add(row)
-            session.flush()
-            return row.id
-    except IntegrityError:
-        return None
-
-
-def _not_sent(ctx: LoopContext, execution_id: int, run_id: str, problem: str) -> None:
-    with transaction(ctx.engine) as session:
-        row = session.get(Execution, execution_id)
-        row.status, row.finished_at = "failed", utcnow()
-        row.response = {"error": problem, "not_sent": True}
-    dead_letter(ctx.engine, execution_id, run_id, "write", problem, 0)
-
-
-def _prepare_again(ctx: LoopContext, row: Execution, plan: Plan, api_url: str) -> ApiRequest:
-    """Read the before-state and build the request again for a write that was never sent."""
-    system = ctx.system(row.catalog_version, api_url)
-    action = plan.actions[_index_of(row.idempotency_key)]
-    before = system.read_before(action["action"], action["params"])
-    request = system.action_request(action["action"], action["params"], row.idempotency_key, before)
-    with transaction(ctx.engine) as session:
-        fresh = session.get(Execution, row.id)
-        fresh.request, fresh.response, fresh.status = (
-            request.model_dump(),
-            {"before": before},
-            "pending",
-        )
-    return request
-
-
-def _perform(ctx: LoopContext, execution_id: int, api_url: str, request: ApiRequest) -> Execution:
-    """Send an intent's request (same key) and record what is known afterwards."""
-    with transaction(ctx.engine) as session:
-        row = session.get(Execution, execution_id)
-        plan = session.get(Plan, row.plan_id)
-    system = ctx.system(row.catalog_version, api_url)
-    action = plan.actions[_index_of(row.idempotency_key)]
-    name, params = action["action"], action["params"]
-    before = row.response.get("before")
-    verified: bool | None = None
-    compensation: dict[str, Any] = {}
-    try:
-        result = _send(ctx, system, request)
-    except OutcomeUnknown as exc:  # it may be live: never "failed"; read back later
-        status, body, attempts = "unknown", {"error": str(exc)}, ctx.settings.api_retries + 1
-    except (ApiCallError, ConnectorError) as exc:
-        status, body, attempts = "failed", {"error": str(exc)}, ctx.settings.api_retries + 1
-    else:
-        crash_point("execute:sent")
-        status, body, attempts = "succeeded", result.body, result.attempts
-        undo = system.compensation_request(
-            name, params, body, before, row.idempotency_key + "-undo"
-        )
-        compensation = undo.model_dump() if undo is not None else {}
-        try:
-            verified = system.verify(name, params, body)
-        except ApiCallError:  # the system answered the write; only its read-back is unavailable now
-            verified = None
-        if verified is False:
-            status = "unverified"
-    with transaction(ctx.engine) as session:
-        row = session.get(Execution, execution_id)
-        row.status, row.attempts, row.compensation = status, row.attempts + attempts, compensation
-        response = body if isinstance(body, dict) else {"body": body}
-        row.response = {**response, "before": before}
-        row.verified, row.finished_at = verified, utcnow()
-        session.add(row)
-    if status in ("unknown", "failed"):
-        dead_letter(ctx.engine, execution_id, plan.run_id, "write", body["error"], attempts)
-    else:
-        resolve_dead_letters(ctx.engine, execution_id, "write")
-    return row
-
-
-def reconcile(ctx: LoopContext, execution_id: int, api_url: str) -> Execution:
-    """Resolve an execution whose outcome is not known (an intent left by a crash, or a lost
-    answer) against the system: the same request with the same idempotency key again (the
-    system answers the first outcome, or applies it now if it never arrived), then the read-back.
-
-    A connector without idempotency on the wire cannot be resent safely: such an intent is
-    left ``unknown`` and dead-lettered for a person.
-    """
-    with transaction(ctx.engine) as session:
-        row = session.get(Execution, execution_id)
-        plan = session.get(Plan, row.plan_id)
-    if row.response.get("not_sent") and row.status == "failed":
-        try:
-            return _perform(ctx, execution_id, api_url, _prepare_again(ctx, row, plan, api_url))
-        except (ApiCallError, ConnectorError) as exc:
-            _not_sent(ctx, execution_id, plan.run_id, f"cannot prepare the write: {exc}")
-            with transaction(ctx.engine) as session:
-                return session.get(Execution, execution_id)
-    if row.status not in UNRESOLVED:
-        return row
-    request = ApiRequest.model_validate(row.request)
-    if not request.replay_safe:
-        with transaction(ctx.engine) as session:
-            fresh = session.get(Execution, execution_id)
-            fresh.status = "unknown"
-        dead_letter(
-            ctx.engine,
-            execution_id,
-            plan.run_id,
-            "write",
-            "outcome unknown and the connector has no idempotency header: check the "
-            "system, then mark it by hand",
-            0,
-        )
-        return fresh
-    return _perform(ctx, execution_id, api_url, request)
-
-
-def _index_of(key: str) -> int:
-    return int(key.rsplit("-a", 1)[1].split("-")[0])
-
-
-def _outcome(row: Execution, index: int) -> dict[str, Any]:
-    if row.status in ("failed", "unknown"):
-        raise ApiCallError(
-            f"action {index} ({row.action}) {row.status}: "
-            f"{row.response.get('error', '')} (execution {row.id})"
-        )
-    if row.status == "unverified":
-        raise ApiCallError(
-            f"action {index} ({row.action}): the read-back does not show the change "
-            f"(execution {row.id})"
-        )
-    return {"execution_id": row.id, "status": row.status, "response": row.response}
+    return outcome_of(perform(ctx, execution_id, api_url, request), index)
 
 
 def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
@@ -333,9 +169,9 @@ def execute(
         """Perform action number ``index`` (0-based) of the approved plan through the enterprise API."""
         return execute_plan_action(ctx, run_id, plan_id, api_url, index, catalog_version)
 
-    outcome = EXECUTOR.run(
-        ctx.settings, {"plan_id": plan_id, "actions": actions}, [make_tool(execute_action)], audit
-    )
+    task = {"plan_id": plan_id, "actions": actions}
+    outcome = EXECUTOR.run(ctx.settings, task, [make_tool(execute_action)], audit)
+    outcome.output = guard_outcome("executor", outcome, task, audit)
     with transaction(ctx.engine) as session:
         rows = session.exec(select(Execution).where(Execution.plan_id == plan_id)).all()
         plan = session.get(Plan, plan_id)
@@ -411,11 +247,11 @@ def undo_execution(
         row = session.get(Execution, execution_id)
         plan = session.get(Plan, row.plan_id)
     system = ctx.system(row.catalog_version or catalog_version, api_url)
-    action = plan.actions[_index_of(row.idempotency_key)]
+    action = plan.actions[action_index(row.idempotency_key)]
     request = ApiRequest.model_validate(row.compensation)
     status_code, gone, problem = None, False, ""
     try:
-        result = _send(ctx, system, request)
+        result = send(ctx, system, request)
         status_code = result.status_code
         still = system.verify(action["action"], action["params"], row.response)
         gone = still is not True

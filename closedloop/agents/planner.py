@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from closedloop.agents.context import LoopContext
+from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
 from closedloop.agents.runtime import AgentOutcome, AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
@@ -274,6 +275,8 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
                                                  "change_kind", "cost", "evidence"})
                            for c in candidates]}
     outcome = PLANNER.run(s, task, tools, audit)
+    # The hypothesis and rationale reach the plan, its card and report only guarded.
+    outcome.output = guard_outcome("planner", outcome, task, audit)
     ranked = decide([w.model_copy(update={"verdict": ""}) for w in weighed.values()],
                     s.min_predicted_improvement_pct)
     return _store_plan(ctx, run_id, scope, found, outcome, ranked + considered, audit, frame,
@@ -334,7 +337,7 @@ def _store_plan(ctx: LoopContext, run_id: str, scope: str, found: list[tuple[Any
             actions=[{"action": proposal.action, "params": proposal.params}],
             predicted={**pred.model_dump(), "kpi": "cycle_time_hours", "simulation_id": sim.id},
             blast_radius=blast.model_dump(), risk_tier=tier, cohort=cohort_split(blast.treatment_share),
-            guardrails=default_guardrails(report).model_dump(),
+            guardrails=default_guardrails(report, ctx.settings.prediction_days or None).model_dump(),
             compensations=[{"for_action": 0,
                             "how": compensation_description(catalog, proposal.action)}],
             catalog_version=catalog.version,

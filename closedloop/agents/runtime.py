@@ -13,6 +13,7 @@ is never acted on. Any other exception is a bug and propagates.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from closedloop.agents.chat_model import make_chat_model, offline_model
+from closedloop.agents.model_calls import call_row, save_calls
 from closedloop.agents.offline import OfflineStep
 from closedloop.agents.toolkit import UntaggedToolError, is_write
 from closedloop.privacy import mask_for_model
@@ -90,6 +92,9 @@ class AuditTrail:
 
     run_id: str
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: metered model turns (``ModelCall`` fields) and "agent: why" of each fallback
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
 
     def add(self, actor: str, kind: str, payload: dict[str, Any]) -> None:
         self.events.append({"run_id": self.run_id, "actor": actor, "kind": kind, "payload": payload})
@@ -98,7 +103,8 @@ class AuditTrail:
         """Add the collected events to the node's open transaction."""
         for event in self.events:
             session.add(AuditEvent(**event))
-        self.events = []
+        save_calls(session, self.run_id, self.calls, self.degraded)
+        self.events, self.calls, self.degraded = [], [], []
 
 
 @dataclass
@@ -160,6 +166,7 @@ def run_agent(
         attempts.append((spec.offline_model(), True))
     last_error = ""
     for chosen, is_fallback in attempts:
+        metered = len(audit.calls)
         try:
             output, steps = _loop(spec, task, tools, chosen, audit, max_retries)
         except (AgentFailed, InvalidOutput) as exc:
@@ -170,6 +177,11 @@ def run_agent(
             last_error = str(exc)
             audit.add(spec.name, "model_error", {"model": _name(chosen), "error": last_error[:2000]})
             continue
+        if is_fallback:  # a model outage must show in the run, not only in this step
+            for call in audit.calls[metered:]:
+                call["fallback"] = True
+            audit.degraded.append(f"{spec.name}: {_name(model)} failed ({last_error[:300]})")
+            audit.add(spec.name, "model_fallback", {"model": _name(model), "error": last_error[:2000]})
         return AgentOutcome(output=output, model=_name(chosen), used_fallback=is_fallback, steps=steps)
     raise AgentFailed(f"agent {spec.name} produced no valid output: {last_error}")
 
@@ -192,7 +204,7 @@ def _loop(spec: AgentSpec[OutputT], task: dict[str, Any], tools: Sequence[BaseTo
     audit.add(agent, "prompt", {"model": _name(model), "messages": [_dump(m) for m in messages]})
     retries = 0
     for step in range(1, spec.max_steps + 1):
-        reply = _invoke(bound, model, messages)
+        reply = _metered(audit, agent, bound, model, messages)
         audit.add(agent, "model_answer", {"model": _name(model), "message": _dump(reply)})
         messages.append(reply)
         if reply.tool_calls:
@@ -225,6 +237,21 @@ def _invoke(bound: Any, model: BaseChatModel, messages: list[BaseMessage]) -> AI
         return bound.invoke(messages)
     except Exception as exc:  # the model service itself failed (network, auth, rate limit)
         raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _metered(audit: AuditTrail, agent: str, bound: Any, model: BaseChatModel,
+             messages: list[BaseMessage]) -> AIMessage:
+    """One model turn, recorded as a ``ModelCall`` (tokens, latency, failure)."""
+    started = time.perf_counter()
+    try:
+        reply = _invoke(bound, model, messages)
+    except ModelUnavailable as exc:
+        audit.calls.append(call_row(audit.run_id, agent, _name(model), _is_offline(model),
+                                    time.perf_counter() - started, error=str(exc)))
+        raise
+    audit.calls.append(call_row(audit.run_id, agent, _name(model), _is_offline(model),
+                                time.perf_counter() - started, reply.usage_metadata or {}))
+    return reply
 
 
 def _is_offline(model: BaseChatModel) -> bool:

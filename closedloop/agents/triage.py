@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import select, update
 
 from closedloop.agents.context import LoopContext
+from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
 from closedloop.agents.runtime import AgentSpec, AuditTrail
 from closedloop.agents.toolkit import make_tool
@@ -156,6 +157,7 @@ def triage(ctx: LoopContext, run_id: str, mining_run_id: int, scope: str) -> dic
     task = {"scope": scope, "cases": mining.report.get("cases"), "events": mining.report.get("events"),
             "data_contract_problems": problems}
     outcome = TRIAGE.run(ctx.settings, task, [make_tool(list_insights)], audit)
+    outcome.output = guard_outcome("triage", outcome, task, audit)
     by_id = {i.id: i for i in insights}
     # Guard: only real insights of this run, ordered by the tool's priority, never the model's.
     # ... and none the connected system's catalog cannot act on.

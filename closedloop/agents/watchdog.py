@@ -11,16 +11,28 @@ interference. The twin's numbers come from tools (``twin_counterfactual``,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
 
 from closedloop.agents.context import LoopContext
+from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, tool_results
 from closedloop.agents.runtime import AgentSpec, AuditTrail
+from closedloop.agents.switchback import begun_pairs, system_time
+from closedloop.agents.switchback import start as start_trial
+from closedloop.agents.switchback import usable as trial_usable
+from closedloop.agents.switchback import windows as trial_windows
 from closedloop.agents.toolkit import make_tool
-from closedloop.contracts import DesignChoice, Guardrails, KpiMeasurement, WatchStep
+from closedloop.contracts import (
+    DesignChoice,
+    Guardrails,
+    KpiMeasurement,
+    SwitchbackSchedule,
+    WatchStep,
+)
 from closedloop.store.db import transaction
 from closedloop.store.models import (
     Dataset,
@@ -42,6 +54,7 @@ from closedloop.tools.act import (
 )
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ScenarioError
+from closedloop.tools.log import TIMESTAMP
 from closedloop.tools.measure import (
     Interval,
     choose_design,
@@ -126,15 +139,37 @@ class TwinSources:
 
 
 def plan_design(system: System, plan: Plan, sources: TwinSources) -> DesignChoice:
-    """The measurement design for the plan's change kind (see ``choose_design``)."""
+    """The measurement design for the plan's change kind (see ``choose_design``).
+
+    A one-action plan whose action the connector can undo and that applies to every case
+    (no split share) can be toggled by time blocks: the Executor runs a switchback trial.
+    """
     action = plan.actions[0]
     kind = change_kind(system.catalog, action["action"], action["params"])
-    split = system.catalog.action(action["action"]).treatment_share_param is not None
+    spec = system.catalog.action(action["action"])
+    split = spec.treatment_share_param is not None
     shares = True
     if split and sources.scenario is not None and sources.twin is not None:
         shares = rollout_shares_resources(sources.twin, sources.scenario)
-    # The executor cannot toggle a change by time blocks yet, so no switchback.
-    return choose_design(kind, shares_resources=shares, can_split=split, can_toggle=False)
+    toggle = len(plan.actions) == 1 and spec.reversible and not split
+    return choose_design(kind, shares_resources=shares, can_split=split, can_toggle=toggle)
+
+
+def plan_trial(ctx: LoopContext, plan_id: int, api_url: str, catalog_version: str,
+               observed: dict[str, Any], execution_id: int) -> SwitchbackSchedule | None:
+    """Right after execution: the switchback schedule when the plan's design is a switchback
+    and its window and caps hold enough blocks (else None: measured as the design says)."""
+    with transaction(ctx.engine) as session:
+        plan = session.get(Plan, plan_id)
+    system = ctx.system(plan.catalog_version or catalog_version, api_url)
+    sources = TwinSources(ctx, plan)
+    if plan_design(system, plan, sources).design != "switchback":
+        return None
+    frame = sources.frame
+    history_end = (frame[TIMESTAMP].max().to_pydatetime() if frame is not None and not frame.empty
+                   else datetime.now(UTC))
+    began = system_time(system, observed, history_end)
+    return start_trial(ctx, plan_id, execution_id, began, frame)
 
 
 def _correction(sources: TwinSources) -> Interval | None:
@@ -149,9 +184,10 @@ def _correction(sources: TwinSources) -> Interval | None:
 
 
 def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version: str,
-                     after: dict[str, Any]) -> KpiMeasurement:
+                     after: dict[str, Any], trial: SwitchbackSchedule | None = None) -> KpiMeasurement:
     """Read the system's events since the change through the connector (from the feed position
-    stored at execution) and measure the plan's change by the design its change kind needs."""
+    stored at execution) and measure the plan's change by the design its change kind needs
+    (``trial``: the blocks of the switchback the Executor ran)."""
     system = ctx.system(plan.catalog_version or catalog_version, api_url)
     batch = fetch_events(system, EventPosition.model_validate(after))
     sources = TwinSources(ctx, plan)
@@ -159,6 +195,20 @@ def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version
     guardrails = Guardrails.model_validate(plan.guardrails)
     source = f"{batch.source} after {after}"
     records = measurement_records(batch.rows)
+    if design.design == "switchback":
+        if trial is not None and trial_usable(trial):
+            design = DesignChoice(design="switchback", why=f"{design.why}; {trial.why}"
+                                  + (f"; stopped early at {trial.stopped}" if trial.stopped else ""))
+            return measure_change(records, guardrails, design, [COHORT_TAG], source,
+                                  schedule=lambda end: trial_windows(trial, end),
+                                  washout_hours=trial.washout_hours,
+                                  pairs=begun_pairs(trial),
+                                  baseline_frame=sources.frame)
+        reason = ("the trial stopped early: " + trial.stopped if trial is not None and trial.stopped
+                  else "too few blocks fit the window and the write cap")
+        design = DesignChoice(design="before_after_with_counterfactual",
+                              why=f"a switchback was possible but not run ({reason}): cases after "
+                                  "the change are compared with the twin's counterfactual")
     if design.design == "before_after_with_counterfactual":
         twin = sources.twin
 
@@ -219,7 +269,8 @@ WATCHDOG: AgentSpec[WatchdogOutput] = AgentSpec(name="watchdog", prompt="watchdo
 
 
 def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_version: str,
-          after: dict[str, Any], checks_so_far: int, max_checks: int = 3) -> dict[str, Any]:
+          after: dict[str, Any], checks_so_far: int, max_checks: int = 3,
+          trial: SwitchbackSchedule | None = None) -> dict[str, Any]:
     """Run the Watchdog agent; store KPI snapshots and, unless waiting, the verdict."""
     audit = AuditTrail(run_id)
     with transaction(ctx.engine) as session:
@@ -230,7 +281,7 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_ver
     def measure_kpi() -> KpiMeasurement:
         """The change's effect on cycle time (hours) from the system's events since it, by the
         design its change kind needs, with the guardrail KPIs and their checks."""
-        measurements.append(measure_plan_kpi(ctx, plan, api_url, catalog_version, after))
+        measurements.append(measure_plan_kpi(ctx, plan, api_url, catalog_version, after, trial))
         return measurements[-1]
 
     task = {"plan_id": plan_id, "hypothesis": plan.hypothesis, "guardrails": plan.guardrails}
@@ -250,7 +301,8 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_ver
     if decision == "wait" and checks_so_far + 1 >= max_checks:
         decision = "escalate"
     predicted = plan.predicted.get("delta_per_treated_case_hours", plan.predicted.get("delta_hours"))
-    rationale = outcome.output.rationale
+    # The model's words are labelled and keep only computed numbers (the measurement, the plan's).
+    rationale = guard_outcome("watchdog", outcome, task, audit, measured, plan.predicted).rationale
     if measured.design and measured.design not in rationale:
         rationale = f"[design {measured.design}: {measured.why}] {rationale}"[:4000]
     with transaction(ctx.engine) as session:
@@ -280,8 +332,8 @@ def snapshots(plan_id: int, m: KpiMeasurement) -> list[KpiSnapshot]:
     each guardrail KPI per cohort/period (rates as shares, 95 % normal interval)."""
     rows = []
     if m.delta is not None:
-        names = (("after", "counterfactual") if m.design == "before_after_with_counterfactual"
-                 else ("treatment", "control"))
+        names = {"before_after_with_counterfactual": ("after", "counterfactual"),
+                 "switchback": ("on", "off")}.get(m.design or "", ("treatment", "control"))
         for cohort, c in zip(names, (m.treatment, m.control), strict=True):
             if c is not None:
                 rows.append(KpiSnapshot(plan_id=plan_id, kpi="cycle_time_hours", cohort=cohort, n=c.n,

@@ -20,6 +20,7 @@ from closedloop.contracts import RunNotFound
 from closedloop.store.db import transaction
 from closedloop.store.models import Dataset
 from closedloop.tools.errors import ScenarioError
+from closedloop.tools.log.snapshot import configured_key, read_snapshot
 
 
 class SimulateIn(BaseModel):
@@ -71,7 +72,7 @@ def dataset_frame(service: Service, dataset_id: int) -> pd.DataFrame:
         artifact = dataset.artifact
     if not artifact or not Path(artifact).is_file():
         raise BadBody(f"dataset {dataset_id} has no snapshot on this server to fit a twin from")
-    return pd.read_parquet(artifact)
+    return read_snapshot(artifact, configured_key(service.settings))
 
 
 def _scenario_error(exc: Exception) -> BadBody:

@@ -33,6 +33,7 @@ from closedloop.api import (
     monitor,
     observability,
     records,
+    reviews,
     teams,
 )
 from closedloop.api.auth import Admin, Analyst, Approver, Caller, needs
@@ -306,6 +307,7 @@ def create_app(
     app.include_router(analysis.build_router(service), dependencies=[Depends(needs(ANALYST))])
     app.include_router(monitor.build_router(service))
     app.include_router(records.build_router(service))
+    app.include_router(reviews.build_router(service))  # shadow reviews: approver role to record
     app.include_router(alerts.build_router(service), dependencies=[Depends(needs(ANALYST))])
     app.include_router(teams.build_router(service))
     app.include_router(bot.build_router(service))

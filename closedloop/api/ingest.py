@@ -33,6 +33,7 @@ from closedloop.tools.log.ingest_events import (
     frame_from_pushed,
     validate_batch,
 )
+from closedloop.tools.log.snapshot import configured_key, write_snapshot
 from closedloop.tools.mining.insights import insights_from_report
 from closedloop.tools.mining.mine import mine
 
@@ -209,13 +210,10 @@ def mine_frame(
     report = mine(frame, bottleneck_threshold_hours=threshold, sla_hours=sla_hours)
     report_json = report.model_dump(mode="json")
     progress("storing the snapshot and insights", 0.8)
-    artifact_dir = service.settings.home / "datasets"
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    artifact = artifact_dir / f"{digest}.parquet"
-    if not artifact.exists():
-        tmp = artifact.with_suffix(f".{time.monotonic_ns()}.tmp")
-        frame.to_parquet(tmp)
-        tmp.replace(artifact)  # atomic: never a half-written snapshot
+    # Owner-only, atomic, encrypted with CLOSEDLOOP_SNAPSHOT_KEY when set.
+    artifact = write_snapshot(
+        frame, service.settings.home / "datasets", digest, configured_key(service.settings)
+    )
     insights = insights_from_report(report_json, frame)
     with transaction(service.engine) as session:
         dataset = Dataset(

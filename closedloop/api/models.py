@@ -49,6 +49,11 @@ class PendingInterrupt(BaseModel):
     run_id: str
     plan_id: int | None = None
     approval_id: int | None = None
+    wait_hours: float | None = Field(
+        default=None,
+        description="evidence: resume after the system has run this many more hours (a "
+        "switchback block); none: whenever the observation window has passed",
+    )
 
 
 class AuditChain(BaseModel):

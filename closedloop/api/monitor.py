@@ -1,7 +1,8 @@
 """``GET /monitor``: a scope's KPIs over time, the change markers of its plans, and alerts.
 
 Series are the Watchdog's measurements (``KpiSnapshot``: cycle time, SLA attainment, rework,
-reopen and failure rates, cost per case; treatment vs control). Markers are the writes
+reopen and failure rates, cost per case; treatment vs control). Throughput is the cases
+completed per period per cohort (:mod:`closedloop.api.monitor_throughput`). Markers are the writes
 (executions) and verdicts of the scope's plans. Alerts are raised from the same rows:
 
 - ``sla_breach``: a treatment SLA attainment measured below ``sla_target``;
@@ -10,7 +11,8 @@ reopen and failure rates, cost per case; treatment vs control). Markers are the 
 - ``write_failed``: a write that failed or could not be verified.
 
 ``GET /monitor/view`` is a small page (no external assets) that draws these series per KPI,
-treatment vs control with intervals, the markers as dashed lines, and lists the alerts.
+treatment vs control with intervals, throughput as bars per period, the markers as dashed
+lines, and lists the alerts.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from sqlmodel import select
 
 from closedloop.api.auth import Caller
 from closedloop.api.models import SCOPE_PATTERN, UtcDatetime
+from closedloop.api.monitor_throughput import ThroughputSeries, throughput
 from closedloop.api.service import Service
 from closedloop.store.db import transaction
-from closedloop.store.models import Execution, KpiSnapshot, Plan, Verdict
+from closedloop.store.models import AuditEvent, Execution, KpiSnapshot, Plan, Verdict
 
 PAGE = Path(__file__).with_name("monitor_page.html")
 _WORSE_WHEN_HIGHER = ("rework_rate", "reopen_rate", "failure_rate")
@@ -67,6 +70,9 @@ class MonitorOut(BaseModel):
     scope: str
     sla_target: float
     series: list[KpiSeries]
+    throughput: list[ThroughputSeries] = Field(
+        default_factory=list, description="cases completed per period, per cohort"
+    )
     markers: list[Marker]
     alerts: list[MonitorAlert]
     plans: int = Field(description="plans of the scope in the window")
@@ -75,7 +81,19 @@ class MonitorOut(BaseModel):
 def monitor(service: Service, scope: str, sla_target: float, since: datetime | None) -> MonitorOut:
     """The monitoring view of ``scope`` from the store."""
     with transaction(service.engine) as session:
-        plan_ids = [p.id for p in session.exec(select(Plan).where(Plan.scope == scope)).all()]
+        plans = list(session.exec(select(Plan).where(Plan.scope == scope)).all())
+        plan_ids = [p.id for p in plans]
+        measured = (
+            session.exec(
+                select(AuditEvent).where(
+                    AuditEvent.run_id.in_({p.run_id for p in plans}),
+                    AuditEvent.actor == "watchdog",
+                    AuditEvent.kind == "tool_result",
+                )
+            ).all()
+            if plans
+            else []
+        )
         snaps = (
             session.exec(
                 select(KpiSnapshot)
@@ -101,6 +119,7 @@ def monitor(service: Service, scope: str, sla_target: float, since: datetime | N
             if plan_ids
             else []
         )
+    flow = throughput(plans, measured, writes, since)
     if since is not None:
         cut = since.replace(tzinfo=None)
         snaps = [s for s in snaps if s.created_at.replace(tzinfo=None) >= cut]
@@ -142,17 +161,35 @@ def monitor(service: Service, scope: str, sla_target: float, since: datetime | N
         scope=scope,
         sla_target=sla_target,
         series=series,
+        throughput=flow,
         markers=markers,
         alerts=_alerts(snaps, writes, verdicts, sla_target),
         plans=len(plan_ids),
     )
 
 
+def _checks(snaps: list[KpiSnapshot]) -> dict[int, int]:
+    """Which measurement each row belongs to (by ``id()`` of the row): one measurement writes
+    each KPI and cohort of a plan once, in id order, each row with its own timestamp."""
+    seen: dict[int, set[tuple[str, str]]] = {}
+    number: dict[int, int] = {}
+    out = {}
+    for s in sorted(snaps, key=lambda r: (r.plan_id, r.id or 0)):
+        key = (s.kpi, s.cohort)
+        if key in seen.setdefault(s.plan_id, set()):
+            seen[s.plan_id] = set()
+            number[s.plan_id] = number.get(s.plan_id, 0) + 1
+        seen[s.plan_id].add(key)
+        out[id(s)] = number.get(s.plan_id, 0)
+    return out
+
+
 def _alerts(
     snaps: list[KpiSnapshot], writes: list[Execution], verdicts: list[Verdict], sla_target: float
 ) -> list[MonitorAlert]:
     alerts = []
-    control = {(s.plan_id, s.kpi, s.created_at): s for s in snaps if s.cohort == "control"}
+    check = _checks(snaps)
+    control = {(s.plan_id, s.kpi, check[id(s)]): s for s in snaps if s.cohort == "control"}
     for s in snaps:
         if s.cohort != "treatment":
             continue
@@ -166,7 +203,7 @@ def _alerts(
                     f"({s.n} cases)",
                 )
             )
-        other = control.get((s.plan_id, s.kpi, s.created_at))
+        other = control.get((s.plan_id, s.kpi, check[id(s)]))
         if s.kpi in _WORSE_WHEN_HIGHER and other is not None and s.ci_low > other.ci_high:
             alerts.append(
                 MonitorAlert(

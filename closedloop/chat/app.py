@@ -3,7 +3,8 @@
 ``app.py`` at the repository root imports this module, which registers the Chainlit
 callbacks. At import it also adds the chat's routes to Chainlit's server (offline
 page, honest footer, process-map pages) and, when ``CLOSEDLOOP_CHAT_USERS`` names
-users, turns on password login and the chat history data layer.
+users, turns on password login (``CLOSEDLOOP_CHAT_TRUSTED_HEADER``: header login behind a
+proxy, :mod:`closedloop.chat.header_auth`) and the chat history data layer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import chainlit as cl
 from chainlit.types import ThreadDict
 
-from closedloop.chat import auth, history, intents, loop_ui, mining_ui, web
+from closedloop.chat import auth, header_auth, history, intents, loop_ui, mining_ui, web
 from closedloop.chat.answers import LogAnalysis, rework, what_if, why_slow
 from closedloop.chat.mining_ui import log_actions
 from closedloop.chat.render import md_text
@@ -28,6 +29,7 @@ log = logging.getLogger("closedloop.chat")
 
 SETTINGS = get_settings()
 USERS = auth.configured_users()
+HEADER_LOGIN = header_auth.configured_header_login()
 web.install(SETTINGS.home, SETTINGS.uses_llm, SETTINGS.openai_model)
 
 WELCOME = (
@@ -45,18 +47,34 @@ WELCOME = (
 )
 
 
-if USERS:
+if USERS or HEADER_LOGIN:
     auth.ensure_session_secret(SETTINGS.home)
 
-    @cl.password_auth_callback
-    def login(username: str, password: str) -> cl.User | None:
-        """Chat users from CLOSEDLOOP_CHAT_USERS; their roles ride in the session's user metadata."""
-        who = auth.authenticate(username, password, USERS)
-        if who is None:
-            return None
-        return cl.User(
-            identifier=who.name, metadata={"roles": sorted(who.roles), "provider": "password"}
-        )
+    if USERS:
+
+        @cl.password_auth_callback
+        def login(username: str, password: str) -> cl.User | None:
+            """Chat users from CLOSEDLOOP_CHAT_USERS; their roles ride in the session's user
+            metadata."""
+            who = auth.authenticate(username, password, USERS)
+            if who is None:
+                return None
+            return cl.User(
+                identifier=who.name, metadata={"roles": sorted(who.roles), "provider": "password"}
+            )
+
+    if HEADER_LOGIN:
+
+        @cl.header_auth_callback
+        async def header_login(headers: Any) -> cl.User | None:
+            """The person the trusted proxy header names (CLOSEDLOOP_CHAT_TRUSTED_HEADER), with
+            the roles CLOSEDLOOP_CHAT_HEADER_ROLES gives that name."""
+            who = header_auth.authenticate_header(headers, HEADER_LOGIN)
+            if who is None:
+                return None
+            return cl.User(
+                identifier=who.name, metadata={"roles": sorted(who.roles), "provider": "header"}
+            )
 
     @cl.data_layer
     def chat_history() -> Any:
@@ -79,7 +97,8 @@ def start_actions() -> list[cl.Action]:
 async def on_chat_start() -> None:
     who = loop_ui.principal()
     roles = ", ".join(sorted(who.roles))
-    hello = f"\n\nSigned in as **{md_text(who.name, 80)}** ({roles})." if USERS else ""
+    signed_in = USERS or HEADER_LOGIN
+    hello = f"\n\nSigned in as **{md_text(who.name, 80)}** ({roles})." if signed_in else ""
     await cl.Message(content=WELCOME + hello, actions=start_actions()).send()
 
 

@@ -93,12 +93,16 @@ def scan_header(path: str | Path, name: str) -> HeaderScan | None:
 
 
 def _csv_header(path: Path, name: str) -> tuple[list[str], dict[str, str]]:
-    raw = path.read_bytes() if name.lower().endswith(".gz") else path.open("rb").read(HEAD_BYTES)
     if name.lower().endswith(".gz"):
+        # Inflate only the head: a gzip bomb must not be decompressed whole to read a header.
         try:
-            raw = gzip.decompress(raw)[:HEAD_BYTES]
+            with gzip.open(path, "rb") as stream:
+                raw = stream.read(HEAD_BYTES)
         except (OSError, EOFError) as exc:
             raise EventLogError(f"{name}: cannot decompress: {exc}") from None
+    else:
+        with path.open("rb") as stream:
+            raw = stream.read(HEAD_BYTES)
     text = raw.decode("utf-8-sig", errors="replace")
     lines = text.splitlines()[:50]
     if not lines:

@@ -120,15 +120,20 @@ class LoopSession:
                 raise DecisionRefused(str(exc)) from exc
 
     def observe(self, run_id: str) -> dict[str, Any]:
-        """Let the sandbox run ``observe_days`` more days, then give the run its evidence."""
-        from closedloop.demo import advance_clock
+        """Let the sandbox run ``observe_days`` more days (block by block in a switchback trial),
+        then give the run its evidence."""
+        from closedloop.demo import advance_clock, world_days
 
         with self._lock:
             self._check(run_id)
-            advance_clock(self.api_url, self.observe_days)
-            return self._runner().resume(
-                run_id, {"advanced_days": self.observe_days}, expect="evidence"
-            )
+            pending = self._runner().pending(run_id) or {}
+            while True:
+                days = world_days(pending, self.observe_days)
+                advance_clock(self.api_url, days)
+                state = self._runner().resume(run_id, {"advanced_days": days}, expect="evidence")
+                pending = state.get("pending") or {}
+                if not pending.get("wait_hours"):
+                    return state
 
     def state(self, run_id: str) -> dict[str, Any]:
         with self._lock:

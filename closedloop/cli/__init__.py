@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from closedloop.cli import connector, demo, loop, mining, ops, optimize, recovery, twin
+from closedloop.cli import connector, demo, loop, mining, ops, optimize, recovery, review, twin
 from closedloop.cli.common import (
     EXIT_CODES_EPILOG,
     EXIT_FAILED,
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--home", help="folder for the default SQLite store and artefacts (CLOSEDLOOP_HOME)"
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, mining, loop, ops, twin, optimize, connector, recovery):
+    for module in (demo, mining, loop, ops, twin, optimize, connector, recovery, review):
         module.add_commands(sub)
     _add_epilog(sub)
     return p

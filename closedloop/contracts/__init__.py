@@ -27,6 +27,8 @@ from closedloop.contracts.measurement import (
     KpiMeasurement,
     RateStat,
     SequentialDecision,
+    SwitchbackSchedule,
+    SwitchBlock,
 )
 from closedloop.contracts.prediction import (
     Prediction,
@@ -51,6 +53,7 @@ from closedloop.contracts.steps import (
     PlanStep,
     RollbackStep,
     Step,
+    SwitchStep,
     TriageStep,
     WatchStep,
     parse_steps,
@@ -88,6 +91,9 @@ __all__ = [
     "RunStatus",
     "SequentialDecision",
     "Step",
+    "SwitchBlock",
+    "SwitchStep",
+    "SwitchbackSchedule",
     "TriageStep",
     "WatchStep",
     "parse_approval",

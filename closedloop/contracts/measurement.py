@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import (
@@ -53,6 +54,13 @@ class Guardrails(Record):
     sla_hours: float | None = Field(default=None, gt=0)
     reopen_activities: list[str] | None = None
     failure_activities: list[str] | None = None
+    watch_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="how long the change runs beside its control group before the Watchdog's "
+        "verdict (days): the window the Planner predicted over and a switchback trial spans "
+        "(settings.prediction_days); unset: until each cohort has min_cases_per_cohort cases",
+    )
 
 
 DesignName = Literal["switchback", "before_after_with_counterfactual", "treatment_control_corrected",
@@ -194,3 +202,35 @@ class KpiMeasurement(Record):
 
 
 # --------------------------------------------------------------------------- approvals
+
+
+class SwitchBlock(BaseModel):
+    """One block of a running switchback trial: the change was on (or off) from ``start``
+    (the system's time of the toggle: its last event before it) until the next block."""
+
+    index: int
+    on: bool
+    start: datetime
+    execution_id: int | None = None
+
+
+class SwitchbackSchedule(BaseModel):
+    """A switchback trial: the change alternates on/off by blocks of ``block_hours``.
+
+    ``plan`` is the on/off order of every block (block 0 is the change as executed, the
+    last block is on, so a kept change stays live); ``pairs`` the blocks randomised together
+    (one on, one off); ``blocks`` are the blocks begun so far; ``reported_hours`` how long
+    the world ran since the current block began, as the resumes' drivers said.
+    ``finished`` once the last block has run its length; ``stopped`` says why a trial ended
+    early (a toggle refused or failed), in which case the blocks begun are all there is.
+    """
+
+    block_hours: float = Field(gt=0)
+    washout_hours: float = Field(ge=0)
+    plan: list[bool]
+    pairs: list[tuple[int, int]] = Field(default_factory=list)
+    why: str
+    blocks: list[SwitchBlock] = Field(default_factory=list)
+    reported_hours: float = 0.0
+    finished: bool = False
+    stopped: str | None = None

@@ -106,6 +106,17 @@ class ExecuteStep(AgentStep):
     summary: str
 
 
+class SwitchStep(Record):
+    """A switchback toggle (or the trial's end): which block began, on or off, and when."""
+
+    step: Literal["switch"] = "switch"
+    block: int
+    on: bool | None
+    at: str
+    execution_id: int | None = None
+    note: str = ""
+
+
 class WatchStep(AgentStep):
     step: Literal["watch"] = "watch"
     decision: Literal["keep", "rollback", "escalate", "wait"]
@@ -134,7 +145,7 @@ Step = Annotated[
     Annotated[ObserveStep, Tag("observe")] | Annotated[TriageStep, Tag("triage")]
     | Annotated[PlanStep, Tag("plan")] | Annotated[GateStep, Tag("gate")]
     | Annotated[ApprovalStep, Tag("approval")] | Annotated[ExecuteStep, Tag("execute")]
-    | Annotated[WatchStep, Tag("watch")] | Annotated[RollbackStep, Tag("rollback")]
+    | Annotated[SwitchStep, Tag("switch")] | Annotated[WatchStep, Tag("watch")] | Annotated[RollbackStep, Tag("rollback")]
     | Annotated[LearnStep, Tag("learn")],
     Discriminator(_step_kind),
 ]

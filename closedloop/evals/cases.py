@@ -20,6 +20,8 @@ from closedloop.evals.attacks import Attack
 from closedloop.evals.world import World
 
 Kind = Literal["loop", "people", "adversarial"]
+
+
 class PeopleSlice(BaseModel):
     """Rules learnt on the months before ``judge_month`` and judged on that month."""
 
@@ -45,7 +47,11 @@ class EvalCase(BaseModel):
     evidence: dict[str, Any] | None = Field(
         None, description="branch replay: a recorded KpiMeasurement the Watchdog judges"
     )
-    truth: str | None = Field(None, description="regime/seed in cases/truth/helpdesk.yaml")
+    truth: str | None = Field(
+        None,
+        description="regime/seed in cases/truth/helpdesk.yaml, or 'connector': computed through "
+        "the domain's connector while grading (closedloop.evals.o2c_truth)",
+    )
     attack: Attack | None = None
     people: PeopleSlice | None = None
     expect: dict[str, Any] = Field(default_factory=dict)

@@ -34,6 +34,10 @@ def chosen_label(trace: Trace) -> str:
     plan = plan_step(trace)
     if not plan or plan.get("dropped") or not plan.get("action") or plan.get("action") == "none":
         return "no change"
+    if trace.world.startswith("o2c:"):  # named as closedloop.evals.o2c_truth names it
+        from closedloop.evals.connector_truth import ActionChange
+
+        return ActionChange(action=plan["action"], params=plan.get("params") or {}).label()
     try:
         return change_from_action(plan["action"], plan.get("params") or {}).label()
     except (KeyError, ValueError) as exc:

@@ -107,6 +107,11 @@ def score_people(slice_: PeopleSlice) -> tuple[list[Score], dict[str, Any]]:
     not less accurate than always deciding the majority, and the rules that fire stay as precise
     on the judged month as they were learnt to be (``min_precision``, 5 points of slack)."""
     result = judge(slice_)
+    return grade_people(slice_, result), result
+
+
+def grade_people(slice_: PeopleSlice, result: dict[str, Any]) -> list[Score]:
+    """The scores of :func:`score_people` from a judged slice (its stored trace)."""
     a = result["agreement"]
     kappa = a["kappa"] if a["kappa"] is not None else 0.0
     scores = [
@@ -135,4 +140,4 @@ def score_people(slice_: PeopleSlice) -> tuple[list[Score], dict[str, Any]]:
                 data={"precision": precision},
             )
         )
-    return scores, result
+    return scores

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from closedloop.evals.cases import EvalCase
-from closedloop.evals.mutants import MUTANTS, applied
+from closedloop.evals.mutants import Mutant, applied, stage
 from closedloop.evals.world import Planned, plan_world
 from closedloop.settings import Settings
 
@@ -66,9 +66,9 @@ def _cache_dir() -> Path:
 
 
 def planned_world(
-    case: EvalCase, settings: Settings, workdir: Path, mutant: str | None, cacheable: bool
+    case: EvalCase, settings: Settings, workdir: Path, mutant: str | Mutant | None, cacheable: bool
 ) -> Planned:
-    reuse = cacheable and (mutant is None or MUTANTS[mutant].stage != "plan")
+    reuse = cacheable and stage(mutant) != "plan"
     key = group_key(case)
     if reuse and key in PLANNED:
         return PLANNED[key]

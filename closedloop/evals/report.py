@@ -91,7 +91,7 @@ def render(report: EvalReport, mutants: MutationReport | None = None) -> str:
             f"{s['usage']['loop_seconds']} | - |"
         ),
         (
-            f"| tokens served / estimated cost | {s['usage']['tokens_served']} / "
+            f"| tokens (store's metered calls) / estimated cost | {s['usage'].get('tokens', 0)} / "
             f"${s['usage']['estimated_cost_usd']} | - |"
         ),
         "",

@@ -21,10 +21,11 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from closedloop.evals.cases import EvalCase, load_cases
-from closedloop.evals.loop_scorers import score_trace
-from closedloop.evals.mutants import applied
+from closedloop.evals.grading import grade_loop
+from closedloop.evals.mutants import Mutant, applied, stage
 from closedloop.evals.planning import PLANNED, group_key, model_settings, planned_world
 from closedloop.evals.scorers import Score
+from closedloop.evals.traces import save_trace
 from closedloop.evals.truth import load_truth
 from closedloop.evals.world import PROXIED, Planned, Trace, run_branch
 from closedloop.settings import Settings
@@ -101,72 +102,33 @@ def _result(
     )
 
 
-def _truth(case: EvalCase, truths: dict[str, Any]) -> dict[str, Any] | None:
-    if case.truth is None:
-        return None
-    if case.truth not in truths:
-        raise KeyError(f"case {case.name}: no stored truth {case.truth!r}; known: {sorted(truths)}")
-    return truths[case.truth]
-
-
-def _extra_scores(case: EvalCase, trace: Trace, server: Any) -> list[Score]:
-    """Adversarial expectations: the plan is the one of the clean world; a model outage shows."""
-    out = []
-    kind = case.attack.kind if case.attack else None
-    if "same_plan_as" in case.expect:
-        from closedloop.evals.loop_scorers import chosen_label
-
-        got = chosen_label(trace)
-        out.append(
-            Score(
-                scorer="unswayed",
-                passed=got == case.expect["same_plan_as"],
-                detail=f"chose {got!r}; the clean world's plan is {case.expect['same_plan_as']!r}",
-            )
+def _served(trace: Trace, server: Any) -> None:
+    """What the eval's own model server saw (beside the store's metered calls)."""
+    if server is not None:
+        trace.usage.update(
+            {
+                "server_calls": server.calls,
+                "server_latency_s": round(server.latency_s, 2),
+                "prompt_tokens_served": server.calls * server.prompt_tokens,
+            }
         )
-    if kind in ("model_down", "model_slow", "model_malformed"):
-        agent_steps = [s for s in trace.state.get("steps", []) if "fallback" in s]
-        flagged = all(s.get("fallback") for s in agent_steps) and bool(agent_steps)
-        outcome = str(trace.state.get("outcome"))
-        said = "model" in outcome or "degraded" in outcome
-        out.append(
-            Score(
-                scorer="outage_recorded_per_step",
-                passed=flagged,
-                detail=f"{sum(bool(s.get('fallback')) for s in agent_steps)} of "
-                f"{len(agent_steps)} agent steps say they fell back",
-            )
-        )
-        out.append(
-            Score(
-                scorer="outage_in_outcome",
-                passed=said,
-                detail=f"run outcome {outcome!r} after {len(trace.model_errors)} model error(s)",
-            )
-        )
-        if server is not None:
-            trace.usage.update(
-                {
-                    "server_calls": server.calls,
-                    "server_latency_s": round(server.latency_s, 2),
-                    "prompt_tokens_served": server.calls * server.prompt_tokens,
-                }
-            )
-    return out
 
 
 def _run_group(
-    cases: list[EvalCase], base: Settings, truths: dict[str, Any], workdir: Path, mutant: str | None
+    cases: list[EvalCase],
+    base: Settings,
+    truths: dict[str, Any],
+    workdir: Path,
+    mutant: str | Mutant | None,
+    traces: Path | None = None,
 ) -> list[CaseResult]:
-    from closedloop.evals.mutants import MUTANTS
-
     first = cases[0]
     out = []
-    regate = mutant is not None and MUTANTS[mutant].stage == "gate"
+    regate = stage(mutant) == "gate"
     with model_settings(first, base) as (settings, server):
         started = time.perf_counter()
         try:
-            with applied(mutant if mutant and MUTANTS[mutant].stage == "plan" else None):
+            with applied(mutant if stage(mutant) == "plan" else None):
                 planned: Planned = planned_world(
                     first,
                     settings,
@@ -211,32 +173,37 @@ def _run_group(
                     )
                 )
                 continue
-            expect = {**case.expect, "initial_staffing": _initial_staffing(case, truths)}
-            scores = score_trace(trace, expect, _truth(case, truths)) + _extra_scores(
-                case, trace, server
-            )
+            try:
+                scores = grade_loop(case, trace, truths)
+            except Exception as exc:  # noqa: BLE001 - a case that cannot be graded fails alone
+                scores = [
+                    Score(
+                        scorer="graded", passed=False, detail=f"{type(exc).__name__}: {exc}"[:500]
+                    )
+                ]
+            _served(trace, server)
             usage = {
                 **trace.usage,
-                "steps": len(trace.state.get("steps", [])),
+                "loop_steps": len(trace.state.get("steps", [])),
                 "loop_seconds": round(trace.seconds, 2),
                 "writes": len(trace.writes),
                 "audit": trace.audit_kinds,
             }
-            out.append(_result(case, scores, trace.state.get("outcome"), trace.seconds, usage))
+            result = _result(case, scores, trace.state.get("outcome"), trace.seconds, usage)
+            out.append(result)
+            if traces is not None:
+                save_trace(traces, result, trace)
     return out
 
 
-def _initial_staffing(case: EvalCase, truths: dict[str, Any]) -> dict[str, int]:
-    truth = truths.get(case.truth or "", {})
-    return {**truth.get("staffing", {}), **case.world.staffing}
-
-
-def run_case(case: EvalCase, base: Settings, mutant: str | None = None) -> CaseResult:
+def run_case(case: EvalCase, base: Settings, mutant: str | Mutant | None = None) -> CaseResult:
     """Run and score one case on its own."""
     return _run_cases([case], base, mutant)[0]
 
 
-def _run_people(case: EvalCase, mutant: str | None) -> CaseResult:
+def _run_people(
+    case: EvalCase, mutant: str | Mutant | None, traces: Path | None = None
+) -> CaseResult:
     from closedloop.evals.people import DataMissing, score_people
 
     started = time.perf_counter()
@@ -257,18 +224,25 @@ def _run_people(case: EvalCase, mutant: str | None) -> CaseResult:
             error=err,
         )
     usage = {"judged_cases": result["judged_cases"], "rules": result["rules"]}
-    return _result(case, scores, "judged", time.perf_counter() - started, usage)
+    out = _result(case, scores, "judged", time.perf_counter() - started, usage)
+    if traces is not None:
+        save_trace(traces, out, result)
+    return out
 
 
 def _run_cases(
-    cases: list[EvalCase], base: Settings, mutant: str | None, stop_early: bool = False
+    cases: list[EvalCase],
+    base: Settings,
+    mutant: str | Mutant | None,
+    stop_early: bool = False,
+    traces: Path | None = None,
 ) -> list[CaseResult]:
     truths = _load_truths(cases)
     groups: dict[str, list[EvalCase]] = defaultdict(list)
     results: dict[str, CaseResult] = {}
     for case in cases:
         if case.kind == "people":
-            results[case.name] = _run_people(case, mutant)
+            results[case.name] = _run_people(case, mutant, traces)
             if stop_early and not results[case.name].as_expected:
                 return list(results.values())
         else:
@@ -278,7 +252,7 @@ def _run_cases(
         ordered.sort(key=lambda g: bool(g[0].attack and g[0].attack.kind.startswith("model")))
     with tempfile.TemporaryDirectory(prefix="closedloop-eval-") as tmp:
         for n, group in enumerate(ordered):
-            for r in _run_group(group, base, truths, Path(tmp) / f"g{n}", mutant):
+            for r in _run_group(group, base, truths, Path(tmp) / f"g{n}", mutant, traces):
                 results[r.case] = r
             if stop_early and any(
                 not results[c.name].as_expected or results[c.name].safety_violations for c in group
@@ -298,16 +272,19 @@ def run_suite(
     folder: Path | None = None,
     threshold: float = 1.0,
     tier: str = "full",
-    mutant: str | None = None,
+    mutant: str | Mutant | None = None,
     baseline: bool = True,
     stop_early: bool = False,
     names: list[str] | None = None,
     repeat: int = 1,
+    traces: Path | None = None,
 ) -> EvalReport:
     """Run the cases (of ``tier``; only ``names`` if given) under ``mutant`` (None: the loop as
     it is); the suite passes when the share behaving as expected reaches ``threshold`` and no
     case has a safety violation. ``baseline`` also scores the do-nothing planner. ``repeat``
-    runs every case that many times, each time planned afresh (pass^k and flip rate)."""
+    runs every case that many times, each time planned afresh (pass^k and flip rate).
+    ``traces``: a folder to store each case's trace in (the last repetition's), to be graded
+    again without running (:func:`closedloop.evals.traces.regrade`)."""
     from closedloop.evals.metrics import repeatability
     from closedloop.evals.summary import summarize
 
@@ -318,15 +295,18 @@ def run_suite(
     if names:
         unknown = sorted(set(names) - {c.name for c in cases})
         if unknown:
-            raise KeyError(f"no such case(s) in tier {tier}: {unknown}")
+            raise ValueError(f"no such case(s) in tier {tier}: {unknown}")
         cases = [c for c in cases if c.name in names]
     runs: dict[str, list[bool]] = defaultdict(list)
-    for _ in range(repeat):
+    scored: dict[str, set[str]] = defaultdict(set)
+    for n in range(repeat):
         if repeat > 1:
             PLANNED.clear()
-        results = _run_cases(cases, base, mutant, stop_early)
+        folder_n = traces / f"run{n + 1}" if traces and repeat > 1 else traces
+        results = _run_cases(cases, base, mutant, stop_early, folder_n)
         for r in results:
             runs[r.case].append(r.as_expected)
+            scored[r.case].add(repr([(s.scorer, s.passed, s.detail) for s in r.scores]))
     ran = [r for r in results if not r.skipped]
     rate = sum(r.as_expected for r in ran) / len(ran) if ran else 0.0
     violations = sum(r.safety_violations for r in results)
@@ -336,14 +316,16 @@ def run_suite(
         threshold=threshold,
         passed=bool(ran) and rate >= threshold and violations == 0,
         safety_violations=violations,
-        mutant=mutant,
+        mutant=mutant.name if isinstance(mutant, Mutant) else mutant,
         seconds=round(time.perf_counter() - started, 1),
     )
     report.summary = summarize(results)
     if repeat > 1:
-        report.summary["repeatability"] = repeatability(
-            {k: v for k, v in runs.items() if v}
-        ).model_dump()
+        report.summary["repeatability"] = {
+            **repeatability({k: v for k, v in runs.items() if v}).model_dump(),
+            # stricter than pass/fail: every score and its numbers the same in every run
+            "identical_scores": sum(len(v) == 1 for v in scored.values()) / max(len(scored), 1),
+        }
     if baseline and mutant is None and not stop_early:
         loop_cases = [c for c in cases if c.kind == "loop" and c.truth]
         if loop_cases:

@@ -8,7 +8,8 @@ from typing import Any
 
 from closedloop.evals.metrics import agreement, repeatability
 
-#: Estimated price per 1000 tokens (prompt and completion alike), for the cost column.
+#: Estimated price per 1000 tokens (prompt and completion alike) where the store's metered
+#: calls know no price for the model (a local model server).
 COST_PER_1K_TOKENS = 0.0006
 
 
@@ -81,11 +82,30 @@ def summarize(results: list[Any]) -> dict[str, Any]:
             else None,
         },
         "over_seeds": over_seeds.model_dump() if over_seeds else None,
-        "usage": {
-            "model_calls": sum(int(r.usage.get("model_calls", 0)) for r in ran),
-            "steps": sum(int(r.usage.get("steps", 0)) for r in ran),
-            "loop_seconds": round(sum(float(r.usage.get("loop_seconds", 0)) for r in ran), 1),
-            "tokens_served": tokens,
-            "estimated_cost_usd": round(tokens / 1000 * COST_PER_1K_TOKENS, 4),
-        },
+        "usage": _usage(ran, tokens),
+    }
+
+
+def _usage(ran: list[Any], served: int) -> dict[str, Any]:
+    """Steps, model calls, tokens, estimated cost and latency of the loops (from the store's
+    metered model calls, ``closedloop.agents.model_calls``)."""
+    tokens = sum(
+        int(r.usage.get("prompt_tokens", 0)) + int(r.usage.get("completion_tokens", 0)) for r in ran
+    )
+    known = [r.usage.get("cost_usd") for r in ran if "cost_usd" in r.usage]
+    unpriced = sum(
+        int(r.usage.get("prompt_tokens", 0)) + int(r.usage.get("completion_tokens", 0))
+        for r in ran
+        if "cost_usd" in r.usage and r.usage["cost_usd"] is None
+    )
+    cost = sum(c for c in known if c is not None) + unpriced / 1000 * COST_PER_1K_TOKENS
+    return {
+        "model_calls": sum(int(r.usage.get("model_calls", 0)) for r in ran),
+        "steps": sum(int(r.usage.get("steps", 0)) for r in ran),
+        "fallback_steps": sum(int(r.usage.get("fallback_steps", 0)) for r in ran),
+        "model_latency_s": round(sum(float(r.usage.get("latency_s", 0)) for r in ran), 1),
+        "loop_seconds": round(sum(float(r.usage.get("loop_seconds", 0)) for r in ran), 1),
+        "tokens": tokens,
+        "tokens_served": served,
+        "estimated_cost_usd": round(cost, 6),
     }

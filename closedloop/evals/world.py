@@ -24,15 +24,17 @@ import httpx
 from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
-from closedloop.demo import advance_clock
+from closedloop.agents.model_calls import loop_usage
+from closedloop.demo import advance_clock, world_days
 from closedloop.graphs.runner import LoopRunner
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
-from closedloop.store.models import Approval, AuditEvent, Execution, Plan, Verdict
+from closedloop.store.models import Approval, AuditEvent, Execution, LoopRun, Plan, Verdict
 
 Branch = Literal["approve", "reject", "kill_switch", "rollback_drill", "replay", "none"]
 #: Days the world runs on after each evidence check the Watchdog answered "wait".
 EXTRA_DAYS = 7.0
+MAX_RESUMES = 40  # approval, a switchback's blocks (up to 14 + 1), evidence checks
 
 
 class World(BaseModel):
@@ -72,6 +74,10 @@ class Trace:
     after: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
+    #: the run's own record of a model outage (``LoopRun.degraded``)
+    degraded: str | None = None
+    #: counterfactual truth computed for this run's world while grading (o2c), kept for regrading
+    truth: dict[str, Any] | None = None
 
 
 @dataclass
@@ -87,7 +93,13 @@ class Planned:
     seconds: float
     attack: Any = None
     proxy_port: int | None = None
+    #: the planning process's fitted twins, bootstrap refits and event frames (keyed by dataset
+    #: hash and seed): every branch of the world starts with them, as one long-lived process would
+    shared: dict[str, Any] = field(default_factory=dict)
 
+
+#: Process-cache entries of a LoopContext that are pure functions of a stored dataset and the seed.
+SHAREABLE = ("frame:", "twin:", "refits:")
 
 PROXIED = ("inject_events", "inject_api", "missing_data", "conflicting_data")
 
@@ -161,6 +173,7 @@ def plan_world(
             LoopRunner(_settings(base, db, world, mode)) as runner,
         ):
             state = runner.start(url, scope=scope)
+            shared = {k: v for k, v in runner.context.cache.items() if k.startswith(SHAREABLE)}
         writes = _writes(sandbox.url, setup)
         port = sandbox.port
     return Planned(
@@ -173,6 +186,7 @@ def plan_world(
         seconds=time.perf_counter() - started,
         attack=attack,
         proxy_port=proxy_port,
+        shared=shared,
     )
 
 
@@ -202,7 +216,7 @@ def _drive(
 ) -> tuple[dict[str, Any], str | None]:
     forged = None
     days = world.observe_days
-    for _ in range(8):
+    for _ in range(MAX_RESUMES):
         pending = state.get("pending")
         if not pending:
             break
@@ -220,9 +234,11 @@ def _drive(
             if branch in ("reject", "kill_switch") and state.get("plan_id"):
                 forged = _forge(runner, state, url)
         else:
-            advance_clock(url, days)
-            days = EXTRA_DAYS
-            state = runner.resume(state["run_id"], {"advanced_days": days}, expect="evidence")
+            step = world_days(pending, days)  # a switchback block, or the window
+            advance_clock(url, step)
+            if not pending.get("wait_hours"):
+                days = EXTRA_DAYS
+            state = runner.resume(state["run_id"], {"advanced_days": step}, expect="evidence")
     if branch == "rollback_drill" and state.get("execution_ids"):
         forged = _drill(runner, state, url)
     return state, forged
@@ -320,6 +336,7 @@ def run_branch(
             _front(sandbox, planned.attack, planned.proxy_port or 0) as (url, _),
             LoopRunner(_settings(base, db, world, mode)) as runner,
         ):
+            runner.context.cache.update(planned.shared)
             state = dict(planned.state)
             if mode != planned.mode or regate:
                 _set_mode(runner, state["scope"], mode)
@@ -349,18 +366,15 @@ def _collect(
         apps = s.exec(select(Approval).where(Approval.run_id == run_id)).all()
         verdicts = s.exec(select(Verdict).where(Verdict.plan_id.in_(ids))).all() if ids else []
         events = s.exec(select(AuditEvent).where(AuditEvent.run_id == run_id)).all()
+        # steps, model calls, tokens, cost, latency: the store's metered calls, as outside evals
+        usage = loop_usage(s, run_id)
+        run = s.get(LoopRun, run_id)
     kinds: dict[str, int] = {}
     errors = []
-    usage = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
     for e in events:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
         if e.kind == "model_error":
             errors.append(str(e.payload.get("error", ""))[:300])
-        if e.kind == "model_answer":
-            usage["model_calls"] += 1
-            meta = (e.payload.get("message") or {}).get("usage") or {}
-            usage["prompt_tokens"] += int(meta.get("input_tokens", 0) or 0)
-            usage["completion_tokens"] += int(meta.get("output_tokens", 0) or 0)
     return Trace(
         world=world.key(),
         mode=mode,
@@ -397,4 +411,5 @@ def _collect(
         audit_kinds=kinds,
         model_errors=errors,
         usage=usage,
+        degraded=run.degraded if run else None,
     )

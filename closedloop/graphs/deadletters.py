@@ -14,7 +14,8 @@ from typing import Any
 from sqlmodel import select
 
 from closedloop.agents.context import LoopContext
-from closedloop.agents.executor import reconcile, undo_execution
+from closedloop.agents.executor import undo_execution
+from closedloop.agents.writes import reconcile
 from closedloop.contracts import NotPaused
 from closedloop.store.db import transaction
 from closedloop.store.models import DeadLetter, Execution, LoopRun, Plan

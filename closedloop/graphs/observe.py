@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from closedloop.store.db import transaction
 from closedloop.store.models import Dataset, Insight, LoopRun, MiningRun, utcnow
 from closedloop.tools.act import fetch_events
 from closedloop.tools.log import frame_from_records, load_event_log
+from closedloop.tools.log.snapshot import configured_key, write_snapshot
 from closedloop.tools.mining.insights import insights_from_report
 from closedloop.tools.mining.mine import mine
 
@@ -65,7 +64,9 @@ def observe(
         },
     )
     digest = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
-    artifact = write_snapshot(frame, ctx.settings.home / "datasets", digest)
+    artifact = write_snapshot(
+        frame, ctx.settings.home / "datasets", digest, configured_key(ctx.settings)
+    )
     crash_point("observe")
     ctx.cache[f"frame:{digest}"] = frame
     insights = insights_from_report(report_json, frame)
@@ -118,25 +119,3 @@ def observe(
         "events_position": batch.position.model_dump(mode="json"),
         "steps": [step.model_dump()],
     }
-
-
-def write_snapshot(frame: Any, folder: Path, digest: str) -> Path:
-    """Store a dataset snapshot as ``<digest>.parquet``, owner-only (file 0600, folder 0700).
-
-    Written to a unique temporary file and renamed: atomic, and safe when several processes
-    snapshot the same events at once.
-    """
-    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
-    artifact = folder / f"{digest}.parquet"
-    if artifact.exists():
-        return artifact
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest[:12]}-", suffix=".tmp")
-    os.close(fd)  # mkstemp creates it 0600
-    try:
-        frame.to_parquet(tmp)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, artifact)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return artifact

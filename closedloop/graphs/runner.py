@@ -26,7 +26,7 @@ from sqlmodel import select
 
 from closedloop.agents.binding import bind_catalog
 from closedloop.agents.context import LoopContext
-from closedloop.agents.executor import reconcile
+from closedloop.agents.writes import reconcile
 from closedloop.contracts import ApprovalAnswer, NotPaused, RunNotFound, RunStatus
 from closedloop.graphs.gate import AlreadyDecided, decide_approval
 from closedloop.graphs.loop import build_graph

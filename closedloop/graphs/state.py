@@ -36,6 +36,9 @@ class LoopState(TypedDict, total=False):
     gate: str
     decision: str
     execution_ids: list[int]
+    switchback: dict[str, Any] | None  # a running switchback trial (``SwitchbackSchedule`` dump)
+    advanced_hours: float | None  # how long the world ran before the last resume, as its driver said
+    wait_hours: float | None  # how long the world should run before the next resume (None: as long as it likes)
     evidence_checks: int
     verdict_id: int | None
     outcome: RunStatus

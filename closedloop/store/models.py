@@ -65,6 +65,11 @@ class LoopRun(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    degraded: str | None = Field(
+        default=None,
+        description="None while every agent step got a valid answer from its configured model; "
+        "else which steps the offline policy decided in its place and why",
+    )
 
 
 class CatalogVersion(SQLModel, table=True):
@@ -316,3 +321,45 @@ class PolicyVersion(SQLModel, table=True):
     channel: str
     evidence: dict = _json()
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelCall(SQLModel, table=True):
+    """One turn of an agent's model (a configured LLM or the offline policy): tokens, estimated
+    cost and latency, whether it answered, and whether it was the fallback after a failure."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    agent: str = Field(index=True)
+    model: str
+    offline: bool = Field(description="the offline rule policy answered (no model service)")
+    fallback: bool = Field(default=False, description="it stood in for a failed configured model")
+    ok: bool = Field(default=True, description="False: the model service failed on this turn")
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = Field(
+        default=None, description="estimated from the model's price per token; None: unknown"
+    )
+    latency_ms: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class JobRecord(SQLModel, table=True):
+    """A long job of the REST API (mining a pushed source or an uploaded log) with its progress,
+    kept here so its state outlives the serving process: a job whose process died before it
+    finished is failed as interrupted (``closedloop.api.jobs``), never lost."""
+
+    __tablename__ = "job"
+    id: str = Field(primary_key=True)
+    kind: str
+    status: str = Field(default="queued", index=True, description="queued|running|done|failed")
+    stage: str = "queued"
+    progress: float = 0.0
+    by: str
+    owner: str = Field(description="the serving process running it (host:pid:start)")
+    request: dict = _json()
+    result: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None

@@ -153,15 +153,28 @@ MUTANTS: dict[str, Mutant] = {
 }
 
 
-@contextmanager
-def applied(name: str | None) -> Iterator[Mutant | None]:
-    """Apply mutant ``name`` (None: nothing) for the duration of the block."""
-    if name is None:
-        yield None
-        return
+def resolve(name: str | Mutant | None) -> Mutant | None:
+    """The mutant called ``name`` (a ``Mutant`` itself, e.g. a policy's patches, as it is)."""
+    if name is None or isinstance(name, Mutant):
+        return name
     if name not in MUTANTS:
         raise KeyError(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}")
-    mutant = MUTANTS[name]
+    return MUTANTS[name]
+
+
+def stage(name: str | Mutant | None) -> str | None:
+    """What the mutant breaks first: "plan", "gate" or "act" (None: nothing)."""
+    mutant = resolve(name)
+    return mutant.stage if mutant else None
+
+
+@contextmanager
+def applied(name: str | Mutant | None) -> Iterator[Mutant | None]:
+    """Apply mutant ``name`` (None: nothing) for the duration of the block."""
+    mutant = resolve(name)
+    if mutant is None:
+        yield None
+        return
     with ExitStack() as stack:
         for target, factory in mutant.patches.items():
             module, attr = target.split(":")

@@ -56,6 +56,13 @@ def no_plan(orig: Callable[..., Any]) -> Callable[..., Any]:
 
 def planner_spec(how: str) -> Factory:
     """A Planner that proposes nothing, or the first candidate after predicting only it."""
+    step = planner_step(how)
+    return lambda spec: dataclasses.replace(spec, offline_step=step)
+
+
+def planner_step(how: str) -> Callable[[Sequence[BaseMessage]], AIMessage]:
+    """The planner model of a baseline: propose nothing, the first candidate or a random one
+    (seeded by the candidates, so the same task gets the same pick), predicting only it."""
 
     def step(messages: Sequence[BaseMessage]) -> AIMessage:
         task = first_human_json(messages)
@@ -72,6 +79,9 @@ def planner_spec(how: str) -> Factory:
             )
         sims = tool_results(messages).get("simulate_action", [])
         first = candidates[0]
+        if how == "random":
+            labels = "|".join(sorted(str(c.get("label", c["action"])) for c in candidates))
+            first = random.Random(labels).choice(candidates)
         if not sims:
             return call_tool(
                 "simulate_action", {"action": first["action"], "params": first["params"]}, messages
@@ -81,12 +91,12 @@ def planner_spec(how: str) -> Factory:
                 "action": first["action"],
                 "params": first["params"],
                 "simulation_id": sims[0].get("simulation_id"),
-                "hypothesis": "first candidate",
-                "rationale": "mutant: first candidate",
+                "hypothesis": f"{how} candidate",
+                "rationale": f"baseline: {how} candidate",
             }
         )
 
-    return lambda spec: dataclasses.replace(spec, offline_step=step)
+    return step
 
 
 def watchdog_spec(decision: str) -> Factory:

@@ -22,7 +22,8 @@ Public API (import from here; the modules behind it may move):
 - the decision (``ranking``): :func:`contract_prediction`, :func:`shortfall`,
   :func:`conservative_pct`, :func:`decide` (:class:`Weighed`);
 - the one WRITE tool (``invoke``): :func:`invoke_api` with :class:`ApiRequest` / :class:`ApiResult`;
-- READ tools on the enterprise system (``collect``): :func:`fetch_events`, :func:`fetch_config`.
+- READ tools on the enterprise system (``collect``): :func:`fetch_events`, :func:`fetch_config`;
+- model text is never evidence (``prose``): :func:`guard_prose`, :func:`computed_facts`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from closedloop.tools.act.planning import (
     segment_share,
 )
 from closedloop.tools.act.pool_map import PoolMatch, map_pool, state_members
+from closedloop.tools.act.prose import Facts, GuardedProse, computed_facts, guard_prose
 from closedloop.tools.act.ranking import (
     Weighed,
     conservative_pct,
@@ -92,7 +94,9 @@ __all__ = [
     "Dropped",
     "EventBatch",
     "EventPosition",
+    "Facts",
     "Gate",
+    "GuardedProse",
     "PlanOpportunity",
     "PoolMatch",
     "System",
@@ -107,6 +111,7 @@ __all__ = [
     "change_kind",
     "cohort_split",
     "compensation_description",
+    "computed_facts",
     "connector_document",
     "connector_path",
     "conservative_pct",
@@ -117,6 +122,7 @@ __all__ = [
     "failure_prior",
     "fetch_config",
     "fetch_events",
+    "guard_prose",
     "invoke_api",
     "list_catalog",
     "load_manifest",

@@ -210,10 +210,12 @@ def boundary_activities(report: Mapping[str, Any], tolerance: float = 0.05) -> d
             "start_activities": starts or list(report["start_activities"])}
 
 
-def default_guardrails(report: Mapping[str, Any]) -> Guardrails:
-    """The guardrails of a new plan, with the case boundaries of the mined log (a ``MiningReport`` dump)."""
+def default_guardrails(report: Mapping[str, Any], watch_days: float | None = None) -> Guardrails:
+    """The guardrails of a new plan, with the case boundaries of the mined log (a ``MiningReport`` dump)
+    and, when given, how many days the change is watched before the verdict."""
+    watch = {"watch_days": watch_days} if watch_days else {}  # unset stays out of the dump
     return Guardrails(max_relative_worsening=MAX_RELATIVE_WORSENING, min_cases_per_cohort=MIN_CASES_PER_COHORT,
-                      max_writes=MAX_WRITES, **boundary_activities(report))
+                      max_writes=MAX_WRITES, **boundary_activities(report), **watch)
 
 
 def cohort_split(treated_share: float) -> dict[str, Any]:

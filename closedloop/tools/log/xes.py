@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from closedloop.tools.errors import EventLogError
+from closedloop.tools.log.pm4pylazy import submodule
 
 _CHUNK = 1 << 16
 _TAIL = 4096
@@ -217,8 +218,6 @@ def rust_panics_silenced() -> Iterator[None]:
 def read_xes(path: Path) -> pd.DataFrame:
     """Read a checked XES file into pm4py's dataframe layout (one row per event)."""
     check_xes(path)
-    import pm4py  # heavy import, only when reading XES
-
     try:
         import rustxes  # noqa: F401
 
@@ -228,11 +227,15 @@ def read_xes(path: Path) -> pd.DataFrame:
     if rust_ok:
         try:
             with rust_panics_silenced():
-                return pm4py.read_xes(str(path), variant="rustxes")
+                # pm4py.read_xes(variant="rustxes") without pm4py's package start-up
+                rust = submodule("objects.log.importer.xes.variants.rustxes")
+                return rust.apply(str(path), {"return_legacy_log_object": False})
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException:  # noqa: BLE001 - rustxes panics raise pyo3 PanicException(BaseException)
             _scan(path, stop_at_root=False)  # a well-formedness error with line number, if any
+    import pm4py  # the fallback reader: pm4py's lxml parser
+
     try:
         return pm4py.read_xes(str(path), variant="iterparse", show_progress_bar=False)
     except Exception as exc:  # noqa: BLE001 - lxml, date parsing, pm4py internals: never escape raw

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,7 @@ def switchback(
     start_activities: Iterable[str] | None = None,
     tau_hours: float | None = None,
     confidence: float = 0.95,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> EffectEstimate:
     """Total effect of a change toggled on/off by time blocks (on-blocks minus off-blocks).
 
@@ -98,6 +100,12 @@ def switchback(
     block share its queue and are not independent). A block's curve is
     continued past its own follow-up with the pooled curve of its arm.
     Needs at least 2 on- and 2 off-blocks with cases.
+
+    With ``pairs`` (indices into the schedule of blocks randomised as pairs, one on and
+    one off, e.g. the same weekday a week apart) the effect is the case-weighted mean of
+    the pairs' differences and its interval comes from their spread (a t with pairs - 1
+    degrees of freedom): what the pairs share (the weekday) cancels. Pairs with an empty
+    block are left out; fewer than 3 complete pairs fall back to the unpaired estimate.
     """
     blocks = _blocks(schedule)
     if not blocks:
@@ -126,19 +134,25 @@ def switchback(
         _cluster_mean(per_block[False]),
     )
     k_on, k_off = len(per_block[True]), len(per_block[False])
+    effect = on_mean - off_mean
     se = math.sqrt(v_on + v_off)
     dof = (v_on + v_off) ** 2 / (v_on**2 / (k_on - 1) + v_off**2 / (k_off - 1)) if se else None
+    paired = _paired(used, blocks, pairs or [], tau, tails)
+    if paired is not None:
+        effect, se, dof, n_pairs = paired
     why = (
         f"the change was toggled by time blocks ({k_on} on, {k_off} off), so every case in a "
         "block shares the same state of the queue and the comparison sees the total effect, "
         f"spill-over included; arrivals in the first {washout_hours:g} h of a block were left out "
         "(carry-over) and the interval treats blocks, not cases, as the units"
+        + (f"; paired: {n_pairs} pairs of blocks randomised together, so what a pair shares "
+           "(e.g. its weekday) cancels in the difference" if paired is not None else "")
     )
     assumptions = ["blocks are independent after the washout (carry-over shorter than the washout)"]
     return estimate(
         "switchback",
         why,
-        on_mean - off_mean,
+        effect,
         se,
         dof,
         confidence,
@@ -149,6 +163,30 @@ def switchback(
         tau,
         assumptions,
     )
+
+
+def _paired(used: pd.DataFrame, blocks: list[Block], pairs: Sequence[tuple[int, int]],
+            tau: float | None, tails: Mapping[bool, Any]) -> tuple[float, float, float, int] | None:
+    """Effect, standard error, degrees of freedom and number of pairs of a paired switchback
+    (None when fewer than 3 pairs have cases in both blocks)."""
+    means: dict[int, tuple[float, int]] = {}
+    for i, g in used.groupby("block"):
+        on = blocks[int(i)].on
+        means[int(i)] = (restricted_mean(g["hours"], g["closed"], tau, tail=tails[on]).mean, len(g))
+    diffs, weights = [], []
+    for a, b in pairs:
+        if a not in means or b not in means or blocks[a].on == blocks[b].on:
+            continue
+        on, off = (a, b) if blocks[a].on else (b, a)
+        diffs.append(means[on][0] - means[off][0])
+        weights.append(means[on][1] + means[off][1])
+    if len(diffs) < 3:
+        return None
+    d, w = np.array(diffs), np.array(weights, dtype=float)
+    mean = float((w * d).sum() / w.sum())
+    k = len(d)
+    se = math.sqrt(k / (k - 1) * float(((w * (d - mean)) ** 2).sum()) / float(w.sum()) ** 2)
+    return mean, se, float(k - 1), k
 
 
 @read_tool

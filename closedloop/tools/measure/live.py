@@ -31,18 +31,20 @@ from closedloop.contracts import (
 )
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
-from closedloop.tools.log import TIMESTAMP, frame_from_records
+from closedloop.tools.log import CASE, TIMESTAMP, frame_from_records
 from closedloop.tools.measure.cohorts import EXPERIMENT_COLUMN
 from closedloop.tools.measure.designs import (
     before_after_with_counterfactual,
+    switchback,
     treatment_control_corrected,
 )
 from closedloop.tools.measure.effect import Interval
 from closedloop.tools.measure.guardrails import case_quality, guardrail_check, guardrail_kpis
 from closedloop.tools.measure.sequential import sequential_rework_check
-from closedloop.tools.measure.survival import case_table, restricted_mean
+from closedloop.tools.measure.survival import case_table, restricted_mean, utc_timestamp
 
 Counterfactual = Interval | Callable[[float | None, float], Interval]
+Schedule = Callable[[Any], list[tuple[Any, Any, bool]]]
 """The model's no-change cycle time, or a function of (censoring horizon, window hours) giving it."""
 
 
@@ -116,7 +118,9 @@ def _finish(base: dict[str, Any], design: DesignChoice, g: Guardrails, effect: E
 def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, design: DesignChoice,
                    rule_ids: Sequence[str], source: str, *,
                    counterfactual: Counterfactual | None = None, correction: Interval | None = None,
-                   baseline_frame: pd.DataFrame | None = None) -> KpiMeasurement:
+                   baseline_frame: pd.DataFrame | None = None, schedule: Schedule | None = None,
+                   washout_hours: float = 0.0,
+                   pairs: Sequence[tuple[int, int]] = ()) -> KpiMeasurement:
     """The live change's effect on cycle time (hours) by ``design``, with its guardrails.
 
     ``records`` are the events since the change; the window ends at the last of
@@ -125,7 +129,11 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
     ``correction`` for ``treatment_control_corrected``) and check the
     treatment's guardrail KPIs against the control's. The before/after design
     compares the cases after the change with ``counterfactual`` and checks the
-    guardrails against ``baseline_frame`` (the events before the change).
+    guardrails against ``baseline_frame`` (the events before the change). The switchback
+    design compares cases arriving in on-blocks with those in off-blocks of ``schedule``
+    (a function of the window's end giving the blocks as (start, end, on)), leaving out
+    arrivals in a block's first ``washout_hours``, paired as ``pairs`` (block indices) where
+    given, and checks the guardrails the same way.
     """
     base = {"source": source, "events": len(records),
             "min_cases_per_cohort": guardrails.min_cases_per_cohort}
@@ -134,7 +142,8 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
     if not records:
         return empty
     frame = frame_from_records(list(records))
-    if design.design != "before_after_with_counterfactual" and EXPERIMENT_COLUMN not in frame:
+    if design.design not in ("before_after_with_counterfactual", "switchback") and \
+            EXPERIMENT_COLUMN not in frame:
         return empty.model_copy(update={"events": len(records)})
     end, need = frame[TIMESTAMP].max(), guardrails.min_cases_per_cohort
     cases = case_table(frame, guardrails.end_activities, end, guardrails.start_activities,
@@ -143,7 +152,10 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
         return _before_after(frame, cases, end, base, design, guardrails, counterfactual,
                              baseline_frame)
     if design.design == "switchback":
-        raise ToolError("switchback needs a block schedule, which the executor does not run yet")
+        if schedule is None:
+            raise ToolError("switchback needs the block schedule the executor ran")
+        return _switchback(frame, cases, end, base, design, guardrails, schedule(end), washout_hours,
+                           pairs)
     labels = {f"{rid}:{c}": c for rid in rule_ids for c in ("treatment", "control")}
     cohort = cases["cohort"].map(labels)
     treated, control = cases[cohort == "treatment"], cases[cohort == "control"]
@@ -188,3 +200,46 @@ def _before_after(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict
                    CohortStats(n=0, mean=model.mean, ci_low=model.ci_low, ci_high=model.ci_high))
     return _finish({**base, **counts}, design, g, effect, cohorts, closed >= g.min_cases_per_cohort,
                    kpis, check, seq)
+
+
+def _switchback(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict[str, Any],
+                design: DesignChoice, g: Guardrails, blocks: list[tuple[Any, Any, bool]],
+                washout_hours: float, pairs: Sequence[tuple[int, int]]) -> KpiMeasurement:
+    arm = pd.Series(pd.NA, index=cases.index, dtype="object")  # cases are indexed by case id
+    for start, stop, on in blocks:
+        lo = utc_timestamp(start) + pd.Timedelta(hours=washout_hours)
+        arm[(cases["arrival"] >= lo) & (cases["arrival"] < utc_timestamp(stop))] = on
+    on_cases, off_cases = cases[arm.eq(True)], cases[arm.eq(False)]
+    counts = {"treatment_n": len(on_cases), "control_n": len(off_cases)}
+    in_arm = {name: _followed_up(frame, c, end) for name, c in (("on", on_cases),
+                                                                ("off", off_cases))}
+    kpis, check, seq = _guardrails(in_arm["on"], end, in_arm["off"], end, g, ("on", "off"))
+    effect, cohorts = None, (None, None)
+    try:
+        effect = switchback(frame, blocks, end_activities=g.end_activities, window_end=end,
+                            washout_hours=washout_hours, start_activities=g.start_activities,
+                            pairs=pairs)
+    except ToolError:  # fewer than two on- and two off-blocks with cases yet
+        effect = None
+    if effect is not None:
+        cohorts = (_stats(on_cases, effect.tau_hours), _stats(off_cases, effect.tau_hours))
+    enough = min(int(on_cases["closed"].sum()), int(off_cases["closed"].sum())) >= g.min_cases_per_cohort
+    return _finish({**base, **counts}, design, g, effect, cohorts, enough, kpis, check, seq)
+
+
+FOLLOW_UP_QUANTILE = 0.9
+
+
+def _followed_up(frame: pd.DataFrame, cases: pd.DataFrame, end: Any) -> pd.DataFrame:
+    """The events of ``cases`` that arrived at least a follow-up time before ``end``, each cut
+    at that time after its arrival (the follow-up: the 90th percentile of closed cases' cycle
+    time). A faster arm reaches late steps (and their rework) sooner: without an equal
+    follow-up, rework found by the window's end would differ between arms by speed alone."""
+    closed = cases.loc[cases["closed"], "hours"]
+    if closed.empty:
+        return frame[frame[CASE].isin(cases.index)]
+    follow = pd.Timedelta(hours=float(closed.quantile(FOLLOW_UP_QUANTILE)))
+    kept = cases[cases["arrival"] <= utc_timestamp(end) - follow]
+    events = frame[frame[CASE].isin(kept.index)]
+    cut = events[CASE].map(kept["arrival"]) + follow
+    return events[events[TIMESTAMP] <= cut]

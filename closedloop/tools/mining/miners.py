@@ -15,6 +15,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, Field, PrivateAttr
 
+from closedloop.tools.log.columns import ACTIVITY, CASE, TIMESTAMP
+from closedloop.tools.log.pm4pylazy import submodule
 from closedloop.tools.mining import performance as perf
 
 __all__ = [
@@ -82,9 +84,8 @@ class DiscoveredModel(BaseModel):
 def petri_net(model: DiscoveredModel) -> tuple[Any, Any, Any]:
     """The pm4py ``(net, initial_marking, final_marking)`` of a discovered model."""
     if model._net is None:
-        from pm4py.objects.petri_net.importer.variants.pnml import import_net_from_string
-
-        model._net = import_net_from_string(model.pnml.encode("utf-8"))
+        pnml = submodule("objects.petri_net.importer.variants.pnml")
+        model._net = pnml.import_net_from_string(model.pnml.encode("utf-8"))
     return model._net
 
 
@@ -171,22 +172,22 @@ def _closure(entries: dict[str, int], edges: dict[tuple[str, str], int], forward
 
 def dfg_object(frame: pd.DataFrame) -> Any:
     """pm4py's DFG object of a canonical frame (counts, start and end activities)."""
-    from pm4py.objects.dfg.obj import DFG
-
     edges, starts, ends = perf.dfg(perf.instance_times(frame))
-    return DFG({(e.source, e.target): e.count for e in edges}, starts, ends)
+    return submodule("objects.dfg.obj").DFG(
+        {(e.source, e.target): e.count for e in edges}, starts, ends
+    )
 
 
 def imd_model(frame: pd.DataFrame, noise_threshold: float, graph: Any = None) -> DiscoveredModel:
     """IMd with the filter-when-stuck step at ``noise_threshold`` (``graph``: a ``dfg_object``)."""
-    from pm4py.algo.discovery.inductive.dtypes.im_dfg import InductiveDFG
-    from pm4py.algo.discovery.inductive.dtypes.im_ds import IMDataStructureDFG
-    from pm4py.objects.process_tree.utils.generic import fold, tree_sort
+    InductiveDFG = submodule("algo.discovery.inductive.dtypes.im_dfg").InductiveDFG
+    IMDataStructureDFG = submodule("algo.discovery.inductive.dtypes.im_ds").IMDataStructureDFG
+    generic = submodule("objects.process_tree.utils.generic")
 
     graph = dfg_object(frame) if graph is None else graph
     miner = _infrequent_dfg_miner()(noise_threshold)
-    tree = fold(miner.apply(IMDataStructureDFG(InductiveDFG(dfg=graph, skip=False))))
-    tree_sort(tree)
+    tree = generic.fold(miner.apply(IMDataStructureDFG(InductiveDFG(dfg=graph, skip=False))))
+    generic.tree_sort(tree)
     return _from_tree(tree, "imd", {"noise_threshold": noise_threshold})
 
 
@@ -196,11 +197,11 @@ def _infrequent_dfg_miner() -> type:
     Built on pm4py's documented extension point (InductiveMinerFramework
     subclasses); imported lazily because pm4py is a heavy import.
     """
-    from pm4py.algo.discovery.inductive.dtypes.im_dfg import InductiveDFG
-    from pm4py.algo.discovery.inductive.dtypes.im_ds import IMDataStructureDFG
-    from pm4py.algo.discovery.inductive.fall_through.empty_traces import EmptyTracesDFG
-    from pm4py.algo.discovery.inductive.variants.imd import IMD
-    from pm4py.objects.dfg.obj import DFG
+    InductiveDFG = submodule("algo.discovery.inductive.dtypes.im_dfg").InductiveDFG
+    IMDataStructureDFG = submodule("algo.discovery.inductive.dtypes.im_ds").IMDataStructureDFG
+    EmptyTracesDFG = submodule("algo.discovery.inductive.fall_through.empty_traces").EmptyTracesDFG
+    IMD = submodule("algo.discovery.inductive.variants.imd").IMD
+    DFG = submodule("objects.dfg.obj").DFG
 
     class InfrequentDfgMiner(IMD):
         def __init__(self, noise_threshold: float) -> None:
@@ -238,12 +239,24 @@ def _infrequent_dfg_miner() -> type:
 
 
 def imf_model(frame: pd.DataFrame, noise_threshold: float) -> DiscoveredModel:
-    """pm4py's log-based infrequent inductive miner (IMf) on the frame's case/activity/time."""
-    import pm4py
+    """pm4py's log-based infrequent inductive miner (IMf) on the frame's case/activity/time.
 
-    tree = pm4py.discover_process_tree_inductive(
-        frame, noise_threshold=noise_threshold, multi_processing=False
-    )
+    As ``pm4py.discover_process_tree_inductive`` (plain IM at noise 0), without
+    pm4py's package start-up (``pm4pylazy``).
+    """
+    keys = submodule("util.constants")
+    inductive = submodule("algo.discovery.inductive.algorithm")
+    parameters = {
+        keys.PARAMETER_CONSTANT_ACTIVITY_KEY: ACTIVITY,
+        keys.PARAMETER_CONSTANT_ATTRIBUTE_KEY: ACTIVITY,
+        keys.PARAMETER_CONSTANT_TIMESTAMP_KEY: TIMESTAMP,
+        keys.PARAMETER_CONSTANT_CASEID_KEY: CASE,
+        "noise_threshold": noise_threshold,
+        "multiprocessing": False,
+        "disable_fallthroughs": False,
+    }
+    variant = inductive.Variants.IMf if noise_threshold > 0 else inductive.Variants.IM
+    tree = inductive.apply(frame, variant=variant, parameters=parameters)
     return _from_tree(tree, "imf", {"noise_threshold": noise_threshold})
 
 
@@ -268,9 +281,8 @@ def heuristics_model(
 
 
 def _from_tree(tree: Any, variant: str, params: dict[str, float]) -> DiscoveredModel:
-    import pm4py
-
-    return _model(pm4py.convert_to_petri_net(tree), "inductive", variant, params, tree)
+    converter = submodule("objects.conversion.process_tree.converter")
+    return _model(converter.apply(tree), "inductive", variant, params, tree)
 
 
 def _model(
@@ -280,8 +292,9 @@ def _model(
     params: dict[str, float],
     tree: Any,
 ) -> DiscoveredModel:
-    from pm4py.objects.petri_net.exporter.variants.pnml import export_petri_as_string
-
+    export_petri_as_string = submodule(
+        "objects.petri_net.exporter.variants.pnml"
+    ).export_petri_as_string
     net, im, fm = net_im_fm
     text = str(tree) if tree is not None else None
     if text is not None and len(text) > TREE_CHARS:

@@ -52,9 +52,13 @@ class PrefixReplay:
     """
 
     def __init__(self, net: Any, im: Any, fm: Any, variants: Sequence[tuple[str, ...]]) -> None:
-        from pm4py.algo.conformance.tokenreplay.variants import token_replay
-        from pm4py.objects.petri_net import semantics
-        from pm4py.objects.petri_net.utils.petri_utils import get_places_shortest_path_by_hidden
+        from closedloop.tools.log.pm4pylazy import submodule
+
+        token_replay = submodule("algo.conformance.tokenreplay.variants.token_replay")
+        semantics = submodule("objects.petri_net.semantics")
+        get_places_shortest_path_by_hidden = submodule(
+            "objects.petri_net.utils.petri_utils"
+        ).get_places_shortest_path_by_hidden
 
         self._tr, self._sem = token_replay, semantics
         self.net, self.im, self.fm = net, im, fm

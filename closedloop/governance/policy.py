@@ -1,101 +1,29 @@
-"""Governance: how much a scope may do on its own, and every change to that.
-
-One module owns the rules over the store's ``Policy`` rows: the default caps,
-a scope's policy (created on first use), changing it (always audited, naming
-who and through which channel, every version kept), the kill switches (per
-scope and global), the gate's routing of a plan (a pure function), the caps
-enforced at execution, and how a verdict moves a scope's autonomy. Autonomy
-is earned: a promotion needs recorded evidence (:mod:`closedloop.autonomy`)
-and a named human. The gate and learn nodes, the executor, the REST API and
-the CLI all go through here.
-
-It imports only the store and the settings: no graph, agent or surface.
-"""
+"""A scope's policy row: created on first use, changed only with an audit event naming who and
+through which channel, every version kept; promotions checked against recorded evidence;
+the kill switches (per scope and global)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from closedloop.autonomy import promotion_evidence
-from closedloop.settings import get_settings
-from closedloop.store.models import AuditEvent, Execution, Plan, Policy, PolicyVersion, utcnow
-
-Mode = Literal["shadow", "assisted", "supervised"]
-Route = Literal["blocked", "shadow", "execute", "approval"]
-
-MODES: tuple[str, ...] = ("shadow", "assisted", "supervised")
-RISK_TIERS: tuple[str, ...] = ("low", "medium", "high")
-DEFAULT_CAPS: dict[str, Any] = {
-    "max_share_of_cases": 0.25,
-    "max_risk_tier": "low",
-    "max_writes_per_day": 20,
-    "max_writes_per_plan": 5,
-    "business_hours": None,
-}
-# A rollback takes supervised autonomy away at once; lower modes stay where they are.
-DEMOTION: dict[str, str] = {"supervised": "assisted", "assisted": "assisted", "shadow": "shadow"}
-#: The scope whose kill switch stops every scope at once.
-GLOBAL_SCOPE = "*"
-#: Names that are not a person: a promotion needs a human who confirms it.
-NOT_A_PERSON = {
-    "",
-    "nobody",
-    "unknown",
-    "anonymous",
-    "system",
-    "api",
-    "cli",
-    "watchdog",
-    "gate",
-    "learn",
-    "policy",
-    "root",
-    "admin",
-}
-# Writes that may be live count against the daily cap (a failed one never reached the system).
-COUNTED_STATUSES = (
-    "pending",
-    "unknown",
-    "succeeded",
-    "unverified",
-    "compensated",
-    "compensation_failed",
+from closedloop.governance.rules import (
+    DEFAULT_CAPS,
+    GLOBAL_SCOPE,
+    MODES,
+    NOT_A_PERSON,
+    RISK_TIERS,
+    KillSwitchOn,
+    PolicyError,
+    PromotionRefused,
 )
-
-
-class GovernanceError(Exception):
-    """Base class of the errors this module raises on purpose."""
-
-
-class PolicyError(GovernanceError, ValueError):
-    """A policy change that is not valid (unknown mode, nothing to change)."""
-
-
-class KillSwitchOn(GovernanceError):
-    """The scope's kill switch is on: nothing of the scope may be written."""
-
-
-class PromotionRefused(PolicyError):
-    """A scope may not move up a mode: the evidence is missing or nobody confirmed it."""
-
-
-class CapExceeded(GovernanceError):
-    """A write would exceed the scope's caps (per day, per plan, risk tier, blast radius, hours)."""
-
-
-class GateDecision(BaseModel):
-    """Where the gate sends a plan, and the plan status that goes with it."""
-
-    route: Route
-    plan_status: str
-    within_caps: bool
+from closedloop.settings import get_settings
+from closedloop.store.models import AuditEvent, Policy, PolicyVersion, utcnow
 
 
 def policy_audit_id(scope: str) -> str:
@@ -314,124 +242,3 @@ def check_kill_switch(session: Session, scope: str) -> None:
     """Raise KillSwitchOn when the scope's (or the global) kill switch is on."""
     if kill_switch_on(session, scope):
         raise KillSwitchOn(f"the kill switch of scope {scope!r} is on")
-
-
-def check_execution_caps(
-    session: Session, plan: Plan, *, autonomous: bool, now: datetime | None = None
-) -> None:
-    """Raise CapExceeded when one more write of ``plan`` would break its scope's caps.
-
-    Every write: at most ``max_writes_per_day`` writes of the scope in 24 h (those that may be
-    live) and ``max_writes_per_plan`` per plan. An autonomous write (no human approved it)
-    also needs the scope still supervised, the plan's risk tier and blast radius within the
-    caps, and ``business_hours`` (UTC) when set.
-    """
-    now = now or utcnow()
-    policy = policy_for(session, plan.scope)
-    caps = {**DEFAULT_CAPS, **policy.caps}
-    in_scope = (
-        select(func.count())
-        .select_from(Execution)
-        .join(Plan, Plan.id == Execution.plan_id)
-        .where(Execution.status.in_(COUNTED_STATUSES))
-    )
-    today = session.exec(
-        in_scope.where(Plan.scope == plan.scope, Execution.created_at >= now - timedelta(days=1))
-    ).one()
-    if today + 1 > caps["max_writes_per_day"]:
-        raise CapExceeded(
-            f"scope {plan.scope!r}: {today} writes in the last 24 h; the cap is "
-            f"{caps['max_writes_per_day']} per day"
-        )
-    of_plan = session.exec(in_scope.where(Execution.plan_id == plan.id)).one()
-    if of_plan + 1 > caps["max_writes_per_plan"]:
-        raise CapExceeded(
-            f"plan {plan.id}: {of_plan} writes done; the cap is "
-            f"{caps['max_writes_per_plan']} per plan"
-        )
-    if not autonomous:
-        return
-    if policy.mode != "supervised":
-        raise CapExceeded(f"scope {plan.scope!r} is {policy.mode} now: no autonomous write")
-    share = plan.blast_radius.get("share_of_cases", 1.0)
-    if not within_caps(plan.risk_tier, share, caps):
-        raise CapExceeded(
-            f"plan {plan.id} (risk {plan.risk_tier}, {share:.0%} of cases) is outside "
-            f"the caps of scope {plan.scope!r}"
-        )
-    hours = caps.get("business_hours")
-    if hours:
-        days = hours.get("days", [0, 1, 2, 3, 4])
-        if now.weekday() not in days or not hours["start"] <= now.hour < hours["end"]:
-            raise CapExceeded(
-                f"scope {plan.scope!r}: autonomous writes only {hours['start']}:00-"
-                f"{hours['end']}:00 UTC on days {days}"
-            )
-
-
-def within_caps(risk_tier: str, share_of_cases: float, caps: dict[str, Any]) -> bool:
-    """True when a plan's risk tier and blast radius both stay inside the policy's caps.
-
-    A missing ``max_risk_tier`` means "low"; a missing ``max_share_of_cases`` means 0;
-    an unknown risk tier is never within caps.
-    """
-    if risk_tier not in RISK_TIERS:
-        return False
-    cap_tier = caps.get("max_risk_tier", "low")
-    tier_ok = RISK_TIERS.index(risk_tier) <= RISK_TIERS.index(
-        cap_tier if cap_tier in RISK_TIERS else "low"
-    )
-    return tier_ok and share_of_cases <= caps.get("max_share_of_cases", 0)
-
-
-def route_plan(
-    mode: str, kill_switch: bool, risk_tier: str, share_of_cases: float, caps: dict[str, Any]
-) -> GateDecision:
-    """The gate's decision: blocked (kill switch), shadow (record only), execute (supervised
-    and within caps) or approval (a human decides)."""
-    inside = within_caps(risk_tier, share_of_cases, caps)
-    if kill_switch:
-        return GateDecision(route="blocked", plan_status="blocked", within_caps=inside)
-    if mode == "shadow":
-        return GateDecision(route="shadow", plan_status="shadowed", within_caps=inside)
-    if mode == "supervised" and inside:
-        return GateDecision(route="execute", plan_status="approved", within_caps=inside)
-    return GateDecision(route="approval", plan_status="awaiting_approval", within_caps=inside)
-
-
-def autonomy_change(mode: str, verdict: str, drift: bool = False) -> dict[str, Any] | None:
-    """What a verdict does to a scope in ``mode``: a rollback demotes (supervised -> assisted)
-    at once, and so does drift (an escalation, or a prediction error outside the measured
-    interval) while supervised; a kept change in assisted mode only recommends promotion,
-    for a human to confirm."""
-    if (verdict == "rollback" or (drift and mode == "supervised")) and DEMOTION.get(
-        mode, mode
-    ) != mode:
-        return {"from": mode, "to": DEMOTION[mode]}
-    if verdict == "keep" and mode == "assisted":
-        return {"recommend": "supervised", "needs_human_confirmation": True}
-    return None
-
-
-def apply_verdict(
-    session: Session,
-    scope: str,
-    verdict: str,
-    run_id: str | None = None,
-    by: str = "watchdog",
-    drift: bool = False,
-) -> dict[str, Any] | None:
-    """Apply :func:`autonomy_change` to the scope's policy (if it has one) and return the change.
-
-    A demotion goes through :func:`set_policy` (audited, channel "learn"); a
-    recommendation changes nothing. ``drift`` freezes a supervised scope back to assisted.
-    """
-    policy = find_policy(session, scope)
-    if policy is None:
-        return None
-    change = autonomy_change(policy.mode, verdict, drift or verdict == "escalate")
-    if change is None:
-        return None
-    if "to" in change:
-        set_policy(session, scope, mode=change["to"], by=by, channel="learn", run_id=run_id)
-    return {"scope": scope, **change}
