@@ -95,8 +95,8 @@ class Service:
 
     def recover_interrupted(self) -> list[str]:
         """Finish the runs a crash of any process left interrupted (ids handled; never raises)."""
-        recover = getattr(self.runner, "recover_quietly", None)
         try:
+            recover = getattr(self.runner, "recover_quietly", None)
             return recover() if recover is not None else []
         except Exception:  # start-up must not fail because of an old run
             log.exception("recovering interrupted runs failed")
