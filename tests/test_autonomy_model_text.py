@@ -5,11 +5,8 @@ key the model server echoes back never reaches the store."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from sqlmodel import Session, select
 
@@ -17,9 +14,10 @@ from closedloop.agents.watchdog import rule_decision
 from closedloop.contracts import KpiMeasurement
 from closedloop.demo import advance_clock
 from closedloop.graphs.runner import LoopRunner
-from closedloop.sandbox.server import SandboxServer, bind_socket
+from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.models import AuditEvent, Execution, Verdict
+from tests.helpers_model import completion, serve
 
 SECRET = "sk-hostile-echo-0123456789abcdef"
 
@@ -28,14 +26,7 @@ def hostile_model() -> FastAPI:
     app = FastAPI()
 
     def reply(message: dict) -> dict:
-        return {
-            "id": "cmpl",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "hostile",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
+        return completion(message, "hostile")
 
     @app.post("/v1/chat/completions")
     async def complete(request: Request) -> dict:
@@ -76,15 +67,8 @@ def hostile_model() -> FastAPI:
 
 @pytest.fixture
 def model_server():
-    sock = bind_socket()
-    server = uvicorn.Server(uvicorn.Config(hostile_model(), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(hostile_model()) as url:
+        yield url
 
 
 def test_a_models_rollback_escalates_and_its_echoed_key_is_not_stored(tmp_path, model_server):

@@ -11,11 +11,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from sqlmodel import Session, select
 
@@ -24,6 +21,7 @@ from closedloop.graphs.runner import LoopRunner
 from closedloop.sandbox.server import SandboxServer, bind_socket
 from closedloop.settings import Settings
 from closedloop.store.models import AuditEvent
+from tests.helpers_model import completion, serve
 
 SECRET = "sk-test-do-not-log-4242"
 
@@ -32,9 +30,7 @@ def scripted_model(seen: list[dict]) -> FastAPI:
     app = FastAPI()
 
     def reply(message: dict) -> dict:
-        return {"id": f"cmpl-{len(seen)}", "object": "chat.completion", "created": 0, "model": "scripted-model",
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        return completion(message, "scripted-model")
 
     @app.post("/v1/chat/completions")
     async def complete(request: Request) -> dict:
@@ -61,15 +57,8 @@ def scripted_model(seen: list[dict]) -> FastAPI:
 @pytest.fixture
 def model_server():
     seen: list[dict] = []
-    sock = bind_socket()
-    server = uvicorn.Server(uvicorn.Config(scripted_model(seen), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", seen
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(scripted_model(seen)) as url:
+        yield url, seen
 
 
 def test_llm_output_is_validated_and_invalid_output_falls_back(tmp_path, model_server):

@@ -11,11 +11,8 @@ verdict's rationale, next to one number it copied correctly from a tool.
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from sqlmodel import Session, select
 
@@ -26,11 +23,12 @@ from closedloop.api.cards import approval_card
 from closedloop.demo import advance_clock
 from closedloop.graphs.runner import LoopRunner
 from closedloop.report import render_run
-from closedloop.sandbox.server import SandboxServer, bind_socket
+from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.models import Approval, AuditEvent, LoopRun, Opportunity, Plan, Verdict
 from closedloop.tools.act import computed_facts, guard_prose
 from closedloop.tools.act.prose import MODEL_TEXT_LABEL, NUMBER_REMOVED
+from tests.helpers_model import completion, serve
 
 # --- the guard on its own -------------------------------------------------------------------
 
@@ -116,14 +114,7 @@ def hostile_model(said: dict[str, str]) -> FastAPI:
     app = FastAPI()
 
     def reply(message: dict) -> dict:
-        return {
-            "id": "cmpl",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "hostile",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
+        return completion(message, "hostile")
 
     def call(name: str, args: dict, n: int) -> dict:
         fn = {"name": name, "arguments": json.dumps(args)}
@@ -196,15 +187,8 @@ def hostile_model(said: dict[str, str]) -> FastAPI:
 @pytest.fixture
 def hostile_server():
     said: dict[str, str] = {}
-    sock = bind_socket()
-    server = uvicorn.Server(uvicorn.Config(hostile_model(said), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", said
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(hostile_model(said)) as url:
+        yield url, said
 
 
 def test_a_hostile_models_numbers_reach_no_card_verdict_or_report(tmp_path, hostile_server):
