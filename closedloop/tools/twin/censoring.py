@@ -15,7 +15,11 @@ pretending they ended:
 - **censored case**: its last activity is not an end activity and its last
   event lies within the horizon before the cut (the HORIZON_QUANTILE of the
   gaps between consecutive events of a case, so a case left untouched much
-  longer than cases ever wait is read as abandoned, not open);
+  longer than cases ever wait is read as abandoned, not open). Where no
+  activity mostly ends cases (BPI 2012's work items often, but not mostly,
+  do), a case is open when that is more likely than not given its last
+  activity and its silence: of that activity's instances silent as long (the
+  Kaplan-Meier curve at the case's age), the share beyond the plateau;
 - :func:`expected_visits` solves the routing chain for the visits per case
   of each activity, which stays unbiased when the censored ends are left out;
 - :func:`open_cases` lists the backlog at the cut (each open case in the
@@ -29,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE
+from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, COMPLETE
+from closedloop.tools.twin.frame import plain
 from closedloop.tools.twin.process_twin import OpenCase
 from closedloop.tools.twin.routing import END, VISIT_CAP
 
@@ -51,18 +56,36 @@ class Censoring:
     open_case_ids: list[str]
 
 
-def _never_followed(gaps: np.ndarray, ages: np.ndarray) -> float:
-    """Kaplan-Meier plateau: the share of instances no further event ever follows.
+def _survival(gaps: np.ndarray, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan-Meier curve of the time to the next event: (times, share with none by then).
 
     ``gaps``: time to the next event of the instances that have one (events);
     ``ages``: time from the last instances to the cut (censored: nothing yet).
+    The curve's last value is the plateau: the share no further event ever follows.
     """
     times = np.r_[gaps, ages]
     event = np.r_[np.ones(len(gaps)), np.zeros(len(ages))]
     order = np.lexsort((1 - event, times))  # at equal times the event goes first
     at_risk = len(times) - np.arange(len(times))
     factors = np.where(event[order] == 1, 1.0 - 1.0 / at_risk, 1.0)
-    return float(np.prod(factors)) if len(times) else 1.0
+    return times[order], np.cumprod(factors)
+
+
+def _never_followed(gaps: np.ndarray, ages: np.ndarray) -> float:
+    """Kaplan-Meier plateau: the share of instances no further event ever follows."""
+    return float(_survival(gaps, ages)[1][-1]) if len(gaps) + len(ages) else 1.0
+
+
+def _open_posterior(gaps: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """P(more will follow | nothing followed for ``ages``) for the last instances of one
+    activity: of the instances silent that long (the Kaplan-Meier curve at each age), the
+    share beyond the plateau (those that end here)."""
+    times, surv = _survival(gaps, ages)
+    if not len(times):
+        return np.zeros(len(ages))
+    at = np.searchsorted(times, ages, side="right") - 1
+    silent = np.where(at >= 0, surv[np.clip(at, 0, None)], 1.0)
+    return np.divide(silent - surv[-1], silent, out=np.zeros(len(ages)), where=silent > 0)
 
 
 def detect_censoring(df: pd.DataFrame, cut: pd.Timestamp | None = None) -> Censoring:
@@ -77,16 +100,19 @@ def detect_censoring(df: pd.DataFrame, cut: pd.Timestamp | None = None) -> Censo
     inner = inner[np.isfinite(inner) & (inner >= 0)]
     horizon = float(np.quantile(inner, HORIZON_QUANTILE)) if len(inner) else 0.0
     acts = df[ACTIVITY].to_numpy(dtype=object)
-    ends = []
+    ends, posterior = [], np.zeros(len(df))
     for a in sorted(set(acts.tolist())):
         mine = acts == a
         g = gap[mine & ~last]
-        if _never_followed(np.clip(g[np.isfinite(g)], 0, None), age[mine & last]) >= END_SHARE:
+        g = np.clip(g[np.isfinite(g)], 0, None)
+        if _never_followed(g, age[mine & last]) >= END_SHARE:
             ends.append(str(a))
-    is_end = pd.Series(acts).isin(ends).to_numpy()
-    censored = last & ~is_end & (age <= horizon)
-    if not ends:  # nothing ever ends a case here: nothing can be told open
-        censored = np.zeros(len(df), dtype=bool)
+        posterior[mine & last] = _open_posterior(g, age[mine & last])
+    recent = last & (age <= horizon)
+    if ends:
+        censored = recent & ~pd.Series(acts).isin(ends).to_numpy()
+    else:  # no activity mostly ends cases (BPI 2012's work items): weigh each case's silence
+        censored = recent & (posterior >= 0.5)
     ids = [str(c) for c in cases[censored]]
     return Censoring(cut, horizon, ends, censored, ids)
 
@@ -113,14 +139,19 @@ def expected_visits(
     return {a: float(max(v[i], 0.0)) for a, i in index.items()}
 
 
-def open_cases(df: pd.DataFrame, c: Censoring) -> list[OpenCase]:
-    """The backlog at the cut: each open case in the activity it completed last."""
+def open_cases(df: pd.DataFrame, c: Censoring, attributes: list[str] = ()) -> list[OpenCase]:
+    """The backlog at the cut: each open case in the activity it completed last, with its
+    ``attributes`` (case attribute names, with or without ``case:`` in the frame)."""
     if not c.open_case_ids:
         return []
     rows = df[df[CASE].isin(set(c.open_case_ids))]
+    columns = {n: f"{CASE_PREFIX}{n}" if f"{CASE_PREFIX}{n}" in df.columns else n
+               for n in attributes}  # fmt: skip
+    columns = {n: col for n, col in columns.items() if col in df.columns}
     out: list[OpenCase] = []
     for case, g in rows.groupby(CASE, sort=True):
         acts = g[ACTIVITY].tolist()
+        first = g.iloc[0]
         out.append(
             OpenCase(
                 case=str(case),
@@ -128,6 +159,7 @@ def open_cases(df: pd.DataFrame, c: Censoring) -> list[OpenCase]:
                 previous=acts[-2] if len(acts) > 1 else None,
                 visit=min(acts.count(acts[-1]), VISIT_CAP),
                 since=g[COMPLETE].iloc[-1].floor("us").to_pydatetime(),
+                attributes={n: plain(first[col]) for n, col in columns.items()},
             )
         )
     return out[-MAX_BACKLOG:]

@@ -44,6 +44,9 @@ reasons about. What it holds and how each part is estimated:
   calendar), so a task left open overnight or over a weekend is not read as
   work and fitting does not inflate capacity; the engine runs it on the same
   calendar (``ProcessTwin.processing_clock == "working"``).
+- **Queue discipline** (:mod:`closedloop.tools.twin.discipline`): first come,
+  first served, unless the log shows a case segment passing the others in the
+  queues (then that segment goes first).
 - **Case attributes**: joint samples (one dict per case, ``case:`` prefix
   dropped) so segment conditions can be evaluated on realistic combinations.
 """
@@ -67,6 +70,7 @@ from closedloop.tools.twin.calendar import (
     working_slots,
 )
 from closedloop.tools.twin.censoring import detect_censoring, expected_visits, open_cases
+from closedloop.tools.twin.discipline import discover_queue_priority
 from closedloop.tools.twin.distributions import fit_duration
 from closedloop.tools.twin.frame import (
     HOUR,
@@ -361,6 +365,10 @@ def fit_twin(
             "the load" + ("" if has_starts else "; their time counts as delay, not work")
         )
     attr_names, attr_rows = case_attributes(df, rng)
+    priority = (
+        discover_queue_priority(df, attr_names, "_h_enabled", "_h_start", "_pool")
+        if has_starts else None
+    )  # fmt: skip
     per_case_wait = by_case["_wait"].sum().to_numpy(dtype=float)
     per_case_proc = by_case["_proc_wall"].sum().to_numpy(dtype=float)
     observed = ObservedKpis(
@@ -399,5 +407,6 @@ def fit_twin(
         parallel_pairs=parallel_pairs(df) if has_starts else [],
         log_end=df[COMPLETE].max().floor("us").to_pydatetime(),
         end_activities=cens.end_activities if cens is not None else [],
-        open_cases=open_cases(df, cens) if cens is not None else [],
+        open_cases=open_cases(df, cens, attr_names) if cens is not None else [],
+        queue_priority=priority,
     )

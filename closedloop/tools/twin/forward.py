@@ -19,8 +19,10 @@ drain, so the window's cases compete with them as they would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +45,13 @@ from closedloop.tools.twin.scenarios import AsIs, Scenario, as_scenario, compile
 from closedloop.tools.twin.simulate import MAX_REPLICATIONS, SimulationResult
 from closedloop.tools.twin.steps import Cases, draw_cases
 
-__all__ = ["DRAIN_HOURS", "ForwardRun", "forward_cycle_hours", "simulate_forward", "simulate_horizon"]
+__all__ = [
+    "DRAIN_HOURS",
+    "ForwardRun",
+    "forward_cycle_hours",
+    "simulate_forward",
+    "simulate_horizon",
+]
 
 MAX_FORWARD_CASES = 200_000
 SLACK = 1.5  # more arrivals drawn than expected, so the window is always filled
@@ -60,14 +68,39 @@ class ForwardRun:
     backlog: int
 
 
-def _backlog(twin: ProcessTwin, index: dict[str, int]) -> list[tuple[int, int, int]]:
-    out = []
-    for oc in twin.open_cases:
+def _backlog(
+    twin: ProcessTwin, index: dict[str, int], rng: np.random.Generator
+) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """The open cases the engine can resume, oldest first (queues stay first come, first
+    served), and for each an attribute row like its own (same values, else same queue class)."""
+    resume, rows = [], []
+    samples = twin.case_attribute_samples
+    by_values: dict[tuple, list[int]] = {}
+    for i, row in enumerate(samples):
+        by_values.setdefault(_values(row, twin.case_attributes), []).append(i)
+    served_first = _served_first(twin)
+    for oc in sorted(twin.open_cases, key=lambda oc: oc.since):
         if oc.activity not in index:
             continue
         prev = index.get(oc.previous, -1) if oc.previous not in (None, ROUTE_START) else -1
-        out.append((prev, index[oc.activity], oc.visit))
-    return out
+        resume.append((prev, index[oc.activity], oc.visit))
+        like = (
+            by_values.get(_values(oc.attributes, twin.case_attributes)) if oc.attributes else None
+        )
+        if not like and served_first is not None and oc.attributes:
+            first = served_first(oc.attributes)
+            like = [i for i, r in enumerate(samples) if served_first(r) == first]
+        rows.append(int(rng.choice(like)) if like else int(rng.integers(0, max(len(samples), 1))))
+    return resume, rows
+
+
+def _values(row: dict[str, Any], names: list[str]) -> tuple:
+    return tuple(str(row.get(n)) for n in names)
+
+
+def _served_first(twin: ProcessTwin) -> Callable[[dict[str, Any]], bool] | None:
+    q = twin.queue_priority
+    return None if q is None else (lambda row: str(row.get(q.attribute)) == str(q.value))
 
 
 def simulate_forward(
@@ -84,25 +117,10 @@ def simulate_forward(
     settings = compile_scenario(twin, m, scenario if scenario is not None else AsIs())
     epoch = week_epoch(start)
     t0, t1 = hours_since(epoch, start), hours_since(epoch, until)
-    clock = m.arrival_clock
-    expected = (clock.forward(t1) - clock.forward(t0)) / max(float(m.arrival_units.mean()), 1e-9)
-    n_new = int(min(MAX_FORWARD_CASES, max(10, SLACK * expected + 20)))
-    new = draw_cases(m, n_new, t0, (seed, replication))
-    resume = _backlog(twin, {a: i for i, a in enumerate(m.acts)}) if backlog else []
-    nb = len(resume)
-    rng = np.random.default_rng([seed, replication, 7])
-    cases = Cases(
-        arrivals=np.r_[np.full(nb, t0), new.arrivals],
-        rows=rng.integers(0, max(m.n_rows, 1), nb).tolist() + new.rows,
-        u_share=rng.random(nb).tolist() + new.u_share,
-        seed=(seed, replication),
-        resume=[*resume, *([None] * n_new)],
-    )
+    cases, nb = _cases(twin, m, t0, t1, seed, replication, backlog)
     out = run(m, settings, cases, 0)
     st = out.steps
-    steps = pd.DataFrame(
-        {"case": st.case, "start": out.step_start, "end": out.step_end}
-    )
+    steps = pd.DataFrame({"case": st.case, "start": out.step_start, "end": out.step_end})
     steps = steps[(steps["case"] >= nb) & (steps["end"] <= t1)]
     if not twin.has_start_times:
         steps["start"] = steps["end"]  # the log shows completions only
@@ -119,20 +137,29 @@ def simulate_forward(
     )
 
 
-def _cases(twin: ProcessTwin, m: EngineModel, t0: float, t_end: float, seed: int,
-           replication: int, backlog: bool) -> tuple[Cases, int]:
+def _cases(
+    twin: ProcessTwin,
+    m: EngineModel,
+    t0: float,
+    t_end: float,
+    seed: int,
+    replication: int,
+    backlog: bool,
+) -> tuple[Cases, int]:
     """The backlog at ``t0`` (if asked) and the new cases arriving before ``t_end``."""
     clock = m.arrival_clock
     expected = (clock.forward(t_end) - clock.forward(t0)) / max(float(m.arrival_units.mean()), 1e-9)
     n_new = int(min(MAX_FORWARD_CASES, max(10, SLACK * expected + 20)))
     new = draw_cases(m, n_new, t0, (seed, replication))
     keep = int(np.searchsorted(new.arrivals, t_end, side="left"))
-    resume = _backlog(twin, {a: i for i, a in enumerate(m.acts)}) if backlog else []
-    nb = len(resume)
     rng = np.random.default_rng([seed, replication, 7])
+    resume, rows = (
+        _backlog(twin, {a: i for i, a in enumerate(m.acts)}, rng) if backlog else ([], [])
+    )
+    nb = len(resume)
     cases = Cases(
         arrivals=np.r_[np.full(nb, t0), new.arrivals[:keep]],
-        rows=rng.integers(0, max(m.n_rows, 1), nb).tolist() + new.rows[:keep],
+        rows=rows + new.rows[:keep],
         u_share=rng.random(nb).tolist() + new.u_share[:keep],
         seed=(seed, replication),
         resume=[*resume, *([None] * keep)],
@@ -144,9 +171,17 @@ def _window(out: RunOutput, first: int, t0: float, t1: float, t2: float) -> RunO
     """The run restricted to the cases arriving in [t0, t1), each followed up to t2."""
     arr = out.arrivals[first:]
     sel = first + np.flatnonzero((arr >= t0) & (arr < t1))
-    return replace(out, arrivals=out.arrivals[sel], end=np.minimum(out.end[sel], t2),
-                   wait=out.wait[sel], delay=out.delay[sel], cost=out.cost[sel],
-                   treated=out.treated[sel], rework=out.rework[sel], warm=0)
+    return replace(
+        out,
+        arrivals=out.arrivals[sel],
+        end=np.minimum(out.end[sel], t2),
+        wait=out.wait[sel],
+        delay=out.delay[sel],
+        cost=out.cost[sel],
+        treated=out.treated[sel],
+        rework=out.rework[sel],
+        warm=0,
+    )
 
 
 def forward_cycle_hours(
@@ -171,8 +206,9 @@ def forward_cycle_hours(
     if moment is None:
         raise ScenarioError("the twin has no log end to simulate forward from; give a start")
     if horizon_hours <= 0 or drain_hours < 0:
-        raise ScenarioError(f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, "
-                            f"{drain_hours}")
+        raise ScenarioError(
+            f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, {drain_hours}"
+        )
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, as_scenario(scenario) if scenario else AsIs())
     t0 = hours_since(week_epoch(moment), moment)
@@ -212,8 +248,9 @@ def simulate_horizon(
     if moment is None:
         raise ScenarioError("the twin has no log end to simulate forward from; give a start")
     if horizon_hours <= 0 or drain_hours < 0:
-        raise ScenarioError(f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, "
-                            f"{drain_hours}")
+        raise ScenarioError(
+            f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, {drain_hours}"
+        )
     if not 1 <= replications <= MAX_REPLICATIONS or seed < 0:
         raise ScenarioError(f"replications must be 1..{MAX_REPLICATIONS} and seed >= 0")
     m = compile_twin(twin)
@@ -248,14 +285,21 @@ def simulate_horizon(
         backlogs.append(nb)
     notes = list(twin.warnings) + m.notes
     return SimulationResult(
-        scenario=scenario, cases=int(np.mean(sizes)), replications=replications, seed=seed,
+        scenario=scenario,
+        cases=int(np.mean(sizes)),
+        replications=replications,
+        seed=seed,
         warmup_cases=int(np.mean(backlogs)),
         capacity_as_is={p: max(c) for p, c in zip(m.pools, base_s.capacity, strict=True)},
         capacity_what_if={p: max(c) for p, c in zip(m.pools, what_s.capacity, strict=True)},
-        as_is=aggregate_kpis(runs[0]), what_if=aggregate_kpis(runs[1]),
-        delta=aggregate_kpis(deltas), predicted_delta_pct=estimate(pcts),
+        as_is=aggregate_kpis(runs[0]),
+        what_if=aggregate_kpis(runs[1]),
+        delta=aggregate_kpis(deltas),
+        predicted_delta_pct=estimate(pcts),
         treated_share=estimate([w["treated_share"] for w in runs[1]]),
-        observed=twin.observed, notes=notes, sla_hours=sla_hours,
+        observed=twin.observed,
+        notes=notes,
+        sla_hours=sla_hours,
         cost_per_hour=dict(zip(m.pools, m.cost_per_hour, strict=True)),
         per_replication={
             "delta_pct": pcts,

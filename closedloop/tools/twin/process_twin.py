@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.twin.calendar import HOURS_PER_WEEK
 from closedloop.tools.twin.calibration import TwinBacktest
+from closedloop.tools.twin.discipline import QueuePriority
 from closedloop.tools.twin.distributions import DurationModel
 from closedloop.tools.twin.routing import END, RoutingContext
 from closedloop.tools.twin.routing import START as ROUTE_START
@@ -31,6 +32,9 @@ class OpenCase(BaseModel):
     previous: str | None = Field(None, description="the activity before that (None: first)")
     visit: int = Field(1, description="times `activity` ran in the case so far (capped)")
     since: datetime = Field(description="when it completed `activity` (UTC)")
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="its case attributes (as the twin names them)"
+    )
 
 
 class ObservedKpis(BaseModel):
@@ -173,6 +177,9 @@ class ProcessTwin(BaseModel):
     )
     backtest: TwinBacktest | None = Field(
         None, description="fit on the earlier part of the log, predict the later part"
+    )
+    queue_priority: QueuePriority | None = Field(
+        None, description="cases the pools serve first, learned from the log (None: FIFO)"
     )
 
     def pool_of(self, activity: str) -> str:

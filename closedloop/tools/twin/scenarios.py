@@ -243,6 +243,8 @@ def compile_scenario(twin: ProcessTwin, m: EngineModel, scenario: Any) -> Settin
     """Engine settings for a scenario (ScenarioError when it does not fit the twin)."""
     changes = scenario.changes if isinstance(scenario, Combined) else [scenario]
     s = Settings(capacity=[list(c) for c in m.capacity], router=copy.deepcopy(m.router))
+    if twin.queue_priority is not None:  # the as-is discipline; a Prioritise change replaces it
+        s.priority_mask = _segment(twin, m, twin.queue_priority.segment)
     index = {a: i for i, a in enumerate(m.acts)}
     for change in changes:
         if isinstance(change, AsIs):
