@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import closedloop.tools.twin.fit as fit_module
+from closedloop import cli
 from closedloop.tools.twin import fit_twin
 from closedloop.tools.twin.backtest import backtest_twin
 
@@ -97,3 +98,15 @@ def test_the_learned_discipline_backtests_better_than_first_come_first_served(se
     monkeypatch.setattr(fit_module, "discover_queue_priority", lambda *a, **k: None)
     fifo = backtest_twin(log)
     assert abs(learned.error_pct) < abs(fifo.error_pct), (learned.error_pct, fifo.error_pct)
+
+
+def test_twin_fit_says_which_cases_queues_serve_first(tmp_path, capsys):
+    path = tmp_path / "queue.csv"
+    queue_log(urgent_first=True).to_csv(path, index=False)
+    code = cli.main(["twin", "fit", str(path), "--out", str(tmp_path / "twin.json")])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "queues serve urgency == 'urgent' first" in text
+    path.write_text(queue_log(urgent_first=False).to_csv(index=False))
+    assert cli.main(["twin", "fit", str(path), "--out", str(tmp_path / "fifo.json")]) == 0
+    assert "queues: first come, first served" in capsys.readouterr().out

@@ -119,11 +119,14 @@ def cmd_twin_fit(args: argparse.Namespace) -> int:
     for p in sorted(twin.pools.values(), key=lambda p: -p.offered_load)[:10]:
         lines.append(f"  {p.name}: capacity {p.capacity}, utilisation {p.utilisation:.0%}, "
                      f"{p.calendar}")
+    q = twin.queue_priority
+    lines.append(f"  {q.describe()}" if q else "  queues: first come, first served")
     if twin.backtest is not None:
         lines += backtest_lines(twin.backtest)
     lines += [f"  warning: {w}" for w in twin.warnings]
     emit(args, {"out": str(args.out), "cases": twin.n_cases, "pools": len(twin.pools),
                 "warnings": twin.warnings,
+                "queue_priority": q.model_dump() if q else None,
                 "backtest": twin.backtest.model_dump() if twin.backtest else None},
          "\n".join(lines))
     return 0
