@@ -102,3 +102,30 @@ def test_parallel_slots_ignore_occasional_overlaps_and_copies() -> None:
     assert parallel_slots(copies, copies + 0.9) == 1
     stacked = np.arange(0.0, 100.0, 0.25)  # each lasting 1 h: four at once
     assert parallel_slots(stacked, stacked + 1.0) == 4
+
+
+def test_a_missed_arrival_forecast_passes_on_the_process_model_and_says_so() -> None:
+    missed = TwinBacktest(train_share=0.8, realised_hours=152.0, error_pct=-34.0, covered=False,
+                          baseline_hours=187.0, baseline_error_pct=+23.0,
+                          replayed_error_pct=-9.0, arrivals_per_day_before=83.2,
+                          arrivals_per_day_after=62.1)  # fmt: skip
+    verdict = twin_passes_backtest(missed)
+    assert verdict and "83.2 -> 62.1 cases a day" in verdict.reason
+    assert "arrival forecast missed" in verdict.reason
+    both = missed.model_copy(update={"replayed_error_pct": -30.0})
+    verdict = twin_passes_backtest(both)
+    assert not verdict and "-30 %" in verdict.reason
+
+
+def test_bpi_2012_backtest_with_the_logs_arrivals(shared_data: Path) -> None:
+    """BPI 2012 ends with fewer new cases a day (83 -> 62): the twin's arrival forecast keeps
+    the training rate, so its forecast errs about -33 %; with the log's own arrivals the
+    process model is within 15 % and the open cases at the cut are its backlog."""
+    from closedloop.tools.log import read_xes
+
+    frame = read_xes(shared_data / "logs" / "bpic2012.xes.gz")
+    bt = backtest_twin(frame, replications=3)
+    assert bt.open_at_cut > 500  # where no activity mostly ends cases, silence decides
+    assert bt.arrivals_per_day_after < 0.85 * bt.arrivals_per_day_before
+    assert abs(bt.replayed_error_pct) < 15 < abs(bt.error_pct)
+    assert twin_passes_backtest(bt)

@@ -74,6 +74,10 @@ class TwinBacktest(BaseModel):
     simulates forward from the cut (the open cases at the cut as the initial
     backlog, new arrivals on the twin's calendar) and observes the simulated
     cases the same way, up to the log's end.
+
+    ``replayed`` is the same forecast with the cases arriving when the log
+    says they did: the process model judged apart from the arrival forecast
+    (what a what-if changes; the arrivals are the same in both of its worlds).
     """
 
     status: Literal["ok", "skipped"] = "ok"
@@ -93,4 +97,9 @@ class TwinBacktest(BaseModel):
         None, description="training mean cycle time (the naive forecast)"
     )
     baseline_error_pct: float | None = None
+    replayed: Quantiles | None = Field(None, description="the forecast with the log's arrivals")
+    replayed_error_pct: float | None = None
+    replayed_covered: bool | None = None
+    arrivals_per_day_before: float | None = Field(None, description="case starts, training")
+    arrivals_per_day_after: float | None = Field(None, description="case starts after the cut")
     seconds: float = 0.0

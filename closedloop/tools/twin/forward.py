@@ -111,13 +111,19 @@ def simulate_forward(
     replication: int = 0,
     backlog: bool = True,
     scenario: Scenario | None = None,
+    arrivals: list[datetime] | None = None,
 ) -> ForwardRun:
-    """One forward run from ``start`` (with the open cases as backlog) observed up to ``until``."""
+    """One forward run from ``start`` (with the open cases as backlog) observed up to ``until``.
+
+    ``arrivals`` replays these case arrival times instead of drawing them from the twin's
+    calendar (a backtest that judges the process model apart from the arrival forecast).
+    """
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, scenario if scenario is not None else AsIs())
     epoch = week_epoch(start)
     t0, t1 = hours_since(epoch, start), hours_since(epoch, until)
-    cases, nb = _cases(twin, m, t0, t1, seed, replication, backlog)
+    given = None if arrivals is None else np.sort([hours_since(epoch, a) for a in arrivals])
+    cases, nb = _cases(twin, m, t0, t1, seed, replication, backlog, given)
     out = run(m, settings, cases, 0)
     st = out.steps
     steps = pd.DataFrame({"case": st.case, "start": out.step_start, "end": out.step_end})
@@ -145,12 +151,20 @@ def _cases(
     seed: int,
     replication: int,
     backlog: bool,
+    given: np.ndarray | None = None,
 ) -> tuple[Cases, int]:
-    """The backlog at ``t0`` (if asked) and the new cases arriving before ``t_end``."""
-    clock = m.arrival_clock
-    expected = (clock.forward(t_end) - clock.forward(t0)) / max(float(m.arrival_units.mean()), 1e-9)
-    n_new = int(min(MAX_FORWARD_CASES, max(10, SLACK * expected + 20)))
-    new = draw_cases(m, n_new, t0, (seed, replication))
+    """The backlog at ``t0`` (if asked) and the new cases arriving before ``t_end`` (drawn, or
+    at the ``given`` hours)."""
+    if given is None:
+        clock = m.arrival_clock
+        expected = (clock.forward(t_end) - clock.forward(t0)) / max(
+            float(m.arrival_units.mean()), 1e-9
+        )
+        n_new = int(min(MAX_FORWARD_CASES, max(10, SLACK * expected + 20)))
+        new = draw_cases(m, n_new, t0, (seed, replication))
+    else:
+        new = draw_cases(m, len(given), t0, (seed, replication))
+        new.arrivals = np.asarray(given, dtype=float)
     keep = int(np.searchsorted(new.arrivals, t_end, side="left"))
     rng = np.random.default_rng([seed, replication, 7])
     resume, rows = (
