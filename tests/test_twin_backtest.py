@@ -56,6 +56,7 @@ def test_twin_fit_prints_and_stores_its_backtest(stationary, tmp_path: Path, cap
     assert cli.main(["twin", "fit", str(log), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "backtest (fit on the first 80%" in text and "backtest verdict" in text
+    assert "with the log's own arrivals" in text
     stored = json.loads(out.read_text())["backtest"]
     assert stored["status"] == "ok" and stored["predicted"]["high95"] > 0
     assert cli.main(["twin", "fit", str(log), "--out", str(out), "--json"]) == 0

@@ -101,6 +101,9 @@ def backtest_lines(bt: Any) -> list[str]:
         f"error {bt.error_pct:+.1f} %, {'covered' if bt.covered else 'NOT covered'}; "
         f"training mean {bt.baseline_hours:.3g} h errs {bt.baseline_error_pct:+.1f} %"
     )
+    if bt.replayed is not None:
+        head += (f"; with the log's own arrivals {bt.replayed.mean:.3g} h "
+                 f"({bt.replayed_error_pct:+.1f} %)")  # fmt: skip
     return [head, f"  backtest verdict: {twin_passes_backtest(bt).reason}"]
 
 
