@@ -18,6 +18,7 @@ import closedloop.tools.twin.fit as fit_module
 from closedloop import cli
 from closedloop.tools.twin import fit_twin
 from closedloop.tools.twin.backtest import backtest_twin
+from closedloop.tools.twin.simulate import simulate_log
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -110,3 +111,59 @@ def test_twin_fit_says_which_cases_queues_serve_first(tmp_path, capsys):
     path.write_text(queue_log(urgent_first=False).to_csv(index=False))
     assert cli.main(["twin", "fit", str(path), "--out", str(tmp_path / "fifo.json")]) == 0
     assert "queues: first come, first served" in capsys.readouterr().out
+
+
+def escalating_log(cases: int = 1200, seed: int = 4) -> pd.DataFrame:
+    """Triage by one of three agents under load; 30 % of tickets the same agent escalates at
+    once (no queue), the rest wait for Resolve in the same queue."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(0.2, cases))
+    free = [(0.0, a) for a in range(3)]
+    waiting: list[tuple[float, int, str]] = []  # (ready, case, activity)
+    rows, i, t = [], 0, 0.0
+    while i < cases or waiting:
+        at, agent = heapq.heappop(free)
+        t = max(at, t)
+        while i < cases and arrivals[i] <= t:
+            heapq.heappush(waiting, (arrivals[i], i, "Triage"))
+            i += 1
+        if not waiting:
+            t = arrivals[i]
+            heapq.heappush(free, (t, agent))
+            continue
+        _, c, act = heapq.heappop(waiting)
+        end = t + rng.exponential(0.25)
+        rows.append((c, act, t, end, f"agent-{agent}"))
+        if act == "Triage" and rng.random() < 0.3:
+            rows.append((c, "Escalate", end, end + 0.05, f"agent-{agent}"))
+            end += 0.05
+        elif act == "Triage":
+            heapq.heappush(waiting, (end, c, "Resolve"))
+        heapq.heappush(free, (end, agent))
+    frame = pd.DataFrame(rows, columns=["case", "activity", "s", "e", "resource"])
+    return pd.DataFrame({
+        "case:concept:name": [f"C{c:05d}" for c in frame["case"]],
+        "concept:name": frame["activity"],
+        "start_timestamp": [START + timedelta(hours=float(h)) for h in frame["s"]],
+        "time:timestamp": [START + timedelta(hours=float(h)) for h in frame["e"]],
+        "org:resource": frame["resource"],
+    }).sort_values(["time:timestamp", "case:concept:name"], ignore_index=True)  # fmt: skip
+
+
+def test_a_step_the_same_person_does_at_once_is_carried_on_not_queued():
+    log = escalating_log()
+    twin = fit_twin(log)
+    assert twin.carry_on_pairs == [("Triage", "Escalate")]
+    sim = simulate_log(twin, 1500, START)
+    sim = sim.sort_values(["case_id", "start_time"])
+    nxt = sim.groupby("case_id").shift(-1)
+    escalated = nxt["activity"] == "Escalate"
+    assert escalated.sum() > 200
+    assert (nxt.loc[escalated, "start_time"] == sim.loc[escalated, "end_time"]).all()
+    assert (nxt.loc[escalated, "resource"] == sim.loc[escalated, "resource"]).all()
+    # without it the escalation queues behind the Resolve work like any other step
+    plain = simulate_log(twin.model_copy(update={"carry_on_pairs": []}), 1500, START)
+    plain = plain.sort_values(["case_id", "start_time"])
+    later = plain.groupby("case_id").shift(-1)
+    queued = later["activity"] == "Escalate"
+    assert (later.loc[queued, "start_time"] > plain.loc[queued, "end_time"]).mean() > 0.3

@@ -22,7 +22,9 @@ compiled scenario settings (:class:`Settings`); steps 1 to 3 are in
    pool's as-is working hours (twins fitted on working time, the default;
    older twins run it on the wall clock).
    Consecutive steps the twin saw overlap in time (``parallel_pairs``) are
-   enabled together and the case moves on when all are done.
+   enabled together and the case moves on when all are done; a step the same
+   person did right after the previous one (``carry_on_pairs``) starts at once
+   on that server, without queueing again.
 
 Every case draws its uniforms from a stream fixed by (seed, replication,
 block of cases), so an as-is and a what-if run see the same cases: common
@@ -100,6 +102,7 @@ def run(m: EngineModel, s: Settings, cases: Cases, warm: int) -> RunOutput:
     working = m.working_processing
     prio_case = [s.priority_mask[r] for r in cases.rows] if s.priority_mask is not None else None
     prio_pools = s.priority_pools
+    carry = m.carry_on
     batches = s.batches
     buffers: dict[int, list[int]] = {a: [] for a in batches}
     generation = {a: 0 for a in batches}
@@ -227,12 +230,21 @@ def run(m: EngineModel, s: Settings, cases: Cases, warm: int) -> RunOutput:
         if code == 2:  # completion
             st_end[k] = t
             p = p_l[k]
+            c = c_l[k]
+            j = k + 1
+            if (carry and p >= 0 and last[k] == k and j < first[c + 1] and last[j] == j
+                    and p_l[j] == p and (a_l[k], a_l[j]) in carry):  # fmt: skip
+                # the same person carries on at once: the server goes straight to the next step
+                busy[p] -= 1
+                free[p].append(st_server[k])
+                st_ready[j] = t
+                start(j, p, t)
+                continue
             if p >= 0:
                 busy[p] -= 1
                 free[p].append(st_server[k])
                 if high[p] or low[p]:
                     drain(p, t)
-            c = c_l[k]
             pending[c] -= 1
             if pending[c] == 0:
                 nxt = last[k] + 1

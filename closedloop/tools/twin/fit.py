@@ -91,7 +91,7 @@ from closedloop.tools.twin.pools import (
 from closedloop.tools.twin.process_twin import ActivityModel, ObservedKpis, PoolModel, ProcessTwin
 from closedloop.tools.twin.queueing import MAX_UTILISATION, queue_wait_hours, stable_capacity
 from closedloop.tools.twin.routing import START as ROUTE_START
-from closedloop.tools.twin.routing import discover_routing, parallel_pairs
+from closedloop.tools.twin.routing import carry_on_pairs, discover_routing, parallel_pairs
 
 __all__ = ["Pooling", "fit_twin"]
 # Also importable from here for callers written before the facade (tests/test_twin_cli.py);
@@ -405,6 +405,7 @@ def fit_twin(
         arrival_gap_units=sample(units, rng),
         routing_contexts=contexts,
         parallel_pairs=parallel_pairs(df) if has_starts else [],
+        carry_on_pairs=carry_on_pairs(df) if has_starts else [],
         log_end=df[COMPLETE].max().floor("us").to_pydatetime(),
         end_activities=cens.end_activities if cens is not None else [],
         open_cases=open_cases(df, cens, attr_names) if cens is not None else [],

@@ -46,6 +46,7 @@ class EngineModel:
     pool_choice: dict[int, tuple[PoolTable, dict[int, PoolTable]]] = field(default_factory=dict)
     proc_by_pool: dict[tuple[int, int], DurationSampler] = field(default_factory=dict)
     parallel: list[tuple[int, int]] = field(default_factory=list)  # (activity, next) overlap
+    carry_on: set[tuple[int, int]] = field(default_factory=set)  # (activity, next) same person
     notes: list[str] = field(default_factory=list)
     working_processing: bool = False  # processing runs on the pool's as-is working hours
 
@@ -168,5 +169,8 @@ def compile_twin(twin: ProcessTwin, cost_per_hour: dict[str, float] | None = Non
         parallel=[
             (index[a], index[b]) for a, b in twin.parallel_pairs if a in index and b in index
         ],
+        carry_on={
+            (index[a], index[b]) for a, b in twin.carry_on_pairs if a in index and b in index
+        },
         working_processing=twin.processing_clock == "working",
     )

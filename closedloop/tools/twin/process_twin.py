@@ -166,6 +166,10 @@ class ProcessTwin(BaseModel):
         default_factory=list,
         description="(activity, next activity) that mostly overlap in time: run in parallel",
     )
+    carry_on_pairs: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(activity, next activity) the same person does back to back: not queued",
+    )
     log_end: datetime | None = Field(None, description="the last event of the log (the cut)")
     end_activities: list[str] = Field(
         default_factory=list, description="activities that end cases (learned from settled cases)"

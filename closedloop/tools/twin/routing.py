@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE
+from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE, RESOURCE
 from closedloop.tools.log.columns import START as STARTED
 
 START = "__START__"
@@ -35,6 +35,8 @@ VISIT_CAP = 8
 MIN_SUPPORT = 20
 PARALLEL_SHARE = 0.5  # a pair of activities overlapping this often runs in parallel
 MIN_PARALLEL = 10
+CARRY_ON_SHARE = 0.9  # the same person starts the next activity at once this often: no queue
+CARRY_ON_GAP_HOURS = 1 / 60
 
 
 class RoutingContext(BaseModel):
@@ -188,3 +190,23 @@ def parallel_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
     share = pairs.groupby(["prev", "act"], sort=True)["overlap"].agg(["mean", "size"])
     keep = share[(share["mean"] >= PARALLEL_SHARE) & (share["size"] >= MIN_PARALLEL)]
     return [(str(a), str(b)) for a, b in keep.index if a != START]
+
+
+def carry_on_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """Consecutive activities the same person does back to back (the next started within a
+    minute of the last one's end, by the same named resource, in nearly every instance): the
+    engine runs the second on the same server at once instead of queueing it again.
+
+    ``df`` is the fit's frame (sorted by case and completion, with ``_prev``).
+    """
+    by_case = df.groupby(CASE, sort=False)
+    gap = (df[STARTED] - by_case[COMPLETE].shift(1)) / pd.Timedelta(hours=1)
+    named = df[RESOURCE].fillna("") != ""
+    same = (named & (df[RESOURCE] == by_case[RESOURCE].shift(1))
+            & (gap >= 0) & (gap <= CARRY_ON_GAP_HOURS)).to_numpy()  # fmt: skip
+    if not same.any():
+        return []
+    pairs = pd.DataFrame({"prev": df["_prev"], "act": df[ACTIVITY], "same": same})
+    share = pairs.groupby(["prev", "act"], sort=True)["same"].agg(["mean", "size"])
+    keep = share[(share["mean"] >= CARRY_ON_SHARE) & (share["size"] >= MIN_PARALLEL)]
+    return [(str(a), str(b)) for a, b in keep.index if a != START and a != b]

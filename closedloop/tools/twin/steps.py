@@ -73,6 +73,20 @@ def _extension(cases: Cases, case: int, steps: int) -> np.ndarray:
     return np.random.default_rng([*cases.seed, 3, case]).random((steps, 5))
 
 
+def _without(
+    table: tuple[list[float], list[int]], carry_on: set[tuple[int, int]], after: int
+) -> tuple[list[float], list[int]]:
+    """The next-activity table without the steps carried on at once after ``after``."""
+    cum, nxt = table
+    probs = [(b, p) for b, p in zip(nxt, np.diff([0.0, *cum]).tolist(), strict=True)
+             if (after, b) not in carry_on and p > 0]  # fmt: skip
+    if not probs:
+        return [1.0], [-1]
+    c = (np.cumsum([p for _, p in probs]) / sum(p for _, p in probs)).tolist()
+    c[-1] = 1.0
+    return c, [b for b, _ in probs]
+
+
 def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.ndarray]:
     """Walk every case through the routing; sample durations. Returns steps and treated flags.
 
@@ -111,6 +125,8 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
                 p0, a0, v0 = where
                 prev, k, visits = a0, 0, {a0: v0}
                 a = draw(table(p0, a0, v0), ur[0])
+                if (a0, a) in m.carry_on:  # still waiting, so the same person did not carry on
+                    a = draw(_without(table(p0, a0, v0), m.carry_on, a0), ur[0])
             while a >= 0 and k < limit:
                 if k + 1 >= len(ur):
                     ext = _extension(cases, c, limit)
@@ -193,8 +209,14 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
         if auto.failure_delay > 0 and len(act) > 1:
             # A failed automation is noticed only later (a wrong resolution reopened): the
             # human step that follows it waits that long first.
-            after = np.r_[False, (act[1:] == a) & human[1:] & ~human[:-1]
-                          & (act[:-1] == a) & (case[1:] == case[:-1])]
+            after = np.r_[
+                False,
+                (act[1:] == a)
+                & human[1:]
+                & ~human[:-1]
+                & (act[:-1] == a)
+                & (case[1:] == case[:-1]),
+            ]
             delay[after] += auto.failure_delay
     steps = Steps(case, act, pool, delay, proc, first_a, np.asarray(rework),
                   _group_last(m, act, human, case))  # fmt: skip
