@@ -46,7 +46,9 @@ reasons about. What it holds and how each part is estimated:
   calendar (``ProcessTwin.processing_clock == "working"``).
 - **Queue discipline** (:mod:`closedloop.tools.twin.discipline`): first come,
   first served, unless the log shows a case segment passing the others in the
-  queues (then that segment goes first).
+  queues (then that segment goes first); a step the same person starts the
+  moment the previous one ends, in nearly every case (``carry_on_pairs``, e.g.
+  an escalation right after triage), is not queued again.
 - **Case attributes**: joint samples (one dict per case, ``case:`` prefix
   dropped) so segment conditions can be evaluated on realistic combinations.
 """
