@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,3 +252,23 @@ def test_open_cases_are_found_where_no_activity_mostly_ends_cases() -> None:
     found = {oc.case for oc in twin.open_cases}
     assert len(found & later) >= 0.8 * len(later)  # truly open cases are the backlog...
     assert len(found - later) <= 0.25 * len(found)  # ...and few finished ones are
+
+
+def test_a_bot_taking_over_two_steps_fails_a_case_once() -> None:
+    """Automating both steps of a case with a 40 % failure rate: 40 % of the treated cases go
+    to people (who then do the rest), not 1 - 0.6 ** 2 = 64 %."""
+    from datetime import datetime
+
+    from closedloop.tools.twin import Combined
+    from closedloop.tools.twin.simulate import simulate_log
+
+    twin = fit_twin(two_step_log(300, 2, delay_b=0.5))
+    bot = Combined(changes=[AutomateActivity(activity=a, failure_rate=0.4,
+                                             failure_delay_hours=1.0) for a in ("A", "B")])  # fmt: skip
+    log = simulate_log(twin, 2000, datetime(2024, 1, 1, tzinfo=UTC), seed=3, scenario=bot)
+    by_case = log.groupby("case_id")["resource"]
+    to_people = by_case.agg(lambda r: bool((r != "automation").any()))
+    assert 0.35 < to_people.mean() < 0.45
+    # a case the bot failed is not handed back to it: one automated step, then people
+    failed = log[log["case_id"].isin(to_people[to_people].index)]
+    assert (failed.groupby("case_id")["resource"].agg(lambda r: (r == "automation").sum()) == 1).all()

@@ -9,7 +9,10 @@ delay by inverse CDF, vectorised per activity.
 
 Every case draws its uniforms from a stream fixed by (seed, replication,
 block of cases), so an as-is and a what-if run see the same cases: common
-random numbers. Automated steps have no pool (pool -1).
+random numbers. Automated steps have no pool (pool -1). A bot fails a case
+or not once, at the case's first automated step (a bot that takes over a
+pool's work on a segment handles the whole case): after a failure people do
+that step, once it is noticed, and the rest of the case.
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
             ext = None
             row = rows[c]
             where = resume[c] if resume is not None else None
+            bot_ok: bool | None = None  # did an automation handle this case without failing
             if where is None:
                 prev, k, visits = -1, 0, {}
                 a = draw(start_table, ur[0])
@@ -141,7 +145,7 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
                         a = draw(table(prev, a, v), ur[k]) if skip.then is None else skip.then
                         continue
                 human = True
-                if autos:
+                if autos and bot_ok is not False:
                     auto = autos.get(a)
                     if (
                         auto is not None
@@ -153,7 +157,11 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
                         kind_l.append(1)
                         prev_l.append(prev)
                         keys.append(j * STREAM + k)
-                        human = uf[k] < auto.failure_rate
+                        # the bot fails a case or not, once: on failure people take over
+                        # this step and the rest of the case
+                        if bot_ok is None:
+                            bot_ok = bool(uf[k] >= auto.failure_rate)
+                        human = not bot_ok
                 if human:
                     if v > 1:
                         rework[c] = True
