@@ -109,13 +109,14 @@ def test_whole_loop_keeps_a_staffing_change_measured_against_the_forward_twin(se
 
 @pytest.fixture
 def rule_sandbox():
-    with SandboxServer(seed=4) as server:
+    with SandboxServer(seed=1) as server:
         advance_clock(server.url, 21)
         yield server
 
 
 def test_whole_loop_measures_a_rule_on_the_sandbox_events(settings, rule_sandbox):
-    # Seed 4: auto-resolving password tickets for half of them is the best-ranked change.
+    # Seed 1: auto-resolving password tickets for half of them is the best-ranked change (on
+    # seed 4 one more first-line agent ranks first, as the sandbox's truth agrees).
     runner, state = _approve_and_watch(settings, rule_sandbox.url)
     with Session(runner.engine) as s:
         verdict = s.exec(select(Verdict)).one()
