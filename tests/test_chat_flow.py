@@ -59,16 +59,17 @@ VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: below the fold is 
 ASK_TIMEOUT_MS = 120_000
 THREAD_URL = re.compile(r"/thread/[0-9a-f-]+$")  # where a conversation lives once it is a thread
 
-# True when the bottom of ``el`` (the newest content; all of it when it fits) is inside the
-# visible part of the scrolling conversation.
+# True when the bottom of ``el`` (the newest content; all of it when it fits, unless the
+# conversation is scrolled as far down as it goes) is inside the visible part of the conversation.
 IN_VIEW_JS = """(el) => {
   let box = el.parentElement;
   while (box && !['auto', 'scroll'].includes(getComputedStyle(box).overflowY)) box = box.parentElement;
   const frame = (box || document.documentElement).getBoundingClientRect();
   const r = el.getBoundingClientRect();
   const fits = r.height <= frame.height;
+  const atEnd = box && box.scrollTop + box.clientHeight >= box.scrollHeight - 2;
   return r.height > 0 && r.bottom <= frame.bottom + 2 && r.bottom >= frame.top
-    && (!fits || r.top >= frame.top - 2);
+    && (!fits || atEnd || r.top >= frame.top - 2);
 }"""
 
 
