@@ -28,6 +28,7 @@ pretending they ended:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +140,7 @@ def expected_visits(
     return {a: float(max(v[i], 0.0)) for a, i in index.items()}
 
 
-def open_cases(df: pd.DataFrame, c: Censoring, attributes: list[str] = ()) -> list[OpenCase]:
+def open_cases(df: pd.DataFrame, c: Censoring, attributes: Sequence[str] = ()) -> list[OpenCase]:
     """The backlog at the cut: each open case in the activity it completed last, with its
     ``attributes`` (case attribute names, with or without ``case:`` in the frame)."""
     if not c.open_case_ids:

@@ -113,8 +113,7 @@ def discover_queue_priority(
         return None
     best: tuple[float, QueuePriority] | None = None
     for name, col in columns:
-        values = [v for v in df[col].dropna().unique().tolist()]
-        for value in values:
+        for value in df[col].dropna().unique().tolist():
             n_fav = w_fav = n_oth = w_oth = n_same = w_same = 0
             for rows, e, later, won in pairs:
                 is_v = (rows[col] == value).to_numpy()
