@@ -171,7 +171,7 @@ def backtest_w_split(replications: int) -> dict:
             **per_day}  # fmt: skip
 
 
-def sandbox_frame(seed: int, days: float) -> pd.DataFrame:
+def sandbox_frame(seed: int, days: float, regime: str = "default") -> pd.DataFrame:
     """The helpdesk sandbox's events after ``days``, read through its connector (as the loop
     reads them); no log of it is shipped, so it is generated here."""
     from closedloop.demo import advance_clock
@@ -180,7 +180,7 @@ def sandbox_frame(seed: int, days: float) -> pd.DataFrame:
     from closedloop.tools.act.system import System
     from closedloop.tools.log import frame_from_records
 
-    with SandboxServer(seed=seed, domain="helpdesk") as server:
+    with SandboxServer(seed=seed, domain="helpdesk", regime=regime) as server:
         advance_clock(server.url, days)
         doc = connector_document(load_manifest("helpdesk"), server.url, {})
         system = System.open(doc, server.url, {})
@@ -231,7 +231,8 @@ def write(rows: list[dict], w: dict | None, args: argparse.Namespace, seconds: f
         "## Backtests: first 80 % -> last 20 % by time, against naive forecasts seen the same way",
         "",
         (f"Reproduce: `.venv/bin/python benchmarks/bench_backtests.py --bootstrap {args.bootstrap} "
-         f"--replications {args.replications} --sandbox-seeds {args.sandbox_seeds} --write` then "
+         f"--replications {args.replications} --sandbox-seeds {args.sandbox_seeds} "
+         f"--overload-seeds {args.overload_seeds} --write` then "
          f"`.venv/bin/python benchmarks/assemble.py` ({seconds:.0f} s wall on 2 shared cores; "
          "needs `../shared/data` for BPI 2012)."),
         "",
@@ -304,6 +305,8 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=5)
     parser.add_argument("--sandbox-seeds", default="7", help="helpdesk sandbox seeds ('' none)")
     parser.add_argument("--sandbox-days", type=float, default=28)
+    parser.add_argument("--overload-seeds", default="1,3",
+                        help="helpdesk sandbox seeds of the overload regime ('' none)")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/")
     parser.add_argument("--from-json", type=Path, help="only re-render the page from a result")
     args = parser.parse_args()
@@ -317,11 +320,14 @@ def main() -> None:
     for path in paths:
         rows.append(backtest_log(path, args.bootstrap, args.replications))
         print(table_row(rows[-1]), flush=True)
-    for seed in [int(s) for s in args.sandbox_seeds.split(",") if s.strip()]:
-        frame = sandbox_frame(seed, args.sandbox_days)
+    worlds = [("default", int(s)) for s in args.sandbox_seeds.split(",") if s.strip()]
+    worlds += [("overload", int(s)) for s in args.overload_seeds.split(",") if s.strip()]
+    for regime, seed in worlds:
+        frame = sandbox_frame(seed, args.sandbox_days, regime)
         t, cpu = time.perf_counter(), time.process_time()
         bt = backtest_twin(frame, bootstrap=args.bootstrap, replications=args.replications)
-        row = {"log": f"helpdesk sandbox seed {seed} ({args.sandbox_days:g} days)",
+        where = "" if regime == "default" else f"{regime} "
+        row = {"log": f"helpdesk sandbox {where}seed {seed} ({args.sandbox_days:g} days)",
                "events": len(frame), "cases": int(frame[CASE].nunique()),
                "seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu,
                "backtest": bt.model_dump()}  # fmt: skip
