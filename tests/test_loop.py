@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
+from closedloop.agents.canary import failure_lookup
 from closedloop.demo import advance_clock
 from closedloop.graphs.runner import LoopRunner, NotPaused
+from closedloop.sandbox.params import params_for
 from closedloop.sandbox.server import SandboxServer
 from closedloop.settings import Settings
 from closedloop.store.models import (
@@ -139,6 +141,19 @@ def test_whole_loop_measures_a_rule_on_the_sandbox_events(settings, rule_sandbox
         assert raw["open_at_age_mean"] - 1e-6 <= snap.mean <= max(raw["longest"], raw["closed_mean"]), (
             cohort, snap, raw)
     assert verdict.predicted_delta != pytest.approx(verdict.delta)
+    # The canary measured its bot: treated tickets people had to triage after all. The next plan
+    # of the same rule predicts with this instead of the declared 0-50 % prior.
+    with Session(runner.engine) as s:
+        failures = s.exec(select(KpiSnapshot).where(
+            KpiSnapshot.plan_id == plan.id, KpiSnapshot.kpi == "automation_failure_rate")).all()[-1]
+    assert failures.n >= 20 and failures.ci_low < failures.mean < failures.ci_high
+    assert failures.ci_high - failures.ci_low < 0.5 and "needed people for" in failures.source
+    # The sandbox's hidden failure rate on password tickets (truth, read only by this test).
+    assert failures.ci_low <= params_for().auto_resolve_failure["password"] <= failures.ci_high
+    with LoopRunner(settings) as again:
+        system = again.context.system(plan.catalog_version, rule_sandbox.url)
+        counts = failure_lookup(again.engine, system)(plan.actions[0]["action"], plan.actions[0]["params"])
+    assert counts is not None and counts.plans == [plan.id] and counts.cases == failures.n
 
 
 def test_rejected_plan_writes_nothing(settings, sandbox):

@@ -22,6 +22,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
+from closedloop.agents.canary import failure_lookup
 from closedloop.agents.context import LoopContext
 from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, first_human_json, tool_results
@@ -58,6 +59,7 @@ from closedloop.tools.act import (
     shortfall,
     state_members,
 )
+from closedloop.tools.act.evidence import FailureLookup
 from closedloop.tools.base import read_tool
 from closedloop.tools.optimize.staffing import optimize_staffing
 from closedloop.tools.twin import (
@@ -182,13 +184,15 @@ def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str
         return _no_change(ctx, found[0][0].id, audit, verdict.reason, [],
                           "the twin's predictions are not trusted for this log")
     members = state_members(config["pools"], config["values"])
+    failures = failure_lookup(ctx.engine, system)
     candidates: list[Candidate] = []
     considered: list[Weighed] = []
     for opp, insight, _, _ in found:
         view = PlanOpportunity(id=opp.id, activity=opp.activity, kind=opp.pattern,
                                segments=insight.detail.get("segments", []))
         made, dropped = candidates_for(system.catalog, view, twin, frame, config["pools"], members,
-                                       ctx.settings.canary_share, screen=_screen(ctx, twin))
+                                       ctx.settings.canary_share, screen=_screen(ctx, twin),
+                                       failures=failures)
         # The same change found for two opportunities (one pool doing both) is predicted once.
         known = {(c.action, json.dumps(c.scenario, sort_keys=True)) for c in candidates}
         candidates += [c for c in made
@@ -198,13 +202,14 @@ def plan(ctx: LoopContext, run_id: str, opportunity_ids: list[int], api_url: str
                                verdict="not_simulated", reason=d.reason) for d in dropped]
     refits = ctx.refits(found[0][2].sha256, found[0][2].artifact, PLAN_BOOTSTRAP)
     return _plan_for(ctx, run_id, scope, system, config, found, twin, frame, candidates,
-                     considered, audit, refits)
+                     considered, audit, refits, failures)
 
 
 def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config: dict[str, Any],
               found: list[tuple[Any, ...]], twin: ProcessTwin, frame: Any,
               candidates: list[Candidate], considered: list[Weighed],
-              audit: AuditTrail, refits: list[ProcessTwin]) -> dict[str, Any]:
+              audit: AuditTrail, refits: list[ProcessTwin],
+              failures: FailureLookup | None = None) -> dict[str, Any]:
     """The Planner agent over every candidate; each prediction stored as a simulation."""
     s = ctx.settings
     pools = config["pools"]
@@ -232,7 +237,7 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
             scenario, ranges = known.scenario, known.assumptions
         else:
             scenario, ranges = scenario_for(system.catalog, action, params, twin, frame, pools,
-                                            opp.activity, members)
+                                            opp.activity, members, failures=failures)
         pred = predict(twin, scenario, frame=frame, assumptions=ranges, refits=refits,
                        cases=s.simulation_cases, replications=s.simulation_replications, seed=s.seed,
                        horizon_hours=_horizon_hours(ctx))

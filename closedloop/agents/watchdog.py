@@ -17,6 +17,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
 
+from closedloop.agents.canary import AUTOMATION_FAILURE_KPI, canary_failures
 from closedloop.agents.context import LoopContext
 from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, tool_results
@@ -187,14 +188,21 @@ def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version
                      after: dict[str, Any], trial: SwitchbackSchedule | None = None) -> KpiMeasurement:
     """Read the system's events since the change through the connector (from the feed position
     stored at execution) and measure the plan's change by the design its change kind needs
-    (``trial``: the blocks of the switchback the Executor ran)."""
+    (``trial``: the blocks of the switchback the Executor ran); an automation canary's
+    failures on its segment come with it."""
     system = ctx.system(plan.catalog_version or catalog_version, api_url)
     batch = fetch_events(system, EventPosition.model_validate(after))
     sources = TwinSources(ctx, plan)
+    records = measurement_records(batch.rows)
+    measured = _measure(system, plan, sources, records, f"{batch.source} after {after}", trial)
+    failures = canary_failures(system, plan, sources.scenario, sources.frame, records)
+    return measured.model_copy(update={"automation_failures": failures}) if failures else measured
+
+
+def _measure(system: System, plan: Plan, sources: TwinSources, records: list[dict[str, Any]],
+             source: str, trial: SwitchbackSchedule | None) -> KpiMeasurement:
     design = plan_design(system, plan, sources)
     guardrails = Guardrails.model_validate(plan.guardrails)
-    source = f"{batch.source} after {after}"
-    records = measurement_records(batch.rows)
     if design.design == "switchback":
         if trial is not None and trial_usable(trial):
             design = DesignChoice(design="switchback", why=f"{design.why}; {trial.why}"
@@ -350,6 +358,13 @@ def snapshots(plan_id: int, m: KpiMeasurement) -> list[KpiSnapshot]:
         rows.append(KpiSnapshot(plan_id=plan_id, kpi="cost_per_case", cohort=cohort, n=k.cases,
                                 mean=k.cost_per_case, ci_low=k.cost_per_case,
                                 ci_high=k.cost_per_case, source=m.source))
+    f = m.automation_failures
+    if f is not None and f.rate is not None:
+        rows.append(KpiSnapshot(plan_id=plan_id, kpi=AUTOMATION_FAILURE_KPI, cohort="treatment",
+                                n=f.cases, mean=f.rate, ci_low=f.low95, ci_high=f.high95,
+                                source=f"{m.source}; {f.failed} of {f.cases} judged treated cases "
+                                       f"needed people for {', '.join(f.taken_over)} "
+                                       f"({f.pending} still open)"))
     return rows
 
 

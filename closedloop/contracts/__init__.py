@@ -15,6 +15,7 @@ from closedloop.contracts.base import (
     RunStatus,
 )
 from closedloop.contracts.measurement import (
+    AutomationFailures,
     CohortStats,
     DesignChoice,
     DesignName,
@@ -63,6 +64,7 @@ __all__ = [
     "AgentStep",
     "ApprovalAnswer",
     "ApprovalStep",
+    "AutomationFailures",
     "Bottleneck",
     "CohortStats",
     "DesignChoice",

@@ -168,6 +168,24 @@ class SequentialDecision(BaseModel):
     rule: str
 
 
+class AutomationFailures(BaseModel):
+    """A canary's bot failures on its segment: treated cases people had to do after all.
+
+    ``cases`` are the judged cases (failed or finished); ``pending`` were old
+    enough to judge but are still open with neither; ``low95``/``high95`` is
+    the Wilson interval of ``rate``.
+    """
+
+    failed: int
+    cases: int
+    pending: int
+    rate: float | None = None
+    low95: float = 0.0
+    high95: float = 1.0
+    settle_hours: float
+    taken_over: list[str] = Field(default_factory=list)
+
+
 class KpiMeasurement(Record):
     """A live change's effect on cycle time, measured from the system's own events since it.
 
@@ -199,6 +217,8 @@ class KpiMeasurement(Record):
     guardrail_check: GuardrailCheck | None = None
     guardrail_kpis: dict[str, GuardrailKpis] | None = None
     sequential: SequentialDecision | None = None
+    automation_failures: AutomationFailures | None = Field(
+        None, description="an automation canary's failures on its segment (treated cases only)")
 
 
 # --------------------------------------------------------------------------- approvals

@@ -34,7 +34,12 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
-from closedloop.tools.act.evidence import approval_gate, automation_assumptions, handled_by
+from closedloop.tools.act.evidence import (
+    FailureLookup,
+    approval_gate,
+    automation_assumptions,
+    handled_by,
+)
 from closedloop.tools.act.pool_map import capacity_of, map_pool, twin_pools_of
 from closedloop.tools.connect import Catalog, CatalogAction
 from closedloop.tools.connect.annotations import ChangeKindByParam
@@ -146,9 +151,11 @@ def routine_segments(segments: Sequence[Mapping[str, Any]]) -> list[Mapping[str,
 def candidates_for(catalog: Catalog, opp: Opportunity, twin: ProcessTwin, frame: pd.DataFrame,
                    pools: Mapping[str, Any], members: Mapping[str, list[str]], share: float,
                    name_hint: bool = True, screen: Screen | None = None,
+                   failures: FailureLookup | None = None,
                    ) -> tuple[list[Candidate], list[Dropped]]:
     """Every candidate for ``opp`` the catalog's change kinds allow, and the kinds that gave none
-    (``screen`` picks among a route's segments, see the module docstring)."""
+    (``screen`` picks among a route's segments, see the module docstring; ``failures`` gives the
+    bot failures a canary of an automation measured, which replace the declared prior)."""
     made: list[Candidate] = []
     dropped: list[Dropped] = []
     for entry in catalog.actions.values():
@@ -156,7 +163,7 @@ def candidates_for(catalog: Catalog, opp: Opportunity, twin: ProcessTwin, frame:
             if kind in CAPACITY_KINDS:
                 got = _capacity(entry, kind, opp, twin, pools, members, name_hint)
             elif kind in AUTOMATION_KINDS:
-                got = _automation(entry, kind, opp, twin, frame, share)
+                got = _automation(entry, kind, opp, twin, frame, share, failures)
             elif kind == "approval_threshold":
                 got = _threshold(entry, opp, frame)
             elif kind == "route_segment":
@@ -213,7 +220,8 @@ def _capacity(entry: CatalogAction, kind: str, opp: Opportunity, twin: ProcessTw
 
 
 def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: ProcessTwin,
-                frame: pd.DataFrame, share: float) -> list[Candidate | str]:
+                frame: pd.DataFrame, share: float,
+                failures: FailureLookup | None) -> list[Candidate | str]:
     if _role(entry, "segment") is None:
         return ["the action names no segment parameter"]
     routine = routine_segments(opp.segments)
@@ -249,8 +257,9 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
                                     automated_duration_hours=0.0)]
     else:  # the bot takes over the work of the activity's main pool on this segment
         acts = [a for a in twin.pools[twin.pool_of(opp.activity)].activities if a in twin.activities]
+        measured = failures(entry.name, params) if failures is not None else None
         assumptions, (prior, notice) = automation_assumptions(frame, seg["attribute"],
-                                                              [seg["value"]], acts)
+                                                              [seg["value"]], acts, measured)
         changes = [AutomateActivity(activity=a, segment=segment, share=treated) for a in acts]
         evidence.append(f"bot failure rate {prior.low:.0%}-{prior.high:.0%}: {prior.source}")
         evidence.append(f"a failure noticed after {notice.low:.1f}-{notice.high:.1f} h: "

@@ -4,6 +4,8 @@
   not in the log. It enters as a declared prior range, widened by the closest
   evidence the log has: how often cases of that segment were reworked (an
   activity of the automated work repeated). The range is shown to the approver.
+  Once a canary of the same action on the same segment has been measured
+  (``closedloop.tools.measure.canary``), its failures replace the prior.
 - :func:`failure_notice`: how long a failed automation goes unnoticed is not
   in the log either; the closest evidence is how long the log's reworked cases
   waited between an activity and its repeat (a wrong resolution until the
@@ -19,12 +21,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel
 
 from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, COMPLETE, RESOURCE, START
+from closedloop.tools.measure.canary import FailureCounts
 
 # A bot nobody has measured yet may fail on anything from none to half of its cases.
 PRIOR_FAILURE = (0.0, 0.5)
@@ -33,6 +37,10 @@ PRIOR_NOTICE_HOURS = (0.0, 24.0)
 MIN_EVIDENCE_CASES = 20
 GATE_ACCURACY = 0.95  # share of cases the threshold must sort right to count as a gate
 MIN_GATED_CASES = 20
+
+
+# The canary evidence of an action with given parameters (None where no canary measured it).
+FailureLookup = Callable[[str, Mapping[str, Any]], FailureCounts | None]
 
 
 class AssumedRange(BaseModel):
@@ -52,13 +60,23 @@ def _wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def failure_prior(frame: pd.DataFrame, field: str | None, values: Sequence[str] | None,
-                  activities: Sequence[str]) -> AssumedRange:
+                  activities: Sequence[str], measured: FailureCounts | None = None) -> AssumedRange:
     """The failure-rate range of automating ``activities`` for cases with ``field`` in ``values``.
 
-    The declared prior :data:`PRIOR_FAILURE`, widened (never narrowed) to the 95 %
-    interval of the share of the segment's cases in which one of ``activities`` ran
-    more than once (rework), when the log has enough such cases.
+    With ``measured`` canary failures of this automation on enough judged cases,
+    their 95 % interval: the bot itself was seen. Otherwise the declared prior
+    :data:`PRIOR_FAILURE`, widened (never narrowed) to the 95 % interval of the
+    share of the segment's cases in which one of ``activities`` ran more than
+    once (rework), when the log has enough such cases.
     """
+    if measured is not None and measured.enough:
+        m_low, m_high = measured.interval
+        plans = ", ".join(f"#{p}" for p in measured.plans)
+        return AssumedRange(
+            name="failure_rate", low=round(m_low, 4), high=round(m_high, 4),
+            source=f"measured by the canary of plan {plans}: the bot failed {measured.failed} of "
+                   f"{measured.cases} treated cases (95 % interval {m_low:.0%}-{m_high:.0%}); "
+                   "replaces the declared prior")
     low, high = PRIOR_FAILURE
     prior = f"declared prior {low:.0%}-{high:.0%} (a new bot's failure rate is not in the log)"
     col = f"{CASE_PREFIX}{field}" if field else None
@@ -109,11 +127,13 @@ def failure_notice(frame: pd.DataFrame, activities: Sequence[str]) -> AssumedRan
 
 
 def automation_assumptions(frame: pd.DataFrame, field: str | None, values: Sequence[str] | None,
-                           activities: Sequence[str]) -> tuple[dict[str, tuple[float, float]],
-                                                               list[AssumedRange]]:
-    """The declared ranges of a bot taking over ``activities`` (one automation each, in order):
-    its failure rate on the segment and how long a failure goes unnoticed."""
-    ranges = [failure_prior(frame, field, values, activities), failure_notice(frame, activities)]
+                           activities: Sequence[str], measured: FailureCounts | None = None,
+                           ) -> tuple[dict[str, tuple[float, float]], list[AssumedRange]]:
+    """The ranges of a bot taking over ``activities`` (one automation each, in order): its
+    failure rate on the segment (``measured`` by a canary where there was one) and how long
+    a failure goes unnoticed."""
+    ranges = [failure_prior(frame, field, values, activities, measured),
+              failure_notice(frame, activities)]
     prefix = "" if len(activities) == 1 else "changes.{i}."
     out = {(prefix + r.name).format(i=i): (r.low, r.high)
            for i in range(len(activities)) for r in ranges}

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from closedloop.contracts import Guardrails
 from closedloop.tools.act.candidates import CAPACITY_KINDS, Candidate
 from closedloop.tools.act.catalog import Condition
-from closedloop.tools.act.evidence import approval_gate, automation_assumptions
+from closedloop.tools.act.evidence import FailureLookup, approval_gate, automation_assumptions
 from closedloop.tools.act.pool_map import capacity_of, twin_pools_of
 from closedloop.tools.connect import Catalog, CatalogAction
 from closedloop.tools.connect.annotations import ChangeKindByParam
@@ -89,10 +89,12 @@ def _condition(entry: CatalogAction, params: Mapping[str, Any]) -> Condition | N
 def scenario_for(catalog: Catalog, action: str, params: dict[str, Any], twin: ProcessTwin,
                  frame: pd.DataFrame, pools: Mapping[str, Any], activity: str,
                  members: Mapping[str, list[str]] | None = None, name_hint: bool = True,
+                 failures: FailureLookup | None = None,
                  ) -> tuple[AddCapacity | AutomateActivity | AutoApprove | RouteSegment
                             | Combined, dict[str, tuple[float, float]]]:
     """The twin's what-if scenario of a catalog action with ``params`` (e.g. one a model
-    proposed) for an opportunity at ``activity``, and the assumption ranges it needs.
+    proposed) for an opportunity at ``activity``, and the assumption ranges it needs
+    (an automation's failure rate as a canary of it measured, where ``failures`` has one).
 
     ScenarioError when the action's pool has no honest mapping onto the twin, or
     its change kind cannot be simulated.
@@ -129,8 +131,9 @@ def scenario_for(catalog: Catalog, action: str, params: dict[str, Any], twin: Pr
     # The bot takes over the work of the activity's main pool on the segment.
     acts = [a for a in twin.pools[twin.pool_of(activity)].activities if a in twin.activities]
     values = condition.value if isinstance(condition.value, list) else [condition.value]
+    measured = failures(action, typed) if failures is not None else None
     ranges, _ = automation_assumptions(frame, condition.field,
-                                       values if condition.op != "neq" else None, acts)
+                                       values if condition.op != "neq" else None, acts, measured)
     changes = [AutomateActivity(activity=a, segment=segment, share=share) for a in acts]
     return (changes[0] if len(changes) == 1 else Combined(changes=changes)), ranges
 

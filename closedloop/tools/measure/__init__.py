@@ -14,6 +14,8 @@ Public API (import from here; the modules behind it may move):
   :func:`before_after_with_counterfactual`, :func:`treatment_control_corrected`
   (with :class:`Block`; :class:`Interval` and :func:`interference_correction` from ``effect``), and
   :func:`choose_design` -> :class:`closedloop.contracts.DesignChoice` (``chooser``);
+- an automation canary's bot failures (``canary``): :func:`automation_failures`,
+  :class:`FailureCounts` (pooled over plans);
 - censoring (``survival``): :func:`case_table`, :func:`kaplan_meier`, :func:`restricted_mean`;
 - guardrail KPIs (``guardrails``): :func:`guardrail_kpis`, :func:`guardrail_check`,
   :func:`case_quality`, :func:`difference_interval`; early abort (``sequential``):
@@ -22,6 +24,7 @@ Public API (import from here; the modules behind it may move):
 
 from __future__ import annotations
 
+from closedloop.tools.measure.canary import FailureCounts, automation_failures
 from closedloop.tools.measure.chooser import STAFFING_KINDS, choose_design
 from closedloop.tools.measure.cohorts import measure_cohorts
 from closedloop.tools.measure.designs import (
@@ -55,8 +58,8 @@ from closedloop.tools.measure.twin_effects import (
 )
 
 __all__ = [
-    "STAFFING_KINDS", "Block", "Interval", "KpiDelta", "RestrictedMean", "SurvivalCurve",
-    "before_after_with_counterfactual", "case_quality", "case_table", "choose_design", "cycle_times_by_cohort",
+    "STAFFING_KINDS", "Block", "FailureCounts", "Interval", "KpiDelta", "RestrictedMean", "SurvivalCurve",
+    "automation_failures", "before_after_with_counterfactual", "case_quality", "case_table", "choose_design", "cycle_times_by_cohort",
     "difference_interval", "guardrail_check", "guardrail_kpis", "interference_correction", "kaplan_meier",
     "kpi_delta", "measure_change", "measure_cohorts", "prediction_summary", "restricted_mean",
     "rollout_shares_resources", "sequential_rework_check", "switchback", "treatment_control_corrected",
