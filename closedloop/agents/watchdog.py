@@ -257,7 +257,11 @@ def describe(m: KpiMeasurement) -> str:
         guard = "guardrails not measured yet"
     if m.sequential is not None and m.sequential.decision == "abort":
         guard += f"; sequential rework test aborts after {m.sequential.stopped_at} cases"
-    return f"{head}. {body}. {guard}"
+    f = m.automation_failures
+    bot = (f". The bot failed {f.failed} of {f.cases} treated cases ({f.low95:.0%}-{f.high95:.0%}, "
+           "95 %), which the next plan of this rule predicts with"
+           if f is not None and f.rate is not None else "")
+    return f"{head}. {body}. {guard}{bot}"
 
 
 def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
