@@ -13,7 +13,7 @@ from closedloop.store.db import open_store, transaction
 from closedloop.store.models import KpiSnapshot, LoopRun, Opportunity, Plan
 from closedloop.tools.act.candidates import Opportunity as PlanOpportunity
 from closedloop.tools.act.candidates import candidates_for
-from closedloop.tools.act.evidence import failure_prior
+from closedloop.tools.act.evidence import automation_assumptions, failure_notice, failure_prior
 from closedloop.tools.act.system import System
 from closedloop.tools.connect import CONNECTORS_DIR, load_connector, load_overlay
 from closedloop.tools.log import frame_from_records
@@ -37,7 +37,8 @@ def canary_events(bot_activity: str = "Auto-resolve") -> list[dict]:
             at = T0 + timedelta(hours=80 + i)
         rows.append(_event(case, "Register ticket", "desk", at))
         rows.append(_event(case, bot_activity, "bot", at + timedelta(minutes=5)))
-        if i < 10:
+        if i < 10:  # the customer reopens 3 h after the bot's step; alice triages an hour later
+            rows.append(_event(case, "Reopen", "customer", at + timedelta(hours=3, minutes=5)))
             rows.append(_event(case, "Triage", "alice", at + timedelta(hours=4)))
             rows.append(_event(case, "Close", "desk", at + timedelta(hours=5)))
         elif i < 38 or i >= 40:
@@ -53,6 +54,8 @@ def test_a_canary_counts_the_cases_people_had_to_do_after_the_bot() -> None:
     assert (got.failed, got.cases, got.pending) == (10, 38, 2)  # 2 recent cases not judged
     assert got.rate == pytest.approx(10 / 38)
     assert got.low95 < 10 / 38 < got.high95 and 0.1 < got.low95 and got.high95 < 0.5
+    # How long each failure went unnoticed: the bot's step until the reopen, not the queue after.
+    assert got.notice_n == 10 and got.notice_q1 == pytest.approx(3.0) == got.notice_q3
     # A bot writing the people's own activity name is not a failure: only people's events count.
     same_name = frame_from_records(canary_events(bot_activity="Triage"))
     again = automation_failures(same_name, treated, ["Triage"], ["Close"], people=["alice"])
@@ -72,6 +75,14 @@ def test_measured_failures_replace_the_declared_prior_once_there_are_enough() ->
     few = failure_prior(frame, "category", ["password"], ["Triage"],
                         FailureCounts(failed=3, cases=5, plans=[7]))
     assert (few.low, few.high) == (0.0, 0.5) and "declared prior" in few.source
+    # The canary's notice delays replace the log's rework gaps once enough failures were seen.
+    noticed = FailureCounts(failed=30, cases=40, plans=[7], notice_hours=(2.0, 5.0), notice_n=30)
+    _, (rate, notice) = automation_assumptions(frame, "category", ["password"], ["Triage"], noticed)
+    assert (notice.low, notice.high) == (2.0, 5.0) and "30 failures came back" in notice.source
+    assert rate.low > 0.5
+    unseen = failure_notice(frame, ["Triage"], FailureCounts(failed=3, cases=40, plans=[7],
+                                                            notice_hours=(2.0, 5.0), notice_n=3))
+    assert "declared prior" in unseen.source
 
 
 def helpdesk_records(cases: int = 40) -> list[dict]:

@@ -154,6 +154,7 @@ def test_whole_loop_measures_a_rule_on_the_sandbox_events(settings, rule_sandbox
         system = again.context.system(plan.catalog_version, rule_sandbox.url)
         counts = failure_lookup(again.engine, system)(plan.actions[0]["action"], plan.actions[0]["params"])
     assert counts is not None and counts.plans == [plan.id] and counts.cases == failures.n
+    assert counts.notice_n > 0 and 0 <= counts.notice_hours[0] <= counts.notice_hours[1]
 
 
 def test_rejected_plan_writes_nothing(settings, sandbox):

@@ -6,7 +6,8 @@ plan runs as a canary (a share of the segment treated), the Watchdog counts
 the treated cases people had to do after all (:func:`canary_failures`) and
 stores the rate as a KPI snapshot of the plan. The next Planner run looks the
 snapshots up (:func:`failure_lookup`) for the same action on the same segment
-and predicts with the measured interval instead of the prior.
+and predicts with the measured interval instead of the prior, and with how long
+the canary's failures went unnoticed instead of the log's rework gaps.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from closedloop.tools.measure import FailureCounts, automation_failures
 from closedloop.tools.measure.canary import DEFAULT_SETTLE_HOURS
 from closedloop.tools.measure.cohorts import EXPERIMENT_COLUMN
 
-__all__ = ["AUTOMATION_FAILURE_KPI", "canary_failures", "failure_lookup"]
+__all__ = ["AUTOMATION_FAILURE_KPI", "NOTICE_KPI", "canary_failures", "failure_lookup"]
 
 AUTOMATION_FAILURE_KPI = "automation_failure_rate"
+NOTICE_KPI = "automation_failure_notice_hours"
 
 
 def canary_failures(system: System, plan: Plan, scenario: Mapping[str, Any] | None,
@@ -77,22 +79,26 @@ def failure_lookup(engine: Engine, system: System) -> FailureLookup:
     every plan of the same action on the same segment (any treated share), each plan's last."""
     with transaction(engine) as session:
         rows = session.exec(select(KpiSnapshot, Plan)
-                            .where(KpiSnapshot.kpi == AUTOMATION_FAILURE_KPI)
+                            .where(KpiSnapshot.kpi.in_([AUTOMATION_FAILURE_KPI, NOTICE_KPI]))
                             .where(KpiSnapshot.plan_id == Plan.id)
                             .order_by(KpiSnapshot.id)).all()
-        measured = [(snap.plan_id, snap.n, snap.mean, plan.model_copy()) for snap, plan in rows]
+        measured = [(snap.model_copy(), plan.model_copy()) for snap, plan in rows]
 
     def lookup(action: str, params: Mapping[str, Any]) -> FailureCounts | None:
         if action not in system.catalog.actions:
             return None
         share_param = system.catalog.action(action).treatment_share_param
-        last: dict[int, tuple[int, int]] = {}
-        for plan_id, n, rate, plan in measured:
+        rates: dict[int, KpiSnapshot] = {}
+        notices: dict[int, KpiSnapshot] = {}
+        for snap, plan in measured:
             if _same_change(plan, action, params, share_param):
-                last[plan_id] = (round(rate * n), n)
-        if not last:
+                (rates if snap.kpi == AUTOMATION_FAILURE_KPI else notices)[snap.plan_id] = snap
+        if not rates:
             return None
-        return FailureCounts(failed=sum(f for f, _ in last.values()),
-                             cases=sum(n for _, n in last.values()), plans=sorted(last))
+        noticed = max(notices.values(), key=lambda n: n.n, default=None)
+        return FailureCounts(failed=sum(round(r.mean * r.n) for r in rates.values()),
+                             cases=sum(r.n for r in rates.values()), plans=sorted(rates),
+                             notice_hours=(noticed.ci_low, noticed.ci_high) if noticed else None,
+                             notice_n=noticed.n if noticed else 0)
 
     return lookup

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, Field
 
-from closedloop.agents.canary import AUTOMATION_FAILURE_KPI, canary_failures
+from closedloop.agents.canary import AUTOMATION_FAILURE_KPI, NOTICE_KPI, canary_failures
 from closedloop.agents.context import LoopContext
 from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, tool_results
@@ -369,6 +369,12 @@ def snapshots(plan_id: int, m: KpiMeasurement) -> list[KpiSnapshot]:
                                 source=f"{m.source}; {f.failed} of {f.cases} judged treated cases "
                                        f"needed people for {', '.join(f.taken_over)} "
                                        f"({f.pending} still open)"))
+    if f is not None and f.notice_q1 is not None and f.notice_q3 is not None:
+        rows.append(KpiSnapshot(plan_id=plan_id, kpi=NOTICE_KPI, cohort="treatment", n=f.notice_n,
+                                mean=(f.notice_q1 + f.notice_q3) / 2, ci_low=f.notice_q1,
+                                ci_high=f.notice_q3,
+                                source=f"{m.source}; hours until {f.notice_n} bot failures came back "
+                                       "to people (interquartile range)"))
     return rows
 
 

@@ -184,6 +184,9 @@ class AutomationFailures(BaseModel):
     high95: float = 1.0
     settle_hours: float
     taken_over: list[str] = Field(default_factory=list)
+    notice_n: int = Field(0, description="failed cases whose notice delay was seen")
+    notice_q1: float | None = Field(None, description="hours a failure went unnoticed, quartile 1")
+    notice_q3: float | None = Field(None, description="hours a failure went unnoticed, quartile 3")
 
 
 class KpiMeasurement(Record):

@@ -9,7 +9,7 @@
 - :func:`failure_notice`: how long a failed automation goes unnoticed is not
   in the log either; the closest evidence is how long the log's reworked cases
   waited between an activity and its repeat (a wrong resolution until the
-  reopen), else a declared prior range.
+  reopen), else a declared prior range; a canary's own failures replace both.
 - :func:`approval_gate`: an activity done only for cases whose numeric case
   attribute reaches a threshold (an approval above an amount), found from the
   cases that did and did not pass through it.
@@ -97,14 +97,24 @@ def failure_prior(frame: pd.DataFrame, field: str | None, values: Sequence[str] 
                + (", which widens it" if w_low < low or w_high > high else ", within it"))
 
 
-def failure_notice(frame: pd.DataFrame, activities: Sequence[str]) -> AssumedRange:
+def failure_notice(frame: pd.DataFrame, activities: Sequence[str],
+                   measured: FailureCounts | None = None) -> AssumedRange:
     """How long a failed automation of ``activities`` waits before a person takes over (hours).
 
-    Evidence: in the log's cases where one of ``activities`` ran again, the
-    time from an instance's end to the start of its repeat (the interquartile
-    range over those gaps); with fewer than :data:`MIN_EVIDENCE_CASES` such
-    cases the declared prior :data:`PRIOR_NOTICE_HOURS`.
+    With ``measured`` canary failures of this automation, the interquartile
+    range of how long they went unnoticed. Otherwise the closest evidence: in
+    the log's cases where one of ``activities`` ran again, the time from an
+    instance's end to the start of its repeat (the interquartile range over
+    those gaps); with fewer than :data:`MIN_EVIDENCE_CASES` such cases the
+    declared prior :data:`PRIOR_NOTICE_HOURS`.
     """
+    if measured is not None and measured.enough_notice and measured.notice_hours is not None:
+        q1, q3 = measured.notice_hours
+        return AssumedRange(
+            name="failure_delay_hours", low=round(q1, 3), high=round(max(q3, q1), 3),
+            source=f"measured by the canary of plan {', '.join(f'#{p}' for p in measured.plans)}: "
+                   f"{measured.notice_n} failures came back to people after {q1:.1f}-{q3:.1f} h "
+                   "(interquartile)")
     low, high = PRIOR_NOTICE_HOURS
     rows = frame[frame[ACTIVITY].isin(list(activities))].sort_values([CASE, COMPLETE])
     start = rows[START] if START in rows.columns else rows[COMPLETE]
@@ -133,7 +143,7 @@ def automation_assumptions(frame: pd.DataFrame, field: str | None, values: Seque
     failure rate on the segment (``measured`` by a canary where there was one) and how long
     a failure goes unnoticed."""
     ranges = [failure_prior(frame, field, values, activities, measured),
-              failure_notice(frame, activities)]
+              failure_notice(frame, activities, measured)]
     prefix = "" if len(activities) == 1 else "changes.{i}."
     out = {(prefix + r.name).format(i=i): (r.low, r.high)
            for i in range(len(activities)) for r in ranges}

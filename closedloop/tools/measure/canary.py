@@ -5,7 +5,8 @@ predicts with a declared range (``closedloop.tools.act.evidence``). Once a
 canary has run on part of the segment, the log has it: a treated case the bot
 failed is one in which people did the work the bot took over after all
 (a person's event of a taken-over activity), and a case it handled is one that
-finished without such an event. Cases still open with neither are censored,
+finished without such an event; how long each failure went unnoticed is
+the silence before the case came back to people. Cases still open with neither are censored,
 and so are cases that began within ``settle_hours`` of the window's end, since
 a failure may show only hours later (a customer reopening a ticket).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 from scipy import stats
@@ -30,6 +32,7 @@ __all__ = ["AutomationFailures", "FailureCounts", "automation_failures"]
 
 DEFAULT_SETTLE_HOURS = 24.0
 MIN_CANARY_CASES = 20  # decided treated cases before a canary's rate replaces the prior
+MIN_NOTICED = 10  # failed cases before their notice delays replace the log's evidence
 
 
 def _interval(failed: int, cases: int) -> tuple[float, float]:
@@ -74,10 +77,30 @@ def automation_failures(
     handled = finished - failed
     cases = len(failed) + len(handled)
     low, high = _interval(len(failed), cases) if cases else (0.0, 1.0)
+    notice = _notice_hours(events, by_person)
+    q1, q3 = (float(q) for q in np.quantile(notice, [0.25, 0.75])) if notice else (None, None)
     return AutomationFailures(
         failed=len(failed), cases=cases, pending=len(judged) - cases,
         rate=len(failed) / cases if cases else None, low95=low, high95=high,
-        settle_hours=settle_hours, taken_over=list(taken_over))
+        settle_hours=settle_hours, taken_over=list(taken_over),
+        notice_n=len(notice), notice_q1=q1, notice_q3=q3)
+
+
+def _notice_hours(events: pd.DataFrame, by_person: pd.Series) -> list[float]:
+    """Per failed case, how long its failure went unnoticed: the silence that ended when the case
+    came back to people (the gap before the event just ahead of people's first taken-over work,
+    e.g. a customer's reopen after the bot's resolution; the bot's own step where nothing came
+    between). Queueing for people afterwards is not part of it: the twin queues that itself."""
+    ordered = events.assign(_person=by_person.to_numpy()).sort_values([CASE, TIMESTAMP], kind="stable")
+    out = []
+    for _, case in ordered.groupby(CASE, sort=False):
+        people = np.flatnonzero(case["_person"].to_numpy())
+        if len(people) == 0 or people[0] < 2:
+            continue
+        ends = case[TIMESTAMP].to_numpy()
+        k = people[0]
+        out.append(float((ends[k - 1] - ends[k - 2]) / np.timedelta64(1, "h")))
+    return out
 
 
 class FailureCounts(BaseModel):
@@ -87,6 +110,9 @@ class FailureCounts(BaseModel):
     failed: int
     cases: int
     plans: list[int] = Field(default_factory=list)
+    notice_hours: tuple[float, float] | None = Field(
+        None, description="interquartile hours a failure went unnoticed (the plan with most failures)")
+    notice_n: int = 0
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -97,4 +123,9 @@ class FailureCounts(BaseModel):
     def enough(self) -> bool:
         """Whether there are enough judged cases for the evidence to replace a declared prior."""
         return self.cases >= MIN_CANARY_CASES
+
+    @property
+    def enough_notice(self) -> bool:
+        """Whether enough failures were seen for their notice delays to replace the log's."""
+        return self.notice_hours is not None and self.notice_n >= MIN_NOTICED
 
