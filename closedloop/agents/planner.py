@@ -98,16 +98,18 @@ def offline_step(messages: Sequence[BaseMessage]) -> AIMessage:
     each = "; ".join(f"{c['label']}: {s.get('reason') or s.get('error')}"
                      for c, s in zip(candidates, sims))
     scored = [(s["score"], c, s) for c, s in zip(candidates, sims) if s.get("clears")]
-    if not scored:
+    canaries = [(-s["p50_pct"], c, s) for c, s in zip(candidates, sims) if s.get("canary")]
+    if not scored and not canaries:
         return answer({"action": "none", "params": {}, "simulation_id": None, "hypothesis": "",
                        "rationale": "no change: " + (each or "no candidate to predict")})
-    scored.sort(key=lambda x: -x[0])
-    _, best, sim = scored[0]
+    (scored or canaries).sort(key=lambda x: -x[0])
+    _, best, sim = (scored or canaries)[0]
+    how = "as a canary to measure what it assumes, " if not scored else ""
     return answer({
         "action": best["action"], "params": best["params"], "simulation_id": sim["simulation_id"],
         "hypothesis": f"{best['label']} cuts mean cycle time by {-sim['delta_pct']:.1f}% "
-                      f"(p10-p90 {sim['p10_pct']:+.1f}% to {sim['p90_pct']:+.1f}%, 95% interval "
-                      f"{sim['ci_low_pct']:+.1f}% to {sim['ci_high_pct']:+.1f}%).",
+                      f"({how}p10-p90 {sim['p10_pct']:+.1f}% to {sim['p90_pct']:+.1f}%, 95% "
+                      f"interval {sim['ci_low_pct']:+.1f}% to {sim['ci_high_pct']:+.1f}%).",
         "rationale": each,
     })
 
@@ -251,9 +253,14 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
                                  verdict="", change_kind=known.change_kind if known else "",
                                  opportunity_id=opp.id,
                                  evidence=known.evidence if known else [],
-                                 unmeasurable=known.unmeasurable if known else None)],
+                                 unmeasurable=known.unmeasurable if known else None,
+                                 explore=known.explore if known else None)],
                         s.min_predicted_improvement_pct)[0]
-        result = {**pred.result.model_dump(mode="json"), "prediction": summary.model_dump()}
+        # A canary is chosen below the bar only for what running it measures (ranking.decide).
+        canary = judged.reason if judged.verdict == "chosen" and \
+            shortfall(summary, s.min_predicted_improvement_pct) else None
+        result = {**pred.result.model_dump(mode="json"), "prediction": summary.model_dump(),
+                  "canary": canary}
         with transaction(ctx.engine) as session:
             row = Simulation(opportunity_id=opp.id, run_id=run_id,
                              scenario={"action": action, "params": params,
@@ -264,7 +271,8 @@ def _plan_for(ctx: LoopContext, run_id: str, scope: str, system: System, config:
             session.flush()
             weighed[row.id] = judged.model_copy(update={"simulation_id": row.id})
         return {"simulation_id": row.id, **summary.model_dump(), "score": judged.score,
-                "clears": judged.verdict == "chosen", "reason": judged.reason, "risk_tier": tier}
+                "clears": judged.verdict == "chosen" and canary is None, "canary": canary is not None,
+                "reason": judged.reason, "risk_tier": tier}
 
     @read_tool
     def optimize_staff(budget: int) -> dict[str, Any]:
@@ -313,8 +321,11 @@ def _store_plan(ctx: LoopContext, run_id: str, scope: str, found: list[tuple[Any
     with transaction(ctx.engine) as session:
         sim = session.get(Simulation, proposal.simulation_id) if proposal.simulation_id else None
         cited = {w.simulation_id for w in considered if w.simulation_id is not None}
+        clears = any(w.predicted is not None and not w.unmeasurable
+                     and shortfall(w.predicted, s.min_predicted_improvement_pct) is None
+                     for w in considered)
         reason, pred = _refusal(proposal, sim, cited, s.min_predicted_improvement_pct,
-                                set(system.catalog.actions))
+                                set(system.catalog.actions), canary_allowed=not clears)
     opp_id = sim.opportunity_id if sim is not None and not reason else found[0][0].id
     head = {"agent_model": outcome.model, "fallback": outcome.used_fallback,
             "opportunity_id": opp_id, "rationale": proposal.rationale}
@@ -359,9 +370,10 @@ def _store_plan(ctx: LoopContext, run_id: str, scope: str, found: list[tuple[Any
 
 
 def _refusal(proposal: PlanProposal, sim: Simulation | None, sim_ids: set[int],
-             min_improvement_pct: float,
-             allowed: set[str]) -> tuple[str | None, Prediction | None]:
-    """Why the proposal cannot become a plan (None when it can), with the cited prediction."""
+             min_improvement_pct: float, allowed: set[str],
+             canary_allowed: bool = True) -> tuple[str | None, Prediction | None]:
+    """Why the proposal cannot become a plan (None when it can), with the cited prediction; a
+    canary below the bar only when no candidate clears it (``canary_allowed``)."""
     if proposal.action == "none":
         return "no change: no candidate clears the bar", None
     if proposal.action not in allowed:
@@ -371,4 +383,6 @@ def _refusal(proposal: PlanProposal, sim: Simulation | None, sim_ids: set[int],
         return "the plan does not cite a prediction of exactly this action made in this run", None
     pred = Prediction.model_validate(sim.result["prediction"])
     why = shortfall(pred, min_improvement_pct)
+    if why and sim.result.get("canary") and canary_allowed:  # the tool's flag, not a model's
+        return None, pred
     return (f"no change: {why}" if why else None), pred

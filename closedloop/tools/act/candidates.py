@@ -79,6 +79,8 @@ class Candidate(BaseModel):
     cost: float = Field(0.0, description="in people: 1 per person added, a fraction per rule")
     scenario: dict[str, Any] | None = Field(None, description="the twin scenario it is predicted by")
     unmeasurable: str | None = Field(None, description="why its effect could not be measured")
+    explore: str | None = Field(None, description="what running it as a canary would measure "
+                                                  "that its prediction can only assume")
     assumptions: dict[str, tuple[float, float]] = Field(default_factory=dict)
     evidence: list[str] = Field(default_factory=list, description="why this candidate, from the log")
 
@@ -249,6 +251,7 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
     segment = f"{seg['attribute']} == {seg['value']!r}"
     treated = share if partial else 1.0
     assumptions: dict[str, tuple[float, float]] = {}
+    explore: str | None = None
     evidence = [(f"{seg['attribute']}={seg['value']}: {seg['share']:.0%} of {opp.activity}'s "
                  f"cases, {seg['mean_processing_hours']:.2f} h of handling")]
     if kind == "skip_activity" or opp.activity not in twin.activities:
@@ -260,6 +263,9 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
         measured = failures(entry.name, params) if failures is not None else None
         assumptions, (prior, notice) = automation_assumptions(frame, seg["attribute"],
                                                               [seg["value"]], acts, measured)
+        if partial and (measured is None or not measured.enough):
+            explore = (f"the bot's failure rate on {seg['attribute']}={seg['value']} is a declared "
+                       f"prior that this canary on {share:.0%} of the segment measures")
         changes = [AutomateActivity(activity=a, segment=segment, share=treated) for a in acts]
         evidence.append(f"bot failure rate {prior.low:.0%}-{prior.high:.0%}: {prior.source}")
         evidence.append(f"a failure noticed after {notice.low:.1f}-{notice.high:.1f} h: "
@@ -268,6 +274,7 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
     label = name + (f" for {share:.0%} of matching cases" if partial else "")
     return [Candidate(action=entry.name, params=params, label=label, partial=partial,
                       cost=RULE_COST, scenario=scenario.model_dump(), assumptions=assumptions,
+                      explore=explore,
                       evidence=evidence + [f"work taken over: {', '.join(acts)}"])]
 
 

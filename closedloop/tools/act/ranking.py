@@ -12,6 +12,14 @@ when none clears, "no change" is the decision, with each candidate's reason.
 A candidate whose effect the loop could not measure (``unmeasurable``, e.g. a
 route split into treatment and control that share the relieved pool) is
 predicted and listed but never clears.
+
+When none clears, a **canary** may still be chosen: a partial change (a
+treatment share of one segment, guarded and reversible) whose median
+prediction clears the bar but whose interval is wide because of an
+assumption only running it can measure (``explore``: a new bot's failure
+rate). The canary is measured like any plan, and the next plan predicts with
+what it measured instead of the assumption, so a change earns its rollout on
+evidence; one already measured is never explored again.
 """
 
 from __future__ import annotations
@@ -91,11 +99,24 @@ class Weighed(BaseModel):
     evidence: list[str] = Field(default_factory=list)
     unmeasurable: str | None = Field(
         None, description="why the loop could not measure this change's effect (never chosen)")
+    explore: str | None = Field(
+        None, description="what running it as a canary would measure that the prediction assumes")
+
+
+def canary_reason(pred: Prediction, explore: str | None, unmeasurable: str | None,
+                  min_improvement_pct: float) -> str | None:
+    """Why a candidate below the bar may run as a canary (None when it may not): its median
+    clears the bar and the canary measures what its interval assumes."""
+    if explore is None or unmeasurable is not None or -pred.p50_pct < min_improvement_pct:
+        return None
+    return (f"median {pred.p50_pct:+.1f} % clears the bar but p90 {conservative_pct(pred):+.1f} % "
+            f"does not: a canary, since {explore}")
 
 
 def decide(weighed: list[Weighed], min_improvement_pct: float) -> list[Weighed]:
     """Judge each simulated candidate against the bar and rank them, best first; the first is
-    marked chosen when it clears (else no candidate is: the decision is "no change")."""
+    marked chosen when it clears, else the best canary (module docstring) when there is one,
+    else none is: the decision is "no change"."""
     out = []
     for w in weighed:
         if w.predicted is None:
@@ -103,14 +124,19 @@ def decide(weighed: list[Weighed], min_improvement_pct: float) -> list[Weighed]:
             continue
         why = shortfall(w.predicted, min_improvement_pct) or w.unmeasurable
         s = score(w.predicted, w.cost, w.risk_tier or "high")
-        out.append(w.model_copy(update={"score": s, "verdict": "below_bar" if why else "cleared",
-                                        "reason": why or f"clears the bar; score {s}"}))
-    out.sort(key=lambda w: (w.verdict != "cleared", -(w.score or 0.0) if w.verdict == "cleared"
-                            else 0.0))
-    if out and out[0].verdict == "cleared":
+        canary = canary_reason(w.predicted, w.explore, w.unmeasurable, min_improvement_pct) \
+            if why else None
+        verdict = "canary" if canary else "below_bar" if why else "cleared"
+        out.append(w.model_copy(update={"score": s, "verdict": verdict,
+                                        "reason": canary or why or f"clears the bar; score {s}"}))
+    rank = {"cleared": 0, "canary": 1}
+    out.sort(key=lambda w: (rank.get(w.verdict, 2), -(w.score or 0.0) if w.verdict == "cleared"
+                            else (w.predicted.p50_pct if w.verdict == "canary" and w.predicted
+                                  else 0.0)))
+    if out and out[0].verdict in rank:
         out[0] = out[0].model_copy(update={"verdict": "chosen"})
     return out
 
 
-__all__ = ["COST_WEIGHT", "RISK_WEIGHT", "Weighed", "conservative_pct", "contract_prediction",
-           "decide", "score", "shortfall"]
+__all__ = ["COST_WEIGHT", "RISK_WEIGHT", "Weighed", "canary_reason", "conservative_pct",
+           "contract_prediction", "decide", "score", "shortfall"]
