@@ -8,12 +8,14 @@ import httpx
 import pytest
 
 from closedloop.agents.canary import failure_lookup
+from closedloop.contracts import Prediction
 from closedloop.sandbox.app import create_app
 from closedloop.store.db import open_store, transaction
 from closedloop.store.models import KpiSnapshot, LoopRun, Opportunity, Plan
 from closedloop.tools.act.candidates import Opportunity as PlanOpportunity
 from closedloop.tools.act.candidates import candidates_for
 from closedloop.tools.act.evidence import automation_assumptions, failure_notice, failure_prior
+from closedloop.tools.act.ranking import Weighed, decide
 from closedloop.tools.act.system import System
 from closedloop.tools.connect import CONNECTORS_DIR, load_connector, load_overlay
 from closedloop.tools.log import frame_from_records
@@ -113,6 +115,7 @@ def test_the_planner_predicts_with_the_failures_a_canary_of_the_same_rule_measur
                                failures=failure_lookup(engine, system))
     rule = next(c for c in before if c.action == "create_rule")
     assert rule.assumptions["failure_rate"] == (0.0, 0.5)
+    assert "declared prior that this canary on 50% of the segment measures" in rule.explore
     # A canary of the same rule (another treated share) measured 27 failures in 36 cases; one
     # on another segment measured none and must not count.
     with transaction(engine) as session:
@@ -136,3 +139,33 @@ def test_the_planner_predicts_with_the_failures_a_canary_of_the_same_rule_measur
     low, high = measured.assumptions["failure_rate"]
     assert 0.55 < low < 27 / 36 < high < 0.9
     assert any("measured by the canary of plan #1" in e and "27 of 36" in e for e in measured.evidence)
+    assert measured.explore is None  # measured: judged on its p90 from now on, never explored again
+
+
+def _pred(p50: float, p90: float) -> Prediction:
+    return Prediction(baseline_hours=10, delta_hours=p50 / 10, delta_per_treated_case_hours=0,
+                      treated_share=0.5, ci_low_hours=0, ci_high_hours=0, delta_pct=p50,
+                      ci_low_pct=p50 * 2, ci_high_pct=p90 + 5, ci_low_per_treated_case_hours=0,
+                      ci_high_per_treated_case_hours=0, p10_pct=p50 * 1.5, p50_pct=p50, p90_pct=p90)
+
+
+def test_a_canary_is_chosen_only_when_nothing_clears_and_it_measures_what_is_assumed() -> None:
+    unknown = "the bot's failure rate is a declared prior that this canary measures"
+    canary = Weighed(label="bot canary", action="r", predicted=_pred(-12, +8), cost=0.25,
+                     risk_tier="low", verdict="", explore=unknown)
+    staff = Weighed(label="staff", action="s", predicted=_pred(-30, -12), cost=1.0,
+                    risk_tier="low", verdict="")
+    ranked = decide([canary, staff], 5.0)
+    assert [(w.label, w.verdict) for w in ranked] == [("staff", "chosen"), ("bot canary", "canary")]
+    alone = decide([canary], 5.0)[0]
+    assert alone.verdict == "chosen" and "a canary, since the bot's failure rate" in alone.reason
+    # Nothing to measure (the rate was measured), a median short of the bar, or an effect the
+    # loop cannot measure: below the bar, "no change".
+    assert decide([canary.model_copy(update={"explore": None})], 5.0)[0].verdict == "below_bar"
+    weak = canary.model_copy(update={"predicted": _pred(-3, +8)})
+    assert decide([weak], 5.0)[0].verdict == "below_bar"
+    blind = canary.model_copy(update={"unmeasurable": "treatment and control share the pool"})
+    assert decide([blind], 5.0)[0].verdict == "below_bar"
+    # Of two canaries the one with the better median goes first.
+    better = canary.model_copy(update={"label": "better", "predicted": _pred(-20, +9)})
+    assert [w.label for w in decide([canary, better], 5.0)] == ["better", "bot canary"]
