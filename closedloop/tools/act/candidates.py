@@ -263,7 +263,7 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
         measured = failures(entry.name, params) if failures is not None else None
         assumptions, (prior, notice) = automation_assumptions(frame, seg["attribute"],
                                                               [seg["value"]], acts, measured)
-        if partial and (measured is None or not measured.enough):
+        if partial and entry.reversible and (measured is None or not measured.enough):
             explore = (f"the bot's failure rate on {seg['attribute']}={seg['value']} is a declared "
                        f"prior that this canary on {share:.0%} of the segment measures")
         changes = [AutomateActivity(activity=a, segment=segment, share=treated) for a in acts]
