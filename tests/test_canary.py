@@ -21,6 +21,7 @@ from closedloop.tools.connect import CONNECTORS_DIR, load_connector, load_overla
 from closedloop.tools.log import frame_from_records
 from closedloop.tools.measure import FailureCounts, automation_failures
 from closedloop.tools.twin import fit_twin
+from tests.test_planning import helpdesk_records
 
 T0 = datetime(2024, 3, 4, 8, tzinfo=UTC)
 
@@ -85,22 +86,6 @@ def test_measured_failures_replace_the_declared_prior_once_there_are_enough() ->
     unseen = failure_notice(frame, ["Triage"], FailureCounts(failed=3, cases=40, plans=[7],
                                                             notice_hours=(2.0, 5.0), notice_n=3))
     assert "declared prior" in unseen.source
-
-
-def helpdesk_records(cases: int = 40) -> list[dict]:
-    """Tickets registered, resolved by one of two L1 agents and closed; 1 in 4 is 'password'."""
-    out = []
-    for i in range(cases):
-        start = T0 + timedelta(hours=3 * i)
-        category = "password" if i % 4 == 0 else "hardware"
-        steps = [("Register ticket", "desk-1", 0.0, 0.1), ("Resolve", f"L1-agent-{i % 2}", 2.0 + i % 3, 0.5),
-                 ("Close", "desk-1", 5.0 + i % 3, 0.1)]
-        for activity, resource, begin, length in steps:
-            for lifecycle, at in (("start", begin), ("complete", begin + length)):
-                out.append({"case_id": f"t{i}", "activity": activity, "lifecycle": lifecycle,
-                            "timestamp": (start + timedelta(hours=at)).isoformat(), "resource": resource,
-                            "attributes": {"category": category}})
-    return out
 
 
 def test_the_planner_predicts_with_the_failures_a_canary_of_the_same_rule_measured(tmp_path) -> None:
