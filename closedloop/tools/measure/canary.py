@@ -3,16 +3,18 @@
 A new bot's failure rate is not in the log before it runs, so the Planner
 predicts with a declared range (``closedloop.tools.act.evidence``). Once a
 canary has run on part of the segment, the log has it: a treated case the bot
-failed is one in which people did the work the bot took over after all
-(a person's event of a taken-over activity), and a case it handled is one that
-finished without such an event; how long each failure went unnoticed is
-the silence before the case came back to people. Cases still open with neither are censored,
-and so are cases that began within ``settle_hours`` of the window's end, since
-a failure may show only hours later (a customer reopening a ticket).
+failed is one in which people did the work the bot took over after all (a
+person's event of a taken-over activity), and a case it handled is one that
+finished without such an event. How long each failure went unnoticed is the
+silence before the case came back to people. Cases still open with neither
+are censored, and so are cases that began within ``settle_hours`` of the
+window's end, since a failure may show only hours later (a customer reopening
+a ticket).
 
-:func:`automation_failures` counts both and gives the rate's 95 % (Wilson)
-interval; the Watchdog stores it with the plan, and the next Planner run uses
-it instead of the declared prior for the same action on the same segment.
+:func:`automation_failures` counts them and gives the rate's 95 % (Wilson)
+interval and the notice delays' quartiles; the Watchdog stores them with the
+plan, and the next Planner run uses them instead of the declared ranges for
+the same action on the same segment (pooled as :class:`FailureCounts`).
 """
 
 from __future__ import annotations
