@@ -19,6 +19,7 @@ names the command that reproduces it; the large logs come from
 `../shared/data` (see its README for sources). Wall-clock seconds on a shared
 2-core machine are noisy: read them as orders of magnitude, and prefer the
 CPU-second and ratio columns where given. Unit tests never assert times.
+`make bench-trust` reruns every benchmark of issue 9 (the trust rows below) in one command.
 
 | what | target | measured | baseline (same run) |
 |---|---|---|---|
