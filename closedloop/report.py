@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from closedloop.contracts.measurement import ALL_CASE_DESIGNS
+
 
 def audit_chain(state: dict[str, Any]) -> dict[str, Any]:
     """The ids that trace a run from data to verdict."""
@@ -126,10 +128,12 @@ def render_run(state: dict[str, Any], degraded: str | None = None) -> str:
                              f"{m['control']['mean']:.2f} h (n={m['control_n']})")
                 # A corrected (total) effect includes other cases' speed-up: a share of one
                 # cohort's mean would mislead, so the percentage is shown only for plain designs.
+                unit = "on the mean of all cases" if m.get("design") in ALL_CASE_DESIGNS \
+                    else "per treated case"
                 share = (f" ({m['relative_pct']:+.1f}%)" if m.get("design") in (None, "treatment_control")
                          and m.get("relative_pct") is not None else "")
                 lines.append(f"   realized delta {m['delta']:+.2f} h{share}, "
-                             f"95% CI [{m['ci_low']:+.2f}, {m['ci_high']:+.2f}] h per treated case; predicted "
+                             f"95% CI [{m['ci_low']:+.2f}, {m['ci_high']:+.2f}] h {unit}; predicted "
                              f"{s['predicted_delta_hours']:+.2f} h")
                 if m.get("design"):
                     lines.append(f"   design: {m['design']} ({m.get('why', '')})")

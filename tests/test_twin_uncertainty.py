@@ -272,3 +272,13 @@ def test_a_bot_taking_over_two_steps_fails_a_case_once() -> None:
     # a case the bot failed is not handed back to it: one automated step, then people
     failed = log[log["case_id"].isin(to_people[to_people].index)]
     assert (failed.groupby("case_id")["resource"].agg(lambda r: (r == "automation").sum()) == 1).all()
+
+
+def test_a_relative_change_interval_stops_at_minus_one_hundred_percent() -> None:
+    from closedloop.tools.twin.calibration import predictive_quantiles
+
+    wide = predictive_quantiles(-70.0, 30.0, 10)
+    assert wide.low95 < -100  # a symmetric t does not know the floor...
+    floored = wide.at_least(-100.0)  # ...the prediction does: no case takes less than no time
+    assert floored.low95 == -100.0 and floored.p10 == -100.0
+    assert (floored.mean, floored.p50, floored.high95) == (wide.mean, wide.p50, wide.high95)

@@ -65,10 +65,15 @@ def test_a_staffing_plan_is_measured_before_after_a_rule_plan_by_corrected_treat
     rule = Plan(actions=[{"action": "create_rule", "params": {
         "name": "auto", "condition": {"field": "category", "op": "eq", "value": "password"},
         "rule_action": "auto_resolve", "treatment_share": 0.5}}])
+    route = Plan(actions=[{"action": "create_rule", "params": {
+        "name": "route", "condition": {"field": "category", "op": "eq", "value": "software"},
+        "rule_action": "route", "route_queue": "L2", "treatment_share": 1.0}}])
     by_staff = plan_design(system, staffing, NoSources())
     by_rule = plan_design(system, rule, NoSources())
     assert by_staff.design == "before_after_with_counterfactual" and "counterfactual" in by_staff.why
     assert by_rule.design == "treatment_control_corrected" and "share resources" in by_rule.why
+    # The same undoable rule on every matching case has no control group: it is toggled by time.
+    assert plan_design(system, route, NoSources()).design == "switchback"
 
 
 def test_a_rework_breach_rolls_back_even_when_cycle_time_improved(tmp_path) -> None:

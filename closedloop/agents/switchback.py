@@ -40,13 +40,18 @@ DUE_SLACK_HOURS = 0.05  # a block this close to its end counts as ended (3 minut
 DRAWS = 200  # random orders tried for one that fits the write cap
 
 
-def median_cycle_hours(frame: pd.DataFrame | None) -> float | None:
-    """Median first-to-last event span of the log's cases (None without a log)."""
+def cycle_hours(frame: pd.DataFrame | None) -> pd.Series | None:
+    """First-to-last event span of each of the log's cases, hours (None without a log)."""
     if frame is None or frame.empty:
         return None
     span = frame.groupby(CASE)[TIMESTAMP].agg(["min", "max"])
-    hours = (span["max"] - span["min"]).dt.total_seconds() / 3600.0
-    return float(hours.median())
+    return (span["max"] - span["min"]).dt.total_seconds() / 3600.0
+
+
+def median_cycle_hours(frame: pd.DataFrame | None) -> float | None:
+    """Median first-to-last event span of the log's cases (None without a log)."""
+    hours = cycle_hours(frame)
+    return None if hours is None else float(hours.median())
 
 
 def _order(blocks: int, block_hours: float, rng: random.Random) -> tuple[list[bool], list[tuple[int, int]]]:

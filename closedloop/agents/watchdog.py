@@ -22,7 +22,7 @@ from closedloop.agents.context import LoopContext
 from closedloop.agents.model_text import guard_outcome
 from closedloop.agents.offline import answer, call_tool, tool_results
 from closedloop.agents.runtime import AgentSpec, AuditTrail
-from closedloop.agents.switchback import begun_pairs, system_time
+from closedloop.agents.switchback import begun_pairs, cycle_hours, system_time
 from closedloop.agents.switchback import start as start_trial
 from closedloop.agents.switchback import usable as trial_usable
 from closedloop.agents.switchback import windows as trial_windows
@@ -93,6 +93,11 @@ def rule_decision(measure: KpiMeasurement) -> Decision:
     return "escalate"
 
 
+# A switchback measures a change against a world that returns to its steady state between
+# blocks; where the twin forecasts the as-is cycle time over the window at more than this
+# multiple of the log's, there is none (the helpdesk sandbox's growing first-line queue read
+# 1.7-2.2, order-to-cash's busy but stable approvals 1.2; see docs/benchmarks.md).
+MAX_FORECAST_GROWTH = 1.5
 COUNTERFACTUAL_REFITS = 8  # as the Planner's bootstrap, so one process fits them once
 
 
@@ -142,18 +147,44 @@ class TwinSources:
 def plan_design(system: System, plan: Plan, sources: TwinSources) -> DesignChoice:
     """The measurement design for the plan's change kind (see ``choose_design``).
 
-    A one-action plan whose action the connector can undo and that applies to every case
-    (no split share) can be toggled by time blocks: the Executor runs a switchback trial.
+    A one-action plan whose action the connector can undo and that applies to every matching
+    case (no treatment share below 1) can be toggled by time blocks: the Executor runs a
+    switchback trial.
     """
     action = plan.actions[0]
     kind = change_kind(system.catalog, action["action"], action["params"])
     spec = system.catalog.action(action["action"])
-    split = spec.treatment_share_param is not None
+    share = action["params"].get(spec.treatment_share_param) if spec.treatment_share_param else None
+    split = share is not None and float(share) < 1.0
     shares = True
     if split and sources.scenario is not None and sources.twin is not None:
         shares = rollout_shares_resources(sources.twin, sources.scenario)
     toggle = len(plan.actions) == 1 and spec.reversible and not split
-    return choose_design(kind, shares_resources=shares, can_split=split, can_toggle=toggle)
+    choice = choose_design(kind, shares_resources=shares, can_split=split, can_toggle=toggle)
+    slow = _slow_to_settle(plan, sources) if choice.design == "switchback" else None
+    if slow is None:
+        return choice
+    return DesignChoice(design="before_after_with_counterfactual",
+                        why=f"the change could be toggled by time blocks, but {slow}")
+
+
+def _slow_to_settle(plan: Plan, sources: TwinSources) -> str | None:
+    """Why a switchback would be biased (None when it would not): the twin forecasts the as-is
+    cycle time over the window well above the log's (the queue keeps growing), so blocks
+    switched on would drain the backlog that blocks switched off leave, and both would look
+    alike; only a before/after against that forecast sees the whole effect."""
+    history = cycle_hours(sources.frame)
+    forecast = (plan.predicted or {}).get("baseline_hours")
+    if history is None or history.empty or not forecast:
+        return None
+    ratio = float(forecast) / max(float(history.mean()), 1e-9)
+    if ratio <= MAX_FORECAST_GROWTH:
+        return None
+    return (f"the twin forecasts the as-is mean cycle time at {forecast:.1f} h over the window, "
+            f"{ratio:.1f} times the log's {history.mean():.1f} h: the queue keeps growing, so "
+            "on-blocks would drain the backlog off-blocks leave and a switchback would miss "
+            "most of the effect; the cases after the change are compared with the twin's "
+            "counterfactual instead")
 
 
 def plan_trial(ctx: LoopContext, plan_id: int, api_url: str, catalog_version: str,
@@ -312,7 +343,9 @@ def watch(ctx: LoopContext, run_id: str, plan_id: int, api_url: str, catalog_ver
         decision = "escalate"
     if decision == "wait" and checks_so_far + 1 >= max_checks:
         decision = "escalate"
-    predicted = plan.predicted.get("delta_per_treated_case_hours", plan.predicted.get("delta_hours"))
+    # The prediction on the measurement's scale: per treated case for a split, else all cases.
+    predicted = plan.predicted.get("delta_per_treated_case_hours" if measured.per_treated_case
+                                   else "delta_hours", plan.predicted.get("delta_hours"))
     # The model's words are labelled and keep only computed numbers (the measurement, the plan's).
     rationale = guard_outcome("watchdog", outcome, task, audit, measured, plan.predicted).rationale
     if measured.design and measured.design not in rationale:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from closedloop.chat.markdown import Md, md_table, md_text, pct
 from closedloop.contracts import Prediction
+from closedloop.contracts.measurement import ALL_CASE_DESIGNS
 from closedloop.report import audit_chain
 
 
@@ -86,15 +87,21 @@ def plan_prediction(plan: dict[str, Any] | None) -> Prediction | None:
         return None
 
 
-def agreement_md(measured: dict[str, Any], predicted: Prediction | None) -> Md:
-    """How the measured treatment-vs-control delta compares with the predicted change per treated case.
+def on_measured_scale(measured: dict[str, Any], predicted: Prediction) -> tuple[float, float, float]:
+    """The predicted change (mean, 95 % low, high; hours) on the measurement's scale: per treated
+    case for a split's cohorts, on the mean of every case for a switchback or a before/after."""
+    if measured.get("design") in ALL_CASE_DESIGNS:
+        return predicted.delta_hours, predicted.ci_low_hours, predicted.ci_high_hours
+    return (predicted.delta_per_treated_case_hours, predicted.ci_low_per_treated_case_hours,
+            predicted.ci_high_per_treated_case_hours)
 
-    Both are hours per treated case: the measurement compares treated with
-    control cases, so it is set against the per-treated-case interval.
-    """
+
+def agreement_md(measured: dict[str, Any], predicted: Prediction | None) -> Md:
+    """How the measured change compares with the predicted one, on the same scale (per treated
+    case for a split, all cases for a switchback or a before/after)."""
     if predicted is None:
         return Md("")
-    low, high = predicted.ci_low_per_treated_case_hours, predicted.ci_high_per_treated_case_hours
+    _, low, high = on_measured_scale(measured, predicted)
     if measured["ci_high"] < low:
         return Md("The realized reduction is larger than predicted (the intervals do not overlap).")
     if measured["ci_low"] > high:
@@ -160,17 +167,16 @@ def verdict_md(state: dict[str, Any]) -> Md:
         if "delta" in measured:
             # A partial rollout is compared per treated case: the contract carries that interval.
             pred = plan_prediction(last_step(state, "plan"))
-            pred_ci = (
-                f"{pred.ci_low_per_treated_case_hours:+.2f} to {pred.ci_high_per_treated_case_hours:+.2f} h"
-                if pred
-                else ""
-            )
+            scaled = on_measured_scale(measured, pred) if pred else None
+            pred_ci = f"{scaled[1]:+.2f} to {scaled[2]:+.2f} h" if scaled else ""
+            scale = "on the mean of all cases" if measured.get("design") in ALL_CASE_DESIGNS \
+                else "per treated case"
             pred_pct = f" (all cases {pred.delta_pct:+.1f}%)" if pred else ""
             lines += [
                 "",
                 md_table(
                     [
-                        "Cycle time change per treated case",
+                        f"Cycle time change {scale}",
                         "Realized (measured)",
                         "Predicted (simulation)",
                     ],
@@ -179,7 +185,7 @@ def verdict_md(state: dict[str, Any]) -> Md:
                             "mean delta",
                             Md(f"{measured['delta']:+.2f} h ({measured['relative_pct']:+.1f}%)"),
                             Md(
-                                f"{pred.delta_per_treated_case_hours if pred else watch['predicted_delta_hours']:+.2f} h"
+                                f"{scaled[0] if scaled else watch['predicted_delta_hours']:+.2f} h"
                                 f"{pred_pct}"
                             ),
                         ),

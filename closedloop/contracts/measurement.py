@@ -189,6 +189,10 @@ class AutomationFailures(BaseModel):
     notice_q3: float | None = Field(None, description="hours a failure went unnoticed, quartile 3")
 
 
+# Designs whose effect is on the mean of every case (blocks or periods), not per treated case.
+ALL_CASE_DESIGNS = ("switchback", "before_after_with_counterfactual")
+
+
 class KpiMeasurement(Record):
     """A live change's effect on cycle time, measured from the system's own events since it.
 
@@ -222,6 +226,12 @@ class KpiMeasurement(Record):
     sequential: SequentialDecision | None = None
     automation_failures: AutomationFailures | None = Field(
         None, description="an automation canary's failures on its segment (treated cases only)")
+
+    @property
+    def per_treated_case(self) -> bool:
+        """Whether the effect is per treated case (a split's cohorts) rather than on the mean of
+        every case (a switchback's blocks, a before/after's period)."""
+        return self.design not in ALL_CASE_DESIGNS
 
 
 # --------------------------------------------------------------------------- approvals

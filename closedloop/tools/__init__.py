@@ -24,7 +24,7 @@ Each room is a subpackage whose ``__init__`` is its public API:
   ``before_after_with_counterfactual``, ``treatment_control_corrected``,
   ``guardrail_kpis``, ``guardrail_check``, ``sequential_rework_check``,
   ``measure_change``, ``twin_counterfactual``, ``twin_interference``,
-  ``rollout_shares_resources``.
+  ``rollout_shares_resources``, ``automation_failures``.
 
 Not a room of tools: ``closedloop.tools.connect`` builds the action catalog from a
 connector (an OpenAPI spec plus ``x-closedloop-*`` annotations) and checks a connector

@@ -19,7 +19,9 @@ applies gives a candidate (or a recorded reason why it cannot):
   the segments whose cases those people already worked on in the log
   (at least ROUTE_MIN_EVIDENCE of them); with a ``screen`` (the predicted
   change of a scenario, cheap) the segment it predicts best is kept per pool,
-  else the largest;
+  else the largest. A route relieves the pool that control cases share, so a
+  split cannot measure it: one the system can undo goes to every matching case
+  and is measured by a switchback;
 - **priority** kinds are recorded as not simulated yet.
 
 Nothing here reads names: pools come from who does the work, segments from
@@ -311,7 +313,11 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
     except ScenarioError as exc:
         return f"queue {queue!r}: the twin cannot route there: {exc}"
     people = twin.pools[target].resource_names
-    partial = entry.treatment_share_param is not None
+    # Routed cases free the source pool for every case there, so control cases would speed up
+    # too: a route the system can undo goes to every matching case and is measured by
+    # switching it on and off (a switchback); else a split share that cannot be measured.
+    toggled = entry.reversible
+    partial = entry.treatment_share_param is not None and not toggled
     treated = share if partial else 1.0
     options: list[tuple[Mapping[str, Any], RouteSegment, str]] = []
     for seg in opp.segments:
@@ -337,8 +343,8 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
     seg, scenario, evidence = ranked[0]
     params: dict[str, Any] = {_role(entry, "segment"): _segment_value(entry, seg),
                               _role(entry, "target"): queue}
-    if partial:
-        params[entry.treatment_share_param] = share
+    if entry.treatment_share_param is not None:
+        params[entry.treatment_share_param] = treated
     name = f"route {seg['attribute']}={seg['value']} to {queue}"
     if (why := _complete(entry, params, "route_segment", name)) is not None:
         return why
@@ -348,15 +354,17 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
         how = f"the best of {len(options)} such segments as the twin screened them"
     else:
         how = "the largest of the segments with such evidence (not screened)"
-    # Routed cases free the source pool for every case there: control cases speed up too, so
-    # treatment vs control cannot see the route's total effect (a switchback could).
     unmeasurable = (f"not measurable as split: the control cases share {source!r}, which the "
                     "route relieves, so treatment vs control would miss its effect"
                     if partial else None)
+    measured = ("every matching case, measured by switching the route on and off by time blocks"
+                if toggled else "every matching case" if not partial else
+                f"{share:.0%} of matching cases (the system cannot undo it)")
     return Candidate(action=entry.name, params=params, partial=partial, cost=RULE_COST,
                      label=name + (f" for {share:.0%} of matching cases" if partial else ""),
                      scenario=scenario.model_dump(), unmeasurable=unmeasurable,
-                     evidence=[evidence, f"twin pool {target!r} -> queue {queue!r}; {how}"])
+                     evidence=[evidence, f"twin pool {target!r} -> queue {queue!r}; {how}",
+                               f"applied to {measured}"])
 
 
 def _threshold(entry: CatalogAction, opp: Opportunity, frame: pd.DataFrame) -> list[Candidate | str]:

@@ -145,8 +145,12 @@ def switchback(
         "block shares the same state of the queue and the comparison sees the total effect, "
         f"spill-over included; arrivals in the first {washout_hours:g} h of a block were left out "
         "(carry-over) and the interval treats blocks, not cases, as the units"
-        + (f"; paired: {n_pairs} pairs of blocks randomised together, so what a pair shares "
-           "(e.g. its weekday) cancels in the difference" if paired is not None else "")
+        + (
+            f"; paired: {n_pairs} pairs of blocks randomised together, so what a pair shares "
+            "(e.g. its weekday) cancels in the difference"
+            if paired is not None
+            else ""
+        )
     )
     assumptions = ["blocks are independent after the washout (carry-over shorter than the washout)"]
     return estimate(
@@ -165,8 +169,13 @@ def switchback(
     )
 
 
-def _paired(used: pd.DataFrame, blocks: list[Block], pairs: Sequence[tuple[int, int]],
-            tau: float | None, tails: Mapping[bool, Any]) -> tuple[float, float, float, int] | None:
+def _paired(
+    used: pd.DataFrame,
+    blocks: list[Block],
+    pairs: Sequence[tuple[int, int]],
+    tau: float | None,
+    tails: Mapping[bool, Any],
+) -> tuple[float, float, float, int] | None:
     """Effect, standard error, degrees of freedom and number of pairs of a paired switchback
     (None when fewer than 3 pairs have cases in both blocks)."""
     means: dict[int, tuple[float, int]] = {}
@@ -222,8 +231,7 @@ def before_after_with_counterfactual(
     effect = observed.mean - counterfactual.mean
     se = math.hypot(observed.se, counterfactual.se)
     why = (
-        "the change cannot be split between cases (everyone shares the changed resources), so the "
-        f"cases after it are compared with the counterfactual from {counterfactual.source} for the "
+        f"the cases after the change are compared with the counterfactual from {counterfactual.source} for the "
         "same period; the interval combines the sampling error of the observed cases and the "
         "counterfactual's own interval"
     )

@@ -101,7 +101,9 @@ def _finish(base: dict[str, Any], design: DesignChoice, g: Guardrails, effect: E
             + (check.rule if check else "guardrail KPIs not measured (too few cases)"))
     out: dict[str, Any] = {
         **base, "design": design.design, "enough_cases": enough,
-        "why": effect.why if effect is not None else design.why,
+        # A before/after's estimator says how it compared; the design says why it had to.
+        "why": design.why if effect is None else f"{design.why}; {effect.why}"
+        if design.design == "before_after_with_counterfactual" else effect.why,
         "guardrail_breached": bool(slower or aborted or (check is not None and check.breached)),
         "guardrail": rule, "guardrail_kpis": kpis or None, "guardrail_check": check,
         "sequential": seq,

@@ -164,14 +164,26 @@ def twin_interference(
 
 
 @read_tool
+def _relieved_pools(twin: ProcessTwin, scenario: Scenario) -> set[str]:
+    """The twin's pools whose load the scenario changes: those doing an activity it automates
+    or skips, and the pool a route takes cases from."""
+    changes = scenario.changes if isinstance(scenario, Combined) else [scenario]
+    pools: set[str] = set()
+    for c in changes:
+        activity = getattr(c, "activity", None) or getattr(c, "from_activity", None)
+        if activity in twin.activities:
+            pools.update(twin.pools_of(activity))
+        if getattr(c, "from_pool", None) in twin.pools:
+            pools.add(c.from_pool)
+    return pools
+
+
 def rollout_shares_resources(twin: ProcessTwin, scenario: Scenario) -> bool:
     """Whether treated and control cases of a rollout share people in the twin.
 
-    True when an activity the scenario automates (or re-routes) is worked by a
-    pool of people: the control cases keep queueing for that pool, whose load
-    the treated cases change. A scenario touching no pooled activity shares none.
+    True when the scenario changes the load of a pool of people (an activity it
+    automates, a pool it routes cases away from): the control cases keep queueing
+    for that pool, whose load the treated cases change. A scenario touching no
+    pool shares none.
     """
-    twin, scenario = as_twin(twin), as_scenario(scenario)
-    changes = scenario.changes if isinstance(scenario, Combined) else [scenario]
-    touched = [getattr(c, "activity", None) or getattr(c, "from_activity", None) for c in changes]
-    return any(a in twin.activities and twin.pools_of(a) for a in touched if a)
+    return bool(_relieved_pools(as_twin(twin), as_scenario(scenario)))

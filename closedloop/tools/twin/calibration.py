@@ -31,6 +31,12 @@ class Quantiles(BaseModel):
     high95: float
     draws: int = Field(description="simulated draws behind it")
 
+    def at_least(self, bound: float) -> Quantiles:
+        """The same distribution with every quantile raised to ``bound`` where it falls below
+        (a symmetric t cannot know that e.g. a relative change stops at -100 %)."""
+        raised = {k: max(getattr(self, k), bound) for k in ("p10", "p50", "p90", "low95", "high95")}
+        return self.model_copy(update=raised)
+
 
 def predictive_quantiles(center: float, sd: float, draws: int) -> Quantiles:
     """Quantiles of a new draw around ``center``: Student t with ``draws - 1`` degrees of freedom.

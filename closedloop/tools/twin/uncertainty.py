@@ -274,7 +274,8 @@ def predict(
 
     def summary(key: str) -> Quantiles:
         center = float(np.mean([x for g in center_from for x in g[key]]))
-        return predictive_quantiles(center, *widest(*(g[key] for g in groups.values())))
+        q = predictive_quantiles(center, *widest(*(g[key] for g in groups.values())))
+        return q.at_least(-100.0) if key == "delta_pct" else q  # all of the time, at most
 
     spread = {name: widest(g["delta_pct"])[0] for name, g in groups.items()}
     return Prediction(
