@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from sqlmodel import select
 
@@ -24,6 +25,7 @@ from closedloop.store.models import (
 )
 from closedloop.tools.act import System, load_manifest
 from closedloop.tools.connect import apply_overlay, build_catalog, load_overlay
+from closedloop.tools.log import CASE, TIMESTAMP
 from closedloop.tools.measure import Interval, measure_change, sequential_rework_check
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -38,6 +40,7 @@ class NoSources:
 
     scenario = None
     twin = None
+    frame = None
 
 
 def helpdesk_system() -> System:
@@ -74,6 +77,16 @@ def test_a_staffing_plan_is_measured_before_after_a_rule_plan_by_corrected_treat
     assert by_rule.design == "treatment_control_corrected" and "share resources" in by_rule.why
     # The same undoable rule on every matching case has no control group: it is toggled by time.
     assert plan_design(system, route, NoSources()).design == "switchback"
+    # Unless the twin forecasts a growing queue: blocks would inherit each other's backlog.
+    log = NoSources()
+    log.frame = pd.DataFrame({CASE: ["a", "a", "b", "b"], TIMESTAMP: pd.to_datetime(
+        ["2026-01-01 00:00", "2026-01-01 10:00", "2026-01-02 00:00", "2026-01-02 10:00"], utc=True)})
+    steady = route.model_copy(update={"predicted": {"baseline_hours": 12.0}})
+    growing = route.model_copy(update={"predicted": {"baseline_hours": 30.0}})
+    assert plan_design(system, steady, log).design == "switchback"
+    design = plan_design(system, growing, log)
+    assert design.design == "before_after_with_counterfactual"
+    assert "3.0 times the log's 10.0 h" in design.why and "keeps growing" in design.why
 
 
 def test_a_rework_breach_rolls_back_even_when_cycle_time_improved(tmp_path) -> None:

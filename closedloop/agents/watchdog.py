@@ -183,8 +183,7 @@ def _slow_to_settle(plan: Plan, sources: TwinSources) -> str | None:
     return (f"the twin forecasts the as-is mean cycle time at {forecast:.1f} h over the window, "
             f"{ratio:.1f} times the log's {history.mean():.1f} h: the queue keeps growing, so "
             "on-blocks would drain the backlog off-blocks leave and a switchback would miss "
-            "most of the effect; the cases after the change are compared with the twin's "
-            "counterfactual instead")
+            "most of the effect")
 
 
 def plan_trial(ctx: LoopContext, plan_id: int, api_url: str, catalog_version: str,

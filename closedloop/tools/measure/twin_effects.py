@@ -163,7 +163,6 @@ def twin_interference(
     return _interval(totals, label), _interval(directs, label)
 
 
-@read_tool
 def _relieved_pools(twin: ProcessTwin, scenario: Scenario) -> set[str]:
     """The twin's pools whose load the scenario changes: those doing an activity it automates
     or skips, and the pool a route takes cases from."""
@@ -178,6 +177,7 @@ def _relieved_pools(twin: ProcessTwin, scenario: Scenario) -> set[str]:
     return pools
 
 
+@read_tool
 def rollout_shares_resources(twin: ProcessTwin, scenario: Scenario) -> bool:
     """Whether treated and control cases of a rollout share people in the twin.
 
