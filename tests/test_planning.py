@@ -317,7 +317,7 @@ def test_a_route_candidate_sends_a_segment_to_the_queue_already_doing_its_work(c
                               "from_pool": first, "to_pool": second, "share": 1.0}
     assert any("skip Triage and go straight to Resolve" in e for e in route.evidence)
     assert not route.partial and route.unmeasurable is None
-    assert any("switching the route on and off" in e for e in route.evidence)
+    assert any("no control cases would wait in the queue it relieves" in e for e in route.evidence)
     # Where the system cannot undo it, the route stays a split, which could not measure it:
     # predicted and listed but never chosen.
     entry = catalog.actions["create_rule"]

@@ -21,7 +21,7 @@ applies gives a candidate (or a recorded reason why it cannot):
   change of a scenario, cheap) the segment it predicts best is kept per pool,
   else the largest. A route relieves the pool that control cases share, so a
   split cannot measure it: one the system can undo goes to every matching case
-  and is measured by a switchback;
+  (measured by a switchback, or before/after where the queue keeps growing);
 - **priority** kinds are recorded as not simulated yet.
 
 Nothing here reads names: pools come from who does the work, segments from
@@ -314,10 +314,9 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
         return f"queue {queue!r}: the twin cannot route there: {exc}"
     people = twin.pools[target].resource_names
     # Routed cases free the source pool for every case there, so control cases would speed up
-    # too: a route the system can undo goes to every matching case and is measured by
-    # switching it on and off (a switchback); else a split share that cannot be measured.
-    toggled = entry.reversible
-    partial = entry.treatment_share_param is not None and not toggled
+    # too: a route the system can undo goes to every matching case (the Watchdog toggles it or
+    # compares with the twin); else a split share that cannot be measured.
+    partial = entry.treatment_share_param is not None and not entry.reversible
     treated = share if partial else 1.0
     options: list[tuple[Mapping[str, Any], RouteSegment, str]] = []
     for seg in opp.segments:
@@ -357,9 +356,11 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
     unmeasurable = (f"not measurable as split: the control cases share {source!r}, which the "
                     "route relieves, so treatment vs control would miss its effect"
                     if partial else None)
-    measured = ("every matching case, measured by switching the route on and off by time blocks"
-                if toggled else "every matching case" if not partial else
-                f"{share:.0%} of matching cases (the system cannot undo it)")
+    measured = (f"{share:.0%} of matching cases (the system cannot undo it, so it cannot be "
+                "switched on and off)" if partial else
+                "every matching case: no control cases would wait in the queue it relieves; "
+                "measured by switching it on and off by time blocks, or against the twin's "
+                "forecast where that queue keeps growing")
     return Candidate(action=entry.name, params=params, partial=partial, cost=RULE_COST,
                      label=name + (f" for {share:.0%} of matching cases" if partial else ""),
                      scenario=scenario.model_dump(), unmeasurable=unmeasurable,
