@@ -82,10 +82,9 @@ def _approve_and_watch(settings: Settings, url: str) -> tuple[LoopRunner, dict]:
     return runner, state
 
 
-def test_whole_loop_keeps_a_route_measured_against_the_forward_twin(settings, sandbox):
-    # Seed 11: the first line is the bottleneck and routing portal tickets straight to the
-    # second line ranks first (the sandbox's truth: -19.7 h, one more first-line agent -24.6 h).
-    # Its queue keeps growing, so the route is measured before/after, not by switchback.
+def test_whole_loop_keeps_a_staffing_change_measured_against_the_forward_twin(settings, sandbox):
+    # Seed 11: the first line is the bottleneck and one more agent is the best-ranked change
+    # (a bot's failures would be noticed only hours later, which the rule candidates pay for).
     runner, state = _approve_and_watch(settings, sandbox.url)
     assert state["outcome"] == "kept"
     with Session(runner.engine) as s:
@@ -100,31 +99,26 @@ def test_whole_loop_keeps_a_route_measured_against_the_forward_twin(settings, sa
         assert s.get(Dataset, mining.dataset_id).source == f"{sandbox.url}/events"
         assert plan.status == "kept" and execution.status == "succeeded"
         kinds = {e.kind for e in s.exec(select(AuditEvent).where(AuditEvent.run_id == state["run_id"]))}
-    params = plan.actions[0]["params"]
-    assert plan.actions[0]["action"] == "create_rule" and params["rule_action"] == "route"
-    assert params["treatment_share"] == 1.0  # every matching case: no control group to share L1
+    assert plan.actions[0]["action"] == "set_queue_staffing"
     assert {"prompt", "model_answer", "tool_call", "tool_result", "gate", "decision"} <= kinds
     assert verdict.decision == "keep" and verdict.ci_high < 0
     watch = [st for st in state["steps"] if st["step"] == "watch"][-1]["measured"]
     assert watch["design"] == "before_after_with_counterfactual"
-    assert "the queue keeps growing" in watch["why"]
     assert "run forward from its log's end" in watch["why"] and "backtest error" in watch["why"]
-    # Compared on the measurement's scale: the mean of all cases, not per treated case.
-    assert verdict.predicted_delta == pytest.approx(plan.predicted["delta_hours"])
     assert verdict.predicted_delta != pytest.approx(verdict.delta)
     assert [w["replayed"] for w in writes(sandbox.url)] == [False]
 
 
 @pytest.fixture
 def rule_sandbox():
-    with SandboxServer(seed=2) as server:
+    with SandboxServer(seed=1) as server:
         advance_clock(server.url, 21)
         yield server
 
 
 def test_whole_loop_measures_a_rule_on_the_sandbox_events(settings, rule_sandbox):
-    # Seed 2: auto-resolving password tickets for half of them is the best-ranked change, a
-    # split rule measured treatment vs control (the sandbox's truth agrees it is the best).
+    # Seed 1: auto-resolving password tickets for half of them is the best-ranked change (on
+    # seed 4 one more first-line agent ranks first, as the sandbox's truth agrees).
     runner, state = _approve_and_watch(settings, rule_sandbox.url)
     with Session(runner.engine) as s:
         verdict = s.exec(select(Verdict)).one()

@@ -310,29 +310,19 @@ def test_a_route_candidate_sends_a_segment_to_the_queue_already_doing_its_work(c
     assert [c.params["route_queue"] for c in routes] == ["L2"]
     route = routes[0]
     assert route.params["condition"] == {"field": "category", "op": "eq", "value": "hardware"}
-    # A route relieves the pool the control cases share, so it goes to every matching case and
-    # is measured by switching it on and off (the catalog can undo it), not at the canary share.
-    assert route.params["rule_action"] == "route" and route.params["treatment_share"] == 1.0
+    assert route.params["rule_action"] == "route" and route.params["treatment_share"] == 0.5
     assert route.scenario == {"kind": "route_segment", "segment": "category == 'hardware'",
-                              "from_pool": first, "to_pool": second, "share": 1.0}
+                              "from_pool": first, "to_pool": second, "share": 0.5}
     assert any("skip Triage and go straight to Resolve" in e for e in route.evidence)
-    assert not route.partial and route.unmeasurable is None
-    assert any("no control cases would wait in the queue it relieves" in e for e in route.evidence)
-    # Where the system cannot undo it, the route stays a split, which could not measure it:
-    # predicted and listed but never chosen.
-    entry = catalog.actions["create_rule"]
-    fixed = catalog.model_copy(update={"actions": {
-        **catalog.actions, "create_rule": entry.model_copy(update={"reversible": False})}})
-    split = next(c for c in candidates_for(fixed, opp, twin, frame, pools, {}, 0.5,
-                                           name_hint=False)[0] if c.change_kind == "route_segment")
-    assert split.params["treatment_share"] == 0.5 and split.scenario["share"] == 0.5
-    assert "treatment vs control would miss" in split.unmeasurable
+    # Split into treatment and control, a route relieves the control cases' pool too: the loop
+    # could not measure it, so it is predicted and listed but never chosen.
+    assert "treatment vs control would miss" in route.unmeasurable
     good = Prediction(baseline_hours=10, delta_hours=-5, delta_per_treated_case_hours=-5,
                       treated_share=0.3, ci_low_hours=-6, ci_high_hours=-4, delta_pct=-50,
                       ci_low_pct=-60, ci_high_pct=-40, p90_pct=-45,
                       ci_low_per_treated_case_hours=-6, ci_high_per_treated_case_hours=-4)
     judged = decide([Weighed(label="route", action="create_rule", predicted=good, verdict="",
-                             unmeasurable=split.unmeasurable)], 5.0)
+                             unmeasurable=route.unmeasurable)], 5.0)
     assert judged[0].verdict == "below_bar" and "not measurable" in judged[0].reason
     # The desk is entered at work the first line never does: no route there, and why.
     desk = [d for d in dropped if d.change_kind == "route_segment"]

@@ -73,7 +73,7 @@ def test_a_staffing_plan_is_measured_before_after_a_rule_plan_by_corrected_treat
         "rule_action": "route", "route_queue": "L2", "treatment_share": 1.0}}])
     by_staff = plan_design(system, staffing, NoSources())
     by_rule = plan_design(system, rule, NoSources())
-    assert by_staff.design == "before_after_with_counterfactual" and "counterfactual" in by_staff.why
+    assert by_staff.design == "before_after_with_counterfactual" and "cannot be split" in by_staff.why
     assert by_rule.design == "treatment_control_corrected" and "share resources" in by_rule.why
     # The same undoable rule on every matching case has no control group: it is toggled by time.
     assert plan_design(system, route, NoSources()).design == "switchback"

@@ -245,8 +245,7 @@ def _measure(system: System, plan: Plan, sources: TwinSources, records: list[dic
         reason = ("the trial stopped early: " + trial.stopped if trial is not None and trial.stopped
                   else "too few blocks fit the window and the write cap")
         design = DesignChoice(design="before_after_with_counterfactual",
-                              why=f"a switchback was possible but not run ({reason}): cases after "
-                                  "the change are compared with the twin's counterfactual")
+                              why=f"a switchback was possible but not run ({reason})")
     if design.design == "before_after_with_counterfactual":
         twin = sources.twin
 

@@ -19,9 +19,7 @@ applies gives a candidate (or a recorded reason why it cannot):
   the segments whose cases those people already worked on in the log
   (at least ROUTE_MIN_EVIDENCE of them); with a ``screen`` (the predicted
   change of a scenario, cheap) the segment it predicts best is kept per pool,
-  else the largest. A route relieves the pool that control cases share, so a
-  split cannot measure it: one the system can undo goes to every matching case
-  (measured by a switchback, or before/after where the queue keeps growing);
+  else the largest;
 - **priority** kinds are recorded as not simulated yet.
 
 Nothing here reads names: pools come from who does the work, segments from
@@ -313,10 +311,7 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
     except ScenarioError as exc:
         return f"queue {queue!r}: the twin cannot route there: {exc}"
     people = twin.pools[target].resource_names
-    # Routed cases free the source pool for every case there, so control cases would speed up
-    # too: a route the system can undo goes to every matching case (the Watchdog toggles it or
-    # compares with the twin); else a split share that cannot be measured.
-    partial = entry.treatment_share_param is not None and not entry.reversible
+    partial = entry.treatment_share_param is not None
     treated = share if partial else 1.0
     options: list[tuple[Mapping[str, Any], RouteSegment, str]] = []
     for seg in opp.segments:
@@ -342,8 +337,8 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
     seg, scenario, evidence = ranked[0]
     params: dict[str, Any] = {_role(entry, "segment"): _segment_value(entry, seg),
                               _role(entry, "target"): queue}
-    if entry.treatment_share_param is not None:
-        params[entry.treatment_share_param] = treated
+    if partial:
+        params[entry.treatment_share_param] = share
     name = f"route {seg['attribute']}={seg['value']} to {queue}"
     if (why := _complete(entry, params, "route_segment", name)) is not None:
         return why
@@ -353,19 +348,15 @@ def _route_to(entry: CatalogAction, opp: Opportunity, twin: ProcessTwin, frame: 
         how = f"the best of {len(options)} such segments as the twin screened them"
     else:
         how = "the largest of the segments with such evidence (not screened)"
+    # Routed cases free the source pool for every case there: control cases speed up too, so
+    # treatment vs control cannot see the route's total effect (a switchback could).
     unmeasurable = (f"not measurable as split: the control cases share {source!r}, which the "
                     "route relieves, so treatment vs control would miss its effect"
                     if partial else None)
-    measured = (f"{share:.0%} of matching cases (the system cannot undo it, so it cannot be "
-                "switched on and off)" if partial else
-                "every matching case: no control cases would wait in the queue it relieves; "
-                "measured by switching it on and off by time blocks, or against the twin's "
-                "forecast where that queue keeps growing")
     return Candidate(action=entry.name, params=params, partial=partial, cost=RULE_COST,
                      label=name + (f" for {share:.0%} of matching cases" if partial else ""),
                      scenario=scenario.model_dump(), unmeasurable=unmeasurable,
-                     evidence=[evidence, f"twin pool {target!r} -> queue {queue!r}; {how}",
-                               f"applied to {measured}"])
+                     evidence=[evidence, f"twin pool {target!r} -> queue {queue!r}; {how}"])
 
 
 def _threshold(entry: CatalogAction, opp: Opportunity, frame: pd.DataFrame) -> list[Candidate | str]:

@@ -28,7 +28,7 @@ def choose_design(
             design="before_after_with_counterfactual",
             why=(
                 f"a {change_kind} change acts on every case at once and cannot be split or toggled "
-                "without long carry-over: cases after it are compared with the twin's counterfactual"
+                "without long carry-over"
             ),
         )
     if can_split and not shares_resources:
@@ -57,7 +57,6 @@ def choose_design(
     return DesignChoice(
         design="before_after_with_counterfactual",
         why=(
-            "the change can be neither split nor toggled: cases after it are compared with the "
-            "twin's counterfactual"
+            "the change can be neither split nor toggled"
         ),
     )
