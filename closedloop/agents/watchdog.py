@@ -96,7 +96,7 @@ def rule_decision(measure: KpiMeasurement) -> Decision:
 # A switchback measures a change against a world that returns to its steady state between
 # blocks; where the twin forecasts the as-is cycle time over the window at more than this
 # multiple of the log's, there is none (the helpdesk sandbox's growing first-line queue read
-# 1.7-2.2, order-to-cash's busy but stable approvals 1.2; see docs/benchmarks.md).
+# 1.6-2.2, order-to-cash's busy but stable approvals 1.2; see docs/operations.md).
 MAX_FORECAST_GROWTH = 1.5
 COUNTERFACTUAL_REFITS = 8  # as the Planner's bootstrap, so one process fits them once
 

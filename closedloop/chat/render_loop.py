@@ -165,7 +165,7 @@ def verdict_md(state: dict[str, Any]) -> Md:
         measured = watch["measured"]
         lines.append(f"- Decision: **{md_text(str(watch['decision']).upper(), 20)}**")
         if "delta" in measured:
-            # A partial rollout is compared per treated case: the contract carries that interval.
+            # Compared on the measurement's scale: per treated case for a split, else all cases.
             pred = plan_prediction(last_step(state, "plan"))
             scaled = on_measured_scale(measured, pred) if pred else None
             pred_ci = f"{scaled[1]:+.2f} to {scaled[2]:+.2f} h" if scaled else ""
