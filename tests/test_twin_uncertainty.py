@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import math
 import numpy as np
 import pandas as pd
 import pytest
@@ -198,6 +199,20 @@ def test_the_forward_counterfactual_follows_the_window_and_widens_with_refits(ha
     assert wider.mean == noise.mean and wider.ci_high - wider.ci_low > noise.ci_high - noise.ci_low
     capped = twin_counterfactual(twin, 10.0, replications=4, window_hours=200.0)
     assert capped.mean <= 10.0 < noise.mean
+
+
+def test_the_forward_counterfactual_predicts_one_period_not_only_the_mean(half_open) -> None:
+    _full, seen = half_open
+    twin = fit_twin(seen)
+    cf = twin_counterfactual(twin, None, replications=5, window_hours=200.0, seed=0)
+    # Periods the twin itself lives from other seeds: the world's one period is such a draw.
+    periods = [float(r.mean()) for r in forward_cycle_hours(twin, 200.0, replications=20, seed=9)]
+    inside = sum(cf.ci_low <= p <= cf.ci_high for p in periods)
+    assert inside >= 16, (cf, periods)
+    # The error of the same replications' mean alone (the interval before) held far fewer.
+    reps = [float(r.mean()) for r in forward_cycle_hours(twin, 200.0, replications=5, seed=0)]
+    mean_only = 1.96 * float(np.std(reps, ddof=1)) / math.sqrt(len(reps))
+    assert sum(abs(p - cf.mean) <= mean_only for p in periods) <= inside - 6
 
 
 def test_a_failure_noticed_late_costs_more_than_one_noticed_at_once(small) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
+from scipy import stats
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ScenarioError
@@ -71,11 +72,13 @@ def twin_counterfactual(
     ``scenario`` (default as-is) is what "without the change" means. With
     ``window_hours`` the counterfactual is the forward run from the twin's log
     end (its backlog then, the same calendar) for the cases arriving in that
-    window, as the measured cases did, and ``refits`` (bootstrap refits of the
-    twin over cases) add the uncertainty of its fitted parameters to the
-    interval, ``model_error`` (a share, e.g. the twin's backtest error) that of
-    the model itself, taken as one standard deviation; otherwise the twin's steady state (``cases`` per replication
-    after a warm-up).
+    window, as the measured cases did. Its interval predicts that one period
+    (one replication's spread, not only the error of the replications' mean);
+    ``refits`` (bootstrap refits of the twin over cases) add the uncertainty of
+    its fitted parameters, ``model_error`` (a share, e.g. the twin's backtest
+    error) that of the model itself, taken as one standard deviation. Without
+    ``window_hours``: the twin's steady state (``cases`` per replication after a
+    warm-up).
     """
     twin = as_twin(twin)
     if window_hours is not None and twin.log_end is not None:
@@ -101,26 +104,37 @@ def _capped_means(twin: ProcessTwin, tau: float | None, window: float, replicati
 def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: int, seed: int,
                             scenario: Scenario | None, window: float,
                             refits: Sequence[ProcessTwin], model_error: float | None) -> Interval:
-    """The forward counterfactual: simulation noise of the twin plus, with refits, the spread of
-    the refitted twins' means (the fitted parameters' uncertainty) and, with ``model_error``,
-    the model's own error, combined as normal errors."""
+    """The forward counterfactual, a prediction of the one period the world lived without the
+    change: the spread of one replication's mean (that period's own luck of arrivals and
+    durations, which the measured cases share and the twin's mean does not) as a t prediction
+    from the replications, with refits the spread of the refitted twins' means (the fitted
+    parameters' uncertainty) and, with ``model_error``, the model's own error, combined as
+    normal errors."""
     means = _capped_means(twin, tau, window, replications, seed, scenario)
     if not means:
         raise ScenarioError(f"no case arrives in the twin's {window:.0f} h window")
     mean = float(np.mean(means))
-    sim_se = float(np.std(means, ddof=1) / math.sqrt(len(means))) if len(means) > 1 else 0.0
+    n = len(means)
+    # A new period's prediction from n replications: t quantile, and the mean's own error too.
+    period_sd = float(np.std(means, ddof=1)) if n > 1 else 0.0
+    predictive_sd = (period_sd * math.sqrt(1 + 1 / n) * stats.t.ppf(0.975, n - 1) / 1.96
+                     if n > 1 else 0.0)
+    refit_reps = 2
     by_refit = [float(np.mean(m)) for tw in refits
-                if (m := _capped_means(tw, tau, window, 2, seed, scenario))]
-    param_sd = float(np.std(by_refit, ddof=1)) if len(by_refit) > 1 else 0.0
+                if (m := _capped_means(tw, tau, window, refit_reps, seed, scenario))]
+    # A refit's mean carries the noise of its own replications too; that part is not parameters.
+    param_var = (float(np.var(by_refit, ddof=1)) - period_sd**2 / refit_reps
+                 if len(by_refit) > 1 else 0.0)
     model_sd = abs(model_error or 0.0) * mean
-    half = 1.96 * math.sqrt(sim_se**2 + param_sd**2 + model_sd**2)
+    half = 1.96 * math.sqrt(predictive_sd**2 + max(param_var, 0.0) + model_sd**2)
     capped = f", capped at {tau:.1f} h" if tau else ""
     spread = f" and {len(by_refit)} bootstrap refits" if len(by_refit) > 1 else ""
     if model_error:
         spread += f", its backtest error of {100 * abs(model_error):.0f} % as model error"
     return Interval(mean=mean, ci_low=mean - half, ci_high=mean + half,
                     source=f"the as-is twin run forward from its log's end over the same "
-                           f"{window:.0f} h ({len(means)} replications{spread}{capped})")
+                           f"{window:.0f} h ({len(means)} replications, one period's spread"
+                           f"{spread}{capped})")
 
 
 @read_tool
