@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC
 
-import math
 import numpy as np
 import pandas as pd
 import pytest
