@@ -25,6 +25,7 @@ import pandas as pd
 HOURS_PER_WEEK = 168
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 OFF_SHARE = 0.1  # see working_slots
+MIN_EXPECTED_STARTS = 3.0
 MIN_EVENTS_FOR_CALENDAR = 50
 MIN_EVENTS_FOR_POOL_CALENDAR = 100  # fewer: the pool follows the calendar of the whole log
 MIN_WEEKS_FOR_CALENDAR = 2.0
@@ -157,8 +158,19 @@ def working_slots(
     waiting = _slot_overlap(np.asarray(enabled, dtype=float), starts)
     if waiting.sum() <= 0:
         return [True] * HOURS_PER_WEEK
-    intensity = started.sum() / waiting.sum()
+    # The pace of a working hour: the median starts per waiting hour over the hours work started
+    # in. (A mean over all waiting would be diluted by every closed night a backlog waits through,
+    # and an hour where only a few tasks ran on past closing would look like a working one.)
+    paced = (started > 0) & (waiting > 0)
+    intensity = (float(np.median(started[paced] / waiting[paced])) if paced.any()
+                 else started.sum() / waiting.sum())
     off = (waiting >= weeks) & (started < OFF_SHARE * intensity * waiting)
+    # An hour in which work waited (an hour in all) but nothing ever started, where an hour that
+    # saw work saw at least 3 starts on average (so a working hour would show none with < 5 %
+    # chance), is off too: a lightly loaded pool never waits long enough for the rule above.
+    seen = started[started > 0]
+    if seen.size and seen.mean() >= MIN_EXPECTED_STARTS:
+        off |= (started == 0) & (waiting >= 1.0)
     if off.all():
         return None
     return (~off).tolist()

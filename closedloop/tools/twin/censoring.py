@@ -15,7 +15,9 @@ pretending they ended:
 - **censored case**: its last activity is not an end activity and its last
   event lies within the horizon before the cut (the HORIZON_QUANTILE of the
   gaps between consecutive events of a case, so a case left untouched much
-  longer than cases ever wait is read as abandoned, not open). Where no
+  longer than cases ever wait is read as abandoned, not open), or it waits in
+  a backlog: most later instances of its last activity wait too (a growing
+  queue keeps cases waiting longer than any wait the log saw finish). Where no
   activity mostly ends cases (BPI 2012's work items often, but not mostly,
   do), a case is open when that is more likely than not given its last
   activity and its silence: of that activity's instances silent as long (the
@@ -89,6 +91,21 @@ def _open_posterior(gaps: np.ndarray, ages: np.ndarray) -> np.ndarray:
     return np.divide(silent - surv[-1], silent, out=np.zeros(len(ages)), where=silent > 0)
 
 
+def _in_backlog(acts: np.ndarray, done: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Per row: a case's last event that most later instances of the same activity still wait
+    behind (no event followed them either), so a queue, not abandonment, explains its silence:
+    a growing backlog keeps cases waiting longer than any wait its log has seen finish."""
+    out = np.zeros(len(acts), dtype=bool)
+    for a in set(acts.tolist()):
+        rows = np.flatnonzero(acts == a)
+        rows = rows[np.argsort(done[rows], kind="stable")]
+        waiting = last[rows].astype(np.int64)
+        later = len(rows) - 1 - np.arange(len(rows))  # instances completed after each one
+        later_waiting = np.cumsum(waiting[::-1])[::-1] - waiting
+        out[rows] = last[rows] & (later > 0) & (2 * later_waiting >= later)
+    return out
+
+
 def detect_censoring(df: pd.DataFrame, cut: pd.Timestamp | None = None) -> Censoring:
     """Open cases of a prepared frame (sorted by case and completion) at ``cut`` (log end)."""
     cut = df[COMPLETE].max() if cut is None else cut
@@ -111,7 +128,9 @@ def detect_censoring(df: pd.DataFrame, cut: pd.Timestamp | None = None) -> Censo
         posterior[mine & last] = _open_posterior(g, age[mine & last])
     recent = last & (age <= horizon)
     if ends:
-        censored = recent & ~pd.Series(acts).isin(ends).to_numpy()
+        censored = (recent | _in_backlog(acts, t.to_numpy(), last)) & ~pd.Series(acts).isin(
+            ends
+        ).to_numpy()
     else:  # no activity mostly ends cases (BPI 2012's work items): weigh each case's silence
         censored = recent & (posterior >= 0.5)
     ids = [str(c) for c in cases[censored]]
