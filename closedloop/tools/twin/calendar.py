@@ -162,8 +162,11 @@ def working_slots(
     # in. (A mean over all waiting would be diluted by every closed night a backlog waits through,
     # and an hour where only a few tasks ran on past closing would look like a working one.)
     paced = (started > 0) & (waiting > 0)
-    intensity = (float(np.median(started[paced] / waiting[paced])) if paced.any()
-                 else started.sum() / waiting.sum())
+    intensity = (
+        float(np.median(started[paced] / waiting[paced]))
+        if paced.any()
+        else started.sum() / waiting.sum()
+    )
     off = (waiting >= weeks) & (started < OFF_SHARE * intensity * waiting)
     # An hour in which work waited (an hour in all) but nothing ever started, where an hour that
     # saw work saw at least 3 starts on average (so a working hour would show none with < 5 %

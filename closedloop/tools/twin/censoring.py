@@ -16,8 +16,8 @@ pretending they ended:
   event lies within the horizon before the cut (the HORIZON_QUANTILE of the
   gaps between consecutive events of a case, so a case left untouched much
   longer than cases ever wait is read as abandoned, not open), or it waits in
-  a backlog: most later instances of its last activity wait too (a growing
-  queue keeps cases waiting longer than any wait the log saw finish). Where no
+  a backlog: most of the next instances of its last activity wait too (a
+  growing queue keeps cases waiting longer than any wait the log saw finish). Where no
   activity mostly ends cases (BPI 2012's work items often, but not mostly,
   do), a case is open when that is more likely than not given its last
   activity and its silence: of that activity's instances silent as long (the
@@ -45,6 +45,7 @@ __all__ = ["Censoring", "detect_censoring", "expected_visits", "open_cases"]
 
 END_SHARE = 0.5  # an activity ending at least this share of its settled instances ends cases
 HORIZON_QUANTILE = 0.99  # of within-case gaps: cases silent for longer count as abandoned
+BACKLOG_NEIGHBOURS = 20  # later instances that tell a queue from a stale case
 MAX_BACKLOG = 5000  # open cases kept as the twin's initial state
 
 
@@ -92,17 +93,19 @@ def _open_posterior(gaps: np.ndarray, ages: np.ndarray) -> np.ndarray:
 
 
 def _in_backlog(acts: np.ndarray, done: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Per row: a case's last event that most later instances of the same activity still wait
-    behind (no event followed them either), so a queue, not abandonment, explains its silence:
-    a growing backlog keeps cases waiting longer than any wait its log has seen finish."""
+    """Per row: a case's last event that most of the next BACKLOG_NEIGHBOURS instances of the
+    same activity still wait behind (no event followed them either), so a queue, not
+    abandonment, explains its silence: a growing backlog keeps cases waiting longer than any
+    wait its log has seen finish. A stale case among neighbours that moved on stays abandoned."""
     out = np.zeros(len(acts), dtype=bool)
     for a in set(acts.tolist()):
         rows = np.flatnonzero(acts == a)
         rows = rows[np.argsort(done[rows], kind="stable")]
-        waiting = last[rows].astype(np.int64)
-        later = len(rows) - 1 - np.arange(len(rows))  # instances completed after each one
-        later_waiting = np.cumsum(waiting[::-1])[::-1] - waiting
-        out[rows] = last[rows] & (later > 0) & (2 * later_waiting >= later)
+        waiting = np.r_[0, np.cumsum(last[rows])]
+        j = np.arange(len(rows))
+        upto = np.minimum(j + 1 + BACKLOG_NEIGHBOURS, len(rows))
+        size, count = upto - j - 1, waiting[upto] - waiting[j + 1]
+        out[rows] = last[rows] & (size > 0) & (2 * count >= size)
     return out
 
 
