@@ -271,3 +271,30 @@ def test_profiles_pooling_shares_staff_and_activities() -> None:
     assert ProcessTwin.model_validate_json(twin.model_dump_json()) == twin
     assert fit_twin(frame).pooling == "profiles"  # the default: resources and start times known
     assert fit_twin(frame, pooling="activity").pooling == "activity"
+
+
+def test_a_few_steps_run_on_past_closing_do_not_open_the_hour() -> None:
+    # A saturated office (Mon-Fri 9-17) whose backlog waits through every night; now and then a
+    # person carries on into 17:xx with a step that follows their last one.
+    rng = np.random.default_rng(3)
+    day = rng.integers(0, 8, 3000) * 168.0 + rng.integers(0, 5, 3000) * 24
+    starts = day + rng.uniform(9, 17, 3000)
+    enabled = starts - rng.uniform(0, 60, 3000)  # waited up to 2.5 days
+    late = np.arange(6) * 168.0 + 17.2  # six Monday 17:12 starts in eight weeks
+    slots = working_slots(np.r_[starts, late], np.r_[enabled, late - 40.0])
+    assert slots is not None and slots[10] and not slots[17]
+
+
+def test_a_lightly_loaded_pool_closes_the_hours_its_work_waited_through() -> None:
+    # Work starts the moment it is enabled (Mon-Fri 9-17); twice in four weeks work enabled on
+    # a Monday at 17:30 waited for Tuesday 9:00: too little waiting for the pace rule, but an hour
+    # that always sees work would not have shown none.
+    rng = np.random.default_rng(4)
+    enabled = (
+        rng.integers(0, 4, 1500) * 168.0 + rng.integers(0, 5, 1500) * 24 + rng.uniform(9, 17, 1500)
+    )
+    late = np.array([17.5, 168 + 17.5])
+    slots = working_slots(np.r_[enabled, late + 15.5], np.r_[enabled, late])
+    assert slots is not None
+    assert slots[9] and slots[16] and not slots[20] and not slots[24 + 3]
+    assert slots[2 * 24 + 20]  # Wednesday evening: nothing waited then, no evidence
