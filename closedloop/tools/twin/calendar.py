@@ -142,9 +142,11 @@ def working_slots(
     ``starts`` and ``enabled`` are epoch hours of each activity instance's
     start and of the moment it could have started. An hour of the week is
     *off* when work was waiting then but hardly ever started: fewer than
-    OFF_SHARE of the starts per waiting hour seen over the whole week (with
+    OFF_SHARE of what a working hour would show (see the comment below), with
     at least one waiting hour per week in it, else there is no evidence and
-    the hour counts as working). Low demand alone never closes an hour.
+    the hour counts as working; or when nothing ever started in it although
+    work waited and the hours that saw work saw several starts. Low demand
+    alone never closes an hour.
     Returns None with fewer than ``min_events`` instances or less than
     MIN_WEEKS_FOR_CALENDAR weeks of data.
     """
@@ -158,16 +160,18 @@ def working_slots(
     waiting = _slot_overlap(np.asarray(enabled, dtype=float), starts)
     if waiting.sum() <= 0:
         return [True] * HOURS_PER_WEEK
-    # The pace of a working hour: the median starts per waiting hour over the hours work started
-    # in. (A mean over all waiting would be diluted by every closed night a backlog waits through,
-    # and an hour where only a few tasks ran on past closing would look like a working one.)
+    # What a working hour would show: as many starts per waiting hour as the median hour work
+    # started in, but no more than the median such hour's starts (when much waits, the staff,
+    # not the work, sets the pace). A mean over all waiting would be diluted by every closed
+    # night a backlog waits through, and an hour where a few tasks ran on past closing would
+    # look like a working one.
     paced = (started > 0) & (waiting > 0)
-    intensity = (
-        float(np.median(started[paced] / waiting[paced]))
-        if paced.any()
-        else started.sum() / waiting.sum()
-    )
-    off = (waiting >= weeks) & (started < OFF_SHARE * intensity * waiting)
+    if paced.any():
+        pace = float(np.median(started[paced] / waiting[paced]))
+        expected = np.minimum(pace * waiting, float(np.median(started[started > 0])))
+    else:
+        expected = started.sum() / waiting.sum() * waiting
+    off = (waiting >= weeks) & (started < OFF_SHARE * expected)
     # An hour in which work waited (an hour in all) but nothing ever started, where an hour that
     # saw work saw at least 3 starts on average (so a working hour would show none with < 5 %
     # chance), is off too: a lightly loaded pool never waits long enough for the rule above.
