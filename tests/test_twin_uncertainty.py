@@ -37,19 +37,9 @@ def two_step_log(n: int, seed: int, delay_b: float, gap: float = 1.0) -> pd.Data
         a_end = a_start + rng.exponential(0.5)
         b_start = a_end + rng.exponential(delay_b)
         b_end = b_start + rng.exponential(1.0)
-        for act, s, e, r in (
-            ("A", a_start, a_end, f"a{i % 2}"),
-            ("B", b_start, b_end, f"b{i % 2}"),
-        ):
-            rows.append(
-                {
-                    CASE: f"c{i}",
-                    ACTIVITY: act,
-                    RESOURCE: r,
-                    START: T0 + pd.Timedelta(hours=s),
-                    COMPLETE: T0 + pd.Timedelta(hours=e),
-                }
-            )
+        for act, s, e, r in (("A", a_start, a_end, f"a{i % 2}"), ("B", b_start, b_end, f"b{i % 2}")):
+            rows.append({CASE: f"c{i}", ACTIVITY: act, RESOURCE: r,
+                         START: T0 + pd.Timedelta(hours=s), COMPLETE: T0 + pd.Timedelta(hours=e)})
     return pd.DataFrame(rows)
 
 
@@ -126,22 +116,10 @@ def width(q) -> float:
 def test_an_assumption_range_widens_the_interval_and_is_listed(small) -> None:
     _frame, twin = small
     scenario = AutomateActivity(activity="B", automated_duration_hours=0.01)
-    point = predict(
-        twin,
-        scenario,
-        assumptions={"failure_rate": (0.5, 0.5)},
-        bootstrap=0,
-        cases=200,
-        replications=5,
-    )
-    ranged = predict(
-        twin,
-        scenario,
-        assumptions={"failure_rate": (0.0, 1.0)},
-        bootstrap=0,
-        cases=200,
-        replications=5,
-    )
+    point = predict(twin, scenario, assumptions={"failure_rate": (0.5, 0.5)}, bootstrap=0,
+                    cases=200, replications=5)
+    ranged = predict(twin, scenario, assumptions={"failure_rate": (0.0, 1.0)}, bootstrap=0,
+                     cases=200, replications=5)
     assert width(ranged.delta_pct) > 1.5 * width(point.delta_pct)
     assert [(a.name, a.low, a.high, a.point) for a in ranged.assumptions] == [
         ("failure_rate", 0.0, 1.0, 0.5)
@@ -175,15 +153,15 @@ def test_a_horizon_prediction_starts_from_the_backlog_and_follows_its_cases(half
     _, seen = half_open
     twin = fit_twin(seen)
     scenario = AddCapacity(activity_or_pool="B", extra=1)
-    pred = predict(
-        twin, scenario, bootstrap=0, replications=3, horizon_hours=100.0, drain_hours=50.0
-    )
+    pred = predict(twin, scenario, bootstrap=0, replications=3, horizon_hours=100.0,
+                   drain_hours=50.0)
     assert pred.horizon_hours == 100.0
     assert pred.result.warmup_cases == len(twin.open_cases) > 0  # the backlog is in the system
     assert 60 < pred.result.cases < 140  # the cases arriving in 100 h (about one an hour)
     # B waits ~300 h: the horizon's cases are followed until the drain ends, not to their end
     assert pred.result.as_is.cycle_time_p90_hours.mean <= 150.0 + 1e-6
-    empty = simulate_horizon(twin, scenario, 100.0, drain_hours=50.0, replications=1, backlog=False)
+    empty = simulate_horizon(twin, scenario, 100.0, drain_hours=50.0, replications=1,
+                             backlog=False)
     assert empty.warmup_cases == 0 and empty.cases == pytest.approx(pred.result.cases, rel=0.3)
 
 
@@ -212,29 +190,12 @@ def test_a_backlog_that_outgrows_every_finished_wait_stays_open() -> None:
     # One server does B first come, first served, then stops at hour 300 (e.g. its team is
     # away): cases keep arriving and wait far longer than any wait the log saw finish.
     # Case c7 never got B although the cases after it did: stale, not queued.
-    rows = []
-    for i in range(400):
-        t = float(i)
-        rows.append(
-            {
-                CASE: f"c{i}",
-                ACTIVITY: "A",
-                RESOURCE: "desk",
-                START: T0 + pd.Timedelta(hours=t),
-                COMPLETE: T0 + pd.Timedelta(hours=t + 0.1),
-            }
-        )
-        b = 1.2 * t + 0.5
-        if b < 300.0 and i != 7:
-            rows.append(
-                {
-                    CASE: f"c{i}",
-                    ACTIVITY: "B",
-                    RESOURCE: "server",
-                    START: T0 + pd.Timedelta(hours=b),
-                    COMPLETE: T0 + pd.Timedelta(hours=b + 0.5),
-                }
-            )
+    def event(case: int, activity: str, at: float, hours: float) -> dict:
+        return {CASE: f"c{case}", ACTIVITY: activity, RESOURCE: activity.lower(),
+                START: T0 + pd.Timedelta(hours=at), COMPLETE: T0 + pd.Timedelta(hours=at + hours)}
+
+    rows = [event(i, "A", float(i), 0.1) for i in range(400)]
+    rows += [event(i, "B", 1.2 * i + 0.5, 0.5) for i in range(400) if 1.2 * i + 0.5 < 300 and i != 7]
     twin = fit_twin(pd.DataFrame(rows))
     waiting = {f"c{i}" for i in range(400) if 1.2 * i + 0.5 >= 300.0}
     assert twin.end_activities == ["B"]
@@ -288,15 +249,8 @@ def test_the_notice_delay_comes_from_the_logs_rework_gaps() -> None:
     for i in range(30):  # each case does B, then B again 3-5 h later
         t = T0 + pd.Timedelta(hours=10 * i)
         for act, s, e in (("B", 0.0, 0.5), ("B", 3.5 + (i % 3), 4.0 + (i % 3))):
-            rows.append(
-                {
-                    CASE: f"c{i}",
-                    ACTIVITY: act,
-                    RESOURCE: "r",
-                    START: t + pd.Timedelta(hours=s),
-                    COMPLETE: t + pd.Timedelta(hours=e),
-                }
-            )
+            rows.append({CASE: f"c{i}", ACTIVITY: act, RESOURCE: "r",
+                         START: t + pd.Timedelta(hours=s), COMPLETE: t + pd.Timedelta(hours=e)})
     found = failure_notice(pd.DataFrame(rows), ["B"])
     assert found.name == "failure_delay_hours" and 3.0 <= found.low <= found.high <= 5.0
     assert "30 reworked cases" in found.source
@@ -313,15 +267,8 @@ def loop_log(n: int, seed: int) -> pd.DataFrame:
             for act in ("A", "B"):
                 t += rng.exponential(8.0)
                 s, t = t, t + rng.exponential(0.5)
-                rows.append(
-                    {
-                        CASE: f"c{i}",
-                        ACTIVITY: act,
-                        RESOURCE: f"{act}{i % 3}",
-                        START: T0 + pd.Timedelta(hours=s),
-                        COMPLETE: T0 + pd.Timedelta(hours=t),
-                    }
-                )
+                rows.append({CASE: f"c{i}", ACTIVITY: act, RESOURCE: f"{act}{i % 3}",
+                             START: T0 + pd.Timedelta(hours=s), COMPLETE: T0 + pd.Timedelta(hours=t)})
             if rng.random() > 0.55:
                 break
     return pd.DataFrame(rows)
@@ -356,9 +303,7 @@ def test_a_bot_taking_over_two_steps_fails_a_case_once() -> None:
     assert 0.35 < to_people.mean() < 0.45
     # a case the bot failed is not handed back to it: one automated step, then people
     failed = log[log["case_id"].isin(to_people[to_people].index)]
-    assert (
-        failed.groupby("case_id")["resource"].agg(lambda r: (r == "automation").sum()) == 1
-    ).all()
+    assert (failed.groupby("case_id")["resource"].agg(lambda r: (r == "automation").sum()) == 1).all()
 
 
 def test_a_relative_change_interval_stops_at_minus_one_hundred_percent() -> None:
