@@ -131,9 +131,8 @@ def detect_censoring(df: pd.DataFrame, cut: pd.Timestamp | None = None) -> Censo
         posterior[mine & last] = _open_posterior(g, age[mine & last])
     recent = last & (age <= horizon)
     if ends:
-        censored = (recent | _in_backlog(acts, t.to_numpy(), last)) & ~pd.Series(acts).isin(
-            ends
-        ).to_numpy()
+        not_end = ~pd.Series(acts).isin(ends).to_numpy()
+        censored = (recent | _in_backlog(acts, t.to_numpy(), last)) & not_end
     else:  # no activity mostly ends cases (BPI 2012's work items): weigh each case's silence
         censored = recent & (posterior >= 0.5)
     ids = [str(c) for c in cases[censored]]
