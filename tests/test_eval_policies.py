@@ -124,7 +124,7 @@ def test_a_user_policy_is_scored_beside_the_offline_policy_on_the_same_case(tmp_
             "--policy",
             "tests.test_eval_policies:cautious_policy",
             "--case",
-            "hd-default-7-approve",
+            "hd-default-23-approve",
             "--report",
             str(tmp_path / "report"),
             "--json",
