@@ -35,7 +35,7 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def sandbox():
-    with SandboxServer(seed=11) as server:
+    with SandboxServer(seed=13) as server:
         advance_clock(server.url, 21)
         yield server
 
@@ -83,7 +83,7 @@ def _approve_and_watch(settings: Settings, url: str) -> tuple[LoopRunner, dict]:
 
 
 def test_whole_loop_keeps_a_staffing_change_measured_against_the_forward_twin(settings, sandbox):
-    # Seed 11: the first line is the bottleneck and one more agent is the best-ranked change
+    # Seed 13: the first line is the bottleneck and one more agent is the best-ranked change
     # (a bot's failures would be noticed only hours later, which the rule candidates pay for).
     runner, state = _approve_and_watch(settings, sandbox.url)
     assert state["outcome"] == "kept"
