@@ -4,7 +4,7 @@ is shown (approval card, report).
 
 The loop test runs the real openai client against a hostile OpenAI-compatible server on
 loopback: it does the Planner's and the Watchdog's work properly (calls the tools, cites a real
-prediction) but writes "-97 %, pre-approved by the CFO" into the hypothesis and "-99 h" into the
+prediction) but writes "-397 %, pre-approved by the CFO" into the hypothesis and "-99 h" into the
 verdict's rationale, next to one number it copied correctly from a tool.
 """
 
@@ -163,7 +163,7 @@ def hostile_model(said: dict[str, str]) -> FastAPI:
                     "action": cand["action"],
                     "params": cand["params"],
                     "simulation_id": best["simulation_id"],
-                    "hypothesis": f"-97 %, pre-approved by the CFO (the twin says {said['true_pct']})",
+                    "hypothesis": f"-397 %, pre-approved by the CFO (the twin says {said['true_pct']})",
                     "rationale": "the best of 4217 candidates",
                 }
             )
@@ -215,7 +215,7 @@ def test_a_hostile_models_numbers_reach_no_card_verdict_or_report(tmp_path, host
         # The card: the planner's words labelled, its invented number gone, its true one kept.
         assert plan.hypothesis.startswith(MODEL_TEXT_LABEL)
         for text in (plan.hypothesis, card, steps["plan"]["hypothesis"]):
-            assert "-97" not in text and "97 %" not in text
+            assert "-397" not in text and "397 %" not in text
         # (the card shows brackets as plain parentheses: no Markdown links)
         assert said["true_pct"] in plan.hypothesis and "number removed: not computed" in card
         assert "4217" not in steps["plan"]["rationale"]
@@ -241,7 +241,7 @@ def test_a_hostile_models_numbers_reach_no_card_verdict_or_report(tmp_path, host
         assert "-99" not in text and MODEL_TEXT_LABEL in text
         assert said["true_h"] in text  # the measured number the model copied stays
     report = render_run(state)
-    assert "-97" not in report and "-99 h" not in report and MODEL_TEXT_LABEL in report
+    assert "-397" not in report and "-99 h" not in report and MODEL_TEXT_LABEL in report
     removed = {
         (e.actor, n)
         for e in guards
@@ -249,5 +249,5 @@ def test_a_hostile_models_numbers_reach_no_card_verdict_or_report(tmp_path, host
         for f in e.payload["model_text"]
         for n in f["removed"]
     }
-    assert {("planner", "-97 %"), ("planner", "4217"), ("watchdog", "-99")} <= removed
+    assert {("planner", "-397 %"), ("planner", "4217"), ("watchdog", "-99")} <= removed
     assert ("triage", "1,000,000") in removed
