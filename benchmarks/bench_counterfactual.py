@@ -130,6 +130,7 @@ def one_run(regime: str, seed: int, min_gain_pct: float) -> dict[str, Any]:
                 "true_hours": r.effect_hours,
                 "true_pct": r.effect_pct,
                 "true_per_treated": r.effect_per_treated_case_hours,
+                "treated_share": r.treated_cases / r.cases if r.cases else None,
                 "reopen_points": r.reopen_effect_points,
                 "censored": r.censored_changed,
                 "predicted": predicted.get(k),
@@ -159,10 +160,16 @@ def _covers(pred: dict[str, float], true_hours: float, true_pct: float) -> tuple
 
 
 def _measured_truth(row: dict[str, Any], measured: dict[str, Any]) -> float | None:
-    """The true effect the Watchdog's design estimates: per treated case for a treatment vs
-    control split, on the mean of all cases for a switchback or a before/after."""
-    if measured.get("design") in ("switchback", "before_after_with_counterfactual"):
+    """The true effect the Watchdog's design estimates: on the mean of all cases for a
+    switchback or a before/after; per treated case for a treatment vs control split, the total
+    (every case's change over the treated share) once corrected for interference, the paired
+    change of the treated cases when the cohorts share nothing."""
+    design = measured.get("design")
+    if design in ("switchback", "before_after_with_counterfactual"):
         return row["true_hours"]
+    if design == "treatment_control_corrected":
+        share = row.get("treated_share")
+        return row["true_hours"] / share if share else None
     return row["true_per_treated"]
 
 

@@ -10,7 +10,7 @@ interference. The twin's numbers come from tools (``twin_counterfactual``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -61,6 +61,7 @@ from closedloop.tools.measure import (
     choose_design,
     interference_correction,
     measure_change,
+    partial_automation,
     rollout_shares_resources,
     twin_counterfactual,
     twin_interference,
@@ -203,15 +204,22 @@ def plan_trial(ctx: LoopContext, plan_id: int, api_url: str, catalog_version: st
     return start_trial(ctx, plan_id, execution_id, began, frame)
 
 
-def _correction(sources: TwinSources) -> Interval | None:
-    """The twin's interference correction for the plan's partial rollout (None without a twin)."""
-    if sources.scenario is None or sources.twin is None:
+def _correction(sources: TwinSources) -> Callable[[float | None, float], Interval] | None:
+    """The twin's interference correction for the plan's partial rollout, as a function of the
+    measurement's censoring horizon and window (None without a twin or a partial automation)."""
+    twin, scenario = sources.twin, sources.scenario
+    if scenario is None or twin is None or not partial_automation(twin, scenario):
         return None
-    try:
-        total, direct = twin_interference(sources.twin, sources.scenario, **sources.sizes())
-    except ScenarioError:
-        return None
-    return interference_correction(total, direct)
+
+    def at_scale(tau: float | None, window_hours: float) -> Interval:
+        try:  # the window the live cases arrived in, from the log's end with its backlog
+            total, direct = twin_interference(twin, scenario, window_hours=window_hours,
+                                              tau_hours=tau, **sources.sizes())
+        except ScenarioError:  # too few cohort cases arrive in a short window: the steady state
+            total, direct = twin_interference(twin, scenario, **sources.sizes())
+        return interference_correction(total, direct)
+
+    return at_scale
 
 
 def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version: str,

@@ -65,7 +65,7 @@ _ROOM_TOOLS: dict[str, tuple[str, ...]] = {
         "kpi_delta", "prediction_summary", "measure_cohorts", "choose_design", "switchback",
         "before_after_with_counterfactual", "treatment_control_corrected", "guardrail_kpis",
         "guardrail_check", "sequential_rework_check", "measure_change", "twin_counterfactual",
-        "twin_interference", "rollout_shares_resources", "automation_failures",
+        "twin_interference", "rollout_shares_resources", "partial_automation", "automation_failures",
     ),
 }  # fmt: skip
 

@@ -8,7 +8,7 @@ Public API (import from here; the modules behind it may move):
 - the Watchdog's measurement of a live change by its design, censored, with guardrails:
   :func:`measure_change` -> :class:`closedloop.contracts.KpiMeasurement` (``live``);
 - the twin's side of it (``twin_effects``): :func:`twin_counterfactual`,
-  :func:`twin_interference`, :func:`rollout_shares_resources`;
+  :func:`twin_interference`, :func:`rollout_shares_resources`, :func:`partial_automation`;
 - designs for the total effect without interference bias, each ->
   :class:`closedloop.contracts.EffectEstimate` (``designs``): :func:`switchback`,
   :func:`before_after_with_counterfactual`, :func:`treatment_control_corrected`
@@ -52,6 +52,7 @@ from closedloop.tools.measure.survival import (
     restricted_mean,
 )
 from closedloop.tools.measure.twin_effects import (
+    partial_automation,
     rollout_shares_resources,
     twin_counterfactual,
     twin_interference,
@@ -61,7 +62,7 @@ __all__ = [
     "STAFFING_KINDS", "Block", "FailureCounts", "Interval", "KpiDelta", "RestrictedMean", "SurvivalCurve",
     "automation_failures", "before_after_with_counterfactual", "case_quality", "case_table", "choose_design", "cycle_times_by_cohort",
     "difference_interval", "guardrail_check", "guardrail_kpis", "interference_correction", "kaplan_meier",
-    "kpi_delta", "measure_change", "measure_cohorts", "prediction_summary", "restricted_mean",
+    "kpi_delta", "measure_change", "measure_cohorts", "partial_automation", "prediction_summary", "restricted_mean",
     "rollout_shares_resources", "sequential_rework_check", "switchback", "treatment_control_corrected",
     "twin_counterfactual", "twin_interference",
 ]

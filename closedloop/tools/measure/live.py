@@ -43,9 +43,20 @@ from closedloop.tools.measure.guardrails import case_quality, guardrail_check, g
 from closedloop.tools.measure.sequential import sequential_rework_check
 from closedloop.tools.measure.survival import case_table, restricted_mean, utc_timestamp
 
-Counterfactual = Interval | Callable[[float | None, float], Interval]
+ModelNumber = Interval | Callable[[float | None, float], Interval]
+"""A model's number (no-change cycle time, interference correction), or a function of
+(censoring horizon, window hours) giving it on the measured scale."""
 Schedule = Callable[[Any], list[tuple[Any, Any, bool]]]
-"""The model's no-change cycle time, or a function of (censoring horizon, window hours) giving it."""
+
+
+def _at_scale(model: ModelNumber, cases: pd.DataFrame, end: Any) -> Interval:
+    """The model's number for the measured cases: its censoring horizon (the longest time seen,
+    when a case is still open) and the window from their first arrival to ``end``."""
+    if isinstance(model, Interval):
+        return model
+    tau = float(cases["hours"].max()) if not cases["closed"].all() else None
+    window = (pd.Timestamp(end) - cases["arrival"].min()).total_seconds() / 3600.0
+    return model(tau, max(window, 1.0))
 
 
 def _stats(cases: pd.DataFrame, tau: float | None) -> CohortStats:
@@ -119,7 +130,8 @@ def _finish(base: dict[str, Any], design: DesignChoice, g: Guardrails, effect: E
 @read_tool
 def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, design: DesignChoice,
                    rule_ids: Sequence[str], source: str, *,
-                   counterfactual: Counterfactual | None = None, correction: Interval | None = None,
+                   counterfactual: ModelNumber | None = None,
+                   correction: ModelNumber | None = None,
                    baseline_frame: pd.DataFrame | None = None, schedule: Schedule | None = None,
                    washout_hours: float = 0.0,
                    pairs: Sequence[tuple[int, int]] = ()) -> KpiMeasurement:
@@ -169,7 +181,9 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
                                    guardrails, ("treatment", "control"))
     effect, cohorts = None, (None, None)
     if min(closed_t, closed_c) >= 2:
-        use = correction if design.design == "treatment_control_corrected" else None
+        use = (_at_scale(correction, pd.concat([treated, control]), end)
+               if design.design == "treatment_control_corrected" and correction is not None
+               else None)
         effect = treatment_control_corrected(
             frame, labels, end_activities=guardrails.end_activities, window_end=end,
             correction=use, shares_resources=design.design != "treatment_control",
@@ -180,7 +194,7 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
 
 
 def _before_after(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict[str, Any],
-                  design: DesignChoice, g: Guardrails, counterfactual: Counterfactual | None,
+                  design: DesignChoice, g: Guardrails, counterfactual: ModelNumber | None,
                   baseline_frame: pd.DataFrame | None) -> KpiMeasurement:
     closed = int(cases["closed"].sum())
     counts = {"treatment_n": len(cases), "control_n": 0}
@@ -192,9 +206,7 @@ def _before_after(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict
     effect, cohorts = None, (None, None)
     if closed >= 2 and counterfactual is not None:
         tau = float(cases["hours"].max()) if not cases["closed"].all() else None
-        window = (pd.Timestamp(end) - cases["arrival"].min()).total_seconds() / 3600.0
-        model = (counterfactual if isinstance(counterfactual, Interval)
-                 else counterfactual(tau, max(window, 1.0)))
+        model = _at_scale(counterfactual, cases, end)
         effect = before_after_with_counterfactual(
             frame, cases["arrival"].min(), model, end_activities=g.end_activities, window_end=end,
             start_activities=g.start_activities, tau_hours=tau)

@@ -34,8 +34,8 @@ from closedloop.tools.twin import (
 )
 from closedloop.tools.twin.calendar import hours_since, week_epoch
 from closedloop.tools.twin.engine import run
-from closedloop.tools.twin.forward import DRAIN_HOURS, forward_cycle_hours
-from closedloop.tools.twin.model import Settings, compile_twin
+from closedloop.tools.twin.forward import DRAIN_HOURS, forward_cycle_hours, forward_pairs
+from closedloop.tools.twin.model import Automation, Settings, compile_twin
 from closedloop.tools.twin.scenarios import compile_scenario
 from closedloop.tools.twin.steps import draw_cases
 
@@ -45,6 +45,16 @@ WARMUP_SHARE = 0.10
 def _interval(values: list[float], source: str) -> Interval:
     e = estimate(values)
     return Interval(mean=e.mean, ci_low=e.ci_low, ci_high=e.ci_high, source=source)
+
+
+def _predictive_sd(values: Sequence[float]) -> float:
+    """The standard deviation of one new period predicted from ``values`` (one per replication):
+    their spread widened by the t quantile and by the error of their mean."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    return (float(np.std(values, ddof=1)) * math.sqrt(1 + 1 / n) * stats.t.ppf(0.975, n - 1)
+            / 1.96)
 
 
 def _offset(twin: ProcessTwin) -> float:
@@ -114,11 +124,8 @@ def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: 
     if not means:
         raise ScenarioError(f"no case arrives in the twin's {window:.0f} h window")
     mean = float(np.mean(means))
-    n = len(means)
-    # A new period's prediction from n replications: t quantile, and the mean's own error too.
-    period_sd = float(np.std(means, ddof=1)) if n > 1 else 0.0
-    predictive_sd = (period_sd * math.sqrt(1 + 1 / n) * stats.t.ppf(0.975, n - 1) / 1.96
-                     if n > 1 else 0.0)
+    period_sd = float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
+    predictive_sd = _predictive_sd(means)
     refit_reps = 2
     by_refit = [float(np.mean(m)) for tw in refits
                 if (m := _capped_means(tw, tau, window, refit_reps, seed, scenario))]
@@ -137,9 +144,35 @@ def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: 
                            f"{spread}{capped})")
 
 
+def _cohorts(auto: Automation, rows: np.ndarray, u_share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(treated, control) masks: the segment's cases drawn into the automated share, and the
+    segment's other cases, as a system assigns them at arrival."""
+    in_segment = np.ones(len(rows), bool) if auto.mask is None else np.asarray(auto.mask)[rows]
+    drawn_in = u_share < auto.share
+    return in_segment & drawn_in, in_segment & ~drawn_in
+
+
+def _effects(before: np.ndarray, after: np.ndarray, treated: np.ndarray,
+             control: np.ndarray) -> tuple[float, float] | None:
+    """(total per treated case, treated minus control) of one run, None with < 2 per cohort."""
+    if treated.sum() < 2 or control.sum() < 2:
+        return None
+    return (float((after.mean() - before.mean()) / treated.mean()),
+            float(after[treated].mean() - after[control].mean()))
+
+
+@read_tool
+def partial_automation(twin: ProcessTwin, scenario: Scenario) -> bool:
+    """Whether ``scenario`` automates work for a share of cases in the twin: the rollout whose
+    cohorts :func:`twin_interference` can simulate."""
+    twin = as_twin(twin)
+    return bool(compile_scenario(twin, compile_twin(twin), as_scenario(scenario)).automations)
+
+
 @read_tool
 def twin_interference(
-    twin: ProcessTwin, scenario: Scenario, cases: int = 600, replications: int = 5, seed: int = 0
+    twin: ProcessTwin, scenario: Scenario, cases: int = 600, replications: int = 5, seed: int = 0,
+    window_hours: float | None = None, tau_hours: float | None = None,
 ) -> tuple[Interval, Interval]:
     """(total effect per treated case, treatment-minus-control difference) of a partial rollout, in hours.
 
@@ -148,33 +181,51 @@ def twin_interference(
     other segment cases control, as a system assigns them at arrival). The
     total is (mean cycle time of every case with the rollout minus as-is) over
     the treated share; the direct difference is treated minus control in the
-    same run. Raises ScenarioError when the scenario has no partial automation.
+    same run. With ``window_hours`` (and a twin with a log end) both come from
+    the forward run from the log's end, its backlog included, for the cases
+    arriving in that window with cycle times capped at ``tau_hours``, as the
+    live measurement sees them: relief of a growing queue reaches the control
+    cases too, which the steady state (``cases`` per replication after a
+    warm-up, used otherwise) does not show. Raises ScenarioError when the
+    scenario has no partial automation.
     """
     twin, scenario = as_twin(twin), as_scenario(scenario)
     m = compile_twin(twin)
-    base = Settings(capacity=m.capacity, router=m.router)
     what = compile_scenario(twin, m, scenario)
     if not what.automations:
         raise ScenarioError("twin_interference needs a scenario that automates work for a share")
     auto = next(iter(what.automations.values()))
-    warm, offset = int(cases * WARMUP_SHARE), _offset(twin)
-    totals, directs = [], []
-    for r in range(replications):
-        drawn = draw_cases(m, cases, offset, (seed, r))
-        rows = np.asarray(drawn.rows)[warm:]
-        in_segment = np.ones(len(rows), bool) if auto.mask is None else np.asarray(auto.mask)[rows]
-        drawn_in = np.asarray(drawn.u_share)[warm:] < auto.share
-        treated, control = in_segment & drawn_in, in_segment & ~drawn_in
-        if treated.sum() < 2 or control.sum() < 2:
-            continue
-        b, w = run(m, base, drawn, warm), run(m, what, drawn, warm)
-        before, after = b.end[warm:] - b.arrivals[warm:], w.end[warm:] - w.arrivals[warm:]
-        totals.append(float((after.mean() - before.mean()) / treated.mean()))
-        directs.append(float(after[treated].mean() - after[control].mean()))
-    if not totals:
+    cap = (lambda h: np.minimum(h, tau_hours)) if tau_hours else (lambda h: h)
+    effects = []
+    if window_hours is not None and twin.log_end is not None:
+        for p in forward_pairs(twin, scenario, window_hours, DRAIN_HOURS, replications, seed):
+            effects.append(_effects(cap(p.as_is_hours), cap(p.changed_hours),
+                                    *_cohorts(auto, p.rows, p.u_share)))
+        label = f"the twin's partial rollout run forward from its log's end over {window_hours:.0f} h"
+    else:
+        base = Settings(capacity=m.capacity, router=m.router)
+        warm, offset = int(cases * WARMUP_SHARE), _offset(twin)
+        for r in range(replications):
+            drawn = draw_cases(m, cases, offset, (seed, r))
+            b, w = run(m, base, drawn, warm), run(m, what, drawn, warm)
+            effects.append(_effects(cap(b.end[warm:] - b.arrivals[warm:]),
+                                    cap(w.end[warm:] - w.arrivals[warm:]),
+                                    *_cohorts(auto, np.asarray(drawn.rows)[warm:],
+                                              np.asarray(drawn.u_share)[warm:])))
+        label = "the twin's partial rollout"
+    kept = [e for e in effects if e is not None]
+    if not kept:
         raise ScenarioError("the twin's rollout left fewer than 2 treated or control cases")
-    label = f"the twin's partial rollout ({len(totals)} replications)"
-    return _interval(totals, label), _interval(directs, label)
+    label += f" ({len(kept)} replications)"
+    totals, directs = [t for t, _ in kept], [d for _, d in kept]
+    if window_hours is None or twin.log_end is None:
+        return _interval(totals, label), _interval(directs, label)
+    # The live window is one period: its total has that period's own luck, which the measured
+    # treatment-minus-control difference does not carry (its direct part does, so that stays a mean).
+    mean, half = float(np.mean(totals)), 1.96 * _predictive_sd(totals)
+    total = Interval(mean=mean, ci_low=mean - half, ci_high=mean + half,
+                     source=label + ", one period's spread")
+    return total, _interval(directs, label)
 
 
 def _relieved_pools(twin: ProcessTwin, scenario: Scenario) -> set[str]:

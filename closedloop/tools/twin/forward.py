@@ -49,6 +49,7 @@ __all__ = [
     "DRAIN_HOURS",
     "ForwardRun",
     "forward_cycle_hours",
+    "forward_pairs",
     "simulate_forward",
     "simulate_horizon",
 ]
@@ -233,6 +234,54 @@ def forward_cycle_hours(
         view = _window(run(m, settings, cases, nb), nb, t0, t1, t2)
         out_hours.append(view.end - view.arrivals)
     return out_hours
+
+
+@dataclass
+class ForwardPair:
+    """One forward replication run as-is and with a scenario on the same cases: the cases
+    arriving in the horizon (their attribute rows and share draws) and their cycle hours in
+    each run, cut at the drain's end."""
+
+    rows: np.ndarray
+    u_share: np.ndarray
+    as_is_hours: np.ndarray
+    changed_hours: np.ndarray
+
+
+def forward_pairs(
+    twin: ProcessTwin,
+    scenario: Scenario,
+    horizon_hours: float,
+    drain_hours: float = DRAIN_HOURS,
+    replications: int = 5,
+    seed: int = 0,
+) -> list[ForwardPair]:
+    """Per replication, the cases arriving in ``horizon_hours`` from the log's end, run as-is
+    and with ``scenario`` on the same draws (backlog included), as :func:`forward_cycle_hours`
+    follows them: for a measurement that compares cohorts of those cases."""
+    twin, scenario = as_twin(twin), as_scenario(scenario)
+    if twin.log_end is None:
+        raise ScenarioError("the twin has no log end to simulate forward from")
+    if horizon_hours <= 0 or drain_hours < 0:
+        raise ScenarioError(
+            f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, {drain_hours}"
+        )
+    m = compile_twin(twin)
+    base_s = Settings(capacity=m.capacity, router=m.router)
+    what_s = compile_scenario(twin, m, scenario)
+    t0 = hours_since(week_epoch(twin.log_end), twin.log_end)
+    t1, t2 = t0 + horizon_hours, t0 + horizon_hours + drain_hours
+    pairs = []
+    for r in range(replications):
+        cases, nb = _cases(twin, m, t0, t2, seed, r, True)
+        arrivals = np.asarray(cases.arrivals, dtype=float)
+        sel = nb + np.flatnonzero((arrivals[nb:] >= t0) & (arrivals[nb:] < t1))
+        hours = [np.minimum(run(m, s, cases, nb).end[sel], t2) - arrivals[sel]
+                 for s in (base_s, what_s)]
+        pairs.append(ForwardPair(rows=np.asarray(cases.rows, dtype=np.int64)[sel],
+                                 u_share=np.asarray(cases.u_share, dtype=float)[sel],
+                                 as_is_hours=hours[0], changed_hours=hours[1]))
+    return pairs
 
 
 def simulate_horizon(
