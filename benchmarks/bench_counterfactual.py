@@ -366,9 +366,12 @@ How to read it: "covers" counts runs whose true effect lies inside the Planner's
 95 % interval, in hours of mean cycle time per case and in % of each world's own baseline;
 the error is |predicted - true| of the chosen action's total effect, as mean hours and as a
 share of the mean absolute true effect; the Watchdog column compares its interval with the
-true effect its design estimates: the paired effect per treated case for a treatment-vs-control
-split (a canary), the change of mean cycle time of all cases for a switchback (a route, toggled
-by time blocks) or a before/after against the twin's counterfactual (staffing).
+true effect its design estimates: for a treatment-vs-control split (a canary) corrected for
+interference, the total effect per treated case (the change of mean cycle time of all cases over
+the share of cases treated: the treated cases' own gain and the relief the others get); for a
+split whose cohorts share nothing, the paired effect per treated case; the change of mean cycle
+time of all cases for a switchback (a route, toggled by time blocks) or a before/after against
+the twin's counterfactual (staffing).
 
 {table}
 

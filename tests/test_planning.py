@@ -370,3 +370,29 @@ def test_a_routed_segment_skips_the_first_line_and_is_resolved_by_the_second(two
         route_plan(twin, first, first)
     with pytest.raises(ScenarioError, match="drop work"):
         route_plan(twin, first, twin.pool_of("Close"))
+
+
+def test_an_activity_that_takes_no_handling_time_is_not_work_a_bot_could_take_over(catalog) -> None:
+    records = two_line_records()
+    for i in range(0, 150, 3):  # a customer reopens a third of the tickets: an instant, no work
+        at = (T0 + timedelta(hours=1.5 * i + 5.0)).isoformat()
+        records += [{"case_id": f"t{i}", "activity": "Reopen", "lifecycle": lifecycle,
+                     "timestamp": at, "resource": "customer",
+                     "attributes": {"category": ("hardware", "software", "password")[(i // 2) % 3]}}
+                    for lifecycle in ("start", "complete")]
+    frame = frame_from_records(records)
+    twin = fit_twin(frame, seed=1)
+    pools = {"L1": 3, "L2": 2, "desk": 1}
+
+    def automations(activity: str) -> tuple[list, list]:
+        opp = Opportunity(id=1, activity=activity,
+                          segments=[s.model_dump() for s in segment_profile(frame, activity)])
+        made, dropped = candidates_for(catalog, opp, twin, frame, pools, {}, 0.5, name_hint=False)
+        return ([c for c in made if c.change_kind == "automate_activity"],
+                [d for d in dropped if d.change_kind == "automate_activity"])
+
+    made, dropped = automations("Reopen")
+    assert not made and "an event, not work a bot could take over" in dropped[0].reason
+    _made, dropped = automations("Triage")  # work, judged as work (no segment quick enough here)
+    assert dropped and all("an event" not in d.reason for d in dropped)
+    assert "no routine segment at Triage" in dropped[0].reason

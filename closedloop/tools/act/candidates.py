@@ -7,7 +7,9 @@ applies gives a candidate (or a recorded reason why it cannot):
   doing the activity, mapped onto a pool of the system's state
   (:mod:`closedloop.tools.act.pool_map`), one more person;
 - **automate** / **skip** (``automate_activity`` / ``skip_activity``): the
-  routine segment of the activity's cases (large and quickly handled); an
+  routine segment of the activity's cases (large and quickly handled; none at
+  an activity the log shows taking no handling time at all: an event such as a
+  customer's reopen, not work); an
   automation's failure rate and how long a failure goes unnoticed enter as ranges
   (:func:`automation_assumptions`);
 - **threshold** (``approval_threshold``): when the log shows the activity is
@@ -226,6 +228,12 @@ def _automation(entry: CatalogAction, kind: str, opp: Opportunity, twin: Process
                 failures: FailureLookup | None) -> list[Candidate | str]:
     if _role(entry, "segment") is None:
         return ["the action names no segment parameter"]
+    if twin.has_start_times and opp.segments and \
+            max(s["mean_processing_hours"] for s in opp.segments) <= 0:
+        # Zero handling every time, where the log times work: something that happens to a case
+        # (a customer's reopen), not work a bot could take over.
+        return [(f"{opp.activity} takes no handling time in the log (it starts as it ends every "
+                 "time): an event, not work a bot could take over")]
     routine = routine_segments(opp.segments)
     if not routine:
         return [(f"no routine segment at {opp.activity} (>= {ROUTINE_MIN_SHARE:.0%} of its cases, "
