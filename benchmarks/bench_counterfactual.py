@@ -180,9 +180,10 @@ def summarise(runs: list[dict[str, Any]]) -> str:
             "| regime | runs | chosen = best as rolled out | action = best at full rollout (strict; "
             "within 10 % of the best's gain) | chosen action (count) | true best (count) "
             "| 95 % interval covers truth (chosen; hours / %) | same, every simulated candidate "
+            "| 80 % interval (p10-p90) covers truth, every simulated candidate (hours) "
             "| MAE chosen (h; % of mean abs true effect) | Watchdog interval covers the true effect it estimates |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for regime in dict.fromkeys(r["regime"] for r in runs):
         rs = [r for r in runs if r["regime"] == regime]
@@ -197,7 +198,7 @@ def summarise(runs: list[dict[str, Any]]) -> str:
             f"{c} ({sum(r['best'] == c for r in rs)})" for c in dict.fromkeys(r["best"] for r in rs)
         )
         ch_h = ch_p = all_h = all_p = n_all = n_ch = 0
-        errs, rel, watch_ok, watch_n = [], [], 0, 0
+        errs, rel, watch_ok, watch_n, in80, n80 = [], [], 0, 0, 0, 0
         for r in rs:
             for row in r["rows"]:
                 pred = row["predicted"]
@@ -205,6 +206,9 @@ def summarise(runs: list[dict[str, Any]]) -> str:
                     continue
                 h, p = _covers(pred, row["true_hours"], row["true_pct"])
                 n_all += 1
+                if pred.get("p10_hours") is not None:
+                    n80 += 1
+                    in80 += pred["p10_hours"] <= row["true_hours"] <= pred["p90_hours"]
                 all_h += h
                 all_p += p
                 if row["chosen"]:
@@ -227,7 +231,8 @@ def summarise(runs: list[dict[str, Any]]) -> str:
         out.append(
             f"| {regime} | {len(rs)} | {best}/{len(rs)} | {strict}/{len(rs)}; {near}/{len(rs)} "
             f"| {chosen_txt} | {best_txt} "
-            f"| {ch_h}/{n_ch} / {ch_p}/{n_ch} | {all_h}/{n_all} / {all_p}/{n_all} | {mae} "
+            f"| {ch_h}/{n_ch} / {ch_p}/{n_ch} | {all_h}/{n_all} / {all_p}/{n_all} "
+            f"| {in80}/{n80} | {mae} "
             f"| {watch_ok}/{watch_n} |"
         )
     return "\n".join(out)
@@ -363,7 +368,8 @@ The loop sees the same API in each. This is the baseline for issue 9's "Numbers 
 {regime_notes}
 
 How to read it: "covers" counts runs whose true effect lies inside the Planner's predicted
-95 % interval, in hours of mean cycle time per case and in % of each world's own baseline;
+95 % interval, in hours of mean cycle time per case and in % of each world's own baseline (and
+inside its 80 % interval, the p10-p90 the approver sees, in hours);
 the error is |predicted - true| of the chosen action's total effect, as mean hours and as a
 share of the mean absolute true effect; the Watchdog column compares its interval with the
 true effect its design estimates: for a treatment-vs-control split (a canary) corrected for
