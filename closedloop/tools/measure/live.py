@@ -13,6 +13,7 @@ cases per cohort.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -43,20 +44,23 @@ from closedloop.tools.measure.guardrails import case_quality, guardrail_check, g
 from closedloop.tools.measure.sequential import sequential_rework_check
 from closedloop.tools.measure.survival import case_table, restricted_mean, utc_timestamp
 
-ModelNumber = Interval | Callable[[float | None, float], Interval]
+ModelNumber = Interval | Callable[[float | None, float, list[datetime]], Interval]
 """A model's number (no-change cycle time, interference correction), or a function of
-(censoring horizon, window hours) giving it on the measured scale."""
+(censoring horizon, window hours, the window's case arrivals) giving it on the measured scale."""
 Schedule = Callable[[Any], list[tuple[Any, Any, bool]]]
 
 
-def _at_scale(model: ModelNumber, cases: pd.DataFrame, end: Any) -> Interval:
-    """The model's number for the measured cases: its censoring horizon (the longest time seen,
-    when a case is still open) and the window from their first arrival to ``end``."""
+def _at_scale(model: ModelNumber, cases: pd.DataFrame, end: Any,
+              arrived: pd.Series | None = None) -> Interval:
+    """The model's number for the measured ``cases``: their censoring horizon (the longest time
+    seen, when a case is still open), the window from their first arrival to ``end`` and the
+    arrivals of every case in it (``arrived``, default the cases' own)."""
     if isinstance(model, Interval):
         return model
     tau = float(cases["hours"].max()) if not cases["closed"].all() else None
     window = (pd.Timestamp(end) - cases["arrival"].min()).total_seconds() / 3600.0
-    return model(tau, max(window, 1.0))
+    arrivals = cases["arrival"] if arrived is None else arrived
+    return model(tau, max(window, 1.0), [a.to_pydatetime() for a in arrivals])
 
 
 def _stats(cases: pd.DataFrame, tau: float | None) -> CohortStats:
@@ -181,7 +185,7 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
                                    guardrails, ("treatment", "control"))
     effect, cohorts = None, (None, None)
     if min(closed_t, closed_c) >= 2:
-        use = (_at_scale(correction, pd.concat([treated, control]), end)
+        use = (_at_scale(correction, pd.concat([treated, control]), end, cases["arrival"])
                if design.design == "treatment_control_corrected" and correction is not None
                else None)
         effect = treatment_control_corrected(

@@ -173,6 +173,7 @@ def partial_automation(twin: ProcessTwin, scenario: Scenario) -> bool:
 def twin_interference(
     twin: ProcessTwin, scenario: Scenario, cases: int = 600, replications: int = 5, seed: int = 0,
     window_hours: float | None = None, tau_hours: float | None = None,
+    arrivals: Sequence[datetime] | None = None,
 ) -> tuple[Interval, Interval]:
     """(total effect per treated case, treatment-minus-control difference) of a partial rollout, in hours.
 
@@ -184,10 +185,11 @@ def twin_interference(
     same run. With ``window_hours`` (and a twin with a log end) both come from
     the forward run from the log's end, its backlog included, for the cases
     arriving in that window with cycle times capped at ``tau_hours``, as the
-    live measurement sees them: relief of a growing queue reaches the control
-    cases too, which the steady state (``cases`` per replication after a
-    warm-up, used otherwise) does not show. Raises ScenarioError when the
-    scenario has no partial automation.
+    live measurement sees them, replaying the window's observed ``arrivals``
+    where given: relief of a growing queue reaches the control cases too,
+    which the steady state (``cases`` per replication after a warm-up, used
+    otherwise) does not show. Raises ScenarioError when the scenario has no
+    partial automation.
     """
     twin, scenario = as_twin(twin), as_scenario(scenario)
     m = compile_twin(twin)
@@ -198,7 +200,8 @@ def twin_interference(
     cap = (lambda h: np.minimum(h, tau_hours)) if tau_hours else (lambda h: h)
     effects = []
     if window_hours is not None and twin.log_end is not None:
-        for p in forward_pairs(twin, scenario, window_hours, DRAIN_HOURS, replications, seed):
+        for p in forward_pairs(twin, scenario, window_hours, DRAIN_HOURS, replications, seed,
+                               arrivals):
             effects.append(_effects(cap(p.as_is_hours), cap(p.changed_hours),
                                     *_cohorts(auto, p.rows, p.u_share)))
         label = f"the twin's partial rollout run forward from its log's end over {window_hours:.0f} h"

@@ -19,7 +19,7 @@ drain, so the window's cases compete with them as they would.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -248,6 +248,14 @@ class ForwardPair:
     changed_hours: np.ndarray
 
 
+def _drawn_after(m: EngineModel, t1: float, t2: float, seed: tuple[int, ...]) -> np.ndarray:
+    """Arrival hours in [t1, t2) drawn from the twin's arrival calendar."""
+    clock = m.arrival_clock
+    expected = (clock.forward(t2) - clock.forward(t1)) / max(float(m.arrival_units.mean()), 1e-9)
+    drawn = draw_cases(m, int(min(MAX_FORWARD_CASES, SLACK * expected + 20)), t1, seed).arrivals
+    return drawn[drawn < t2]
+
+
 def forward_pairs(
     twin: ProcessTwin,
     scenario: Scenario,
@@ -255,10 +263,13 @@ def forward_pairs(
     drain_hours: float = DRAIN_HOURS,
     replications: int = 5,
     seed: int = 0,
+    arrivals: Sequence[datetime] | None = None,
 ) -> list[ForwardPair]:
     """Per replication, the cases arriving in ``horizon_hours`` from the log's end, run as-is
     and with ``scenario`` on the same draws (backlog included), as :func:`forward_cycle_hours`
-    follows them: for a measurement that compares cohorts of those cases."""
+    follows them: for a measurement that compares cohorts of those cases. ``arrivals`` replays
+    the window's observed arrival times (the drain's arrivals are still drawn): a measurement
+    that saw them need not carry the luck of how many cases came."""
     twin, scenario = as_twin(twin), as_scenario(scenario)
     if twin.log_end is None:
         raise ScenarioError("the twin has no log end to simulate forward from")
@@ -269,14 +280,18 @@ def forward_pairs(
     m = compile_twin(twin)
     base_s = Settings(capacity=m.capacity, router=m.router)
     what_s = compile_scenario(twin, m, scenario)
-    t0 = hours_since(week_epoch(twin.log_end), twin.log_end)
+    epoch = week_epoch(twin.log_end)
+    t0 = hours_since(epoch, twin.log_end)
     t1, t2 = t0 + horizon_hours, t0 + horizon_hours + drain_hours
     pairs = []
+    seen = None if arrivals is None else np.sort(
+        [h for a in arrivals if t0 <= (h := hours_since(epoch, a)) < t1])
     for r in range(replications):
-        cases, nb = _cases(twin, m, t0, t2, seed, r, True)
-        arrivals = np.asarray(cases.arrivals, dtype=float)
-        sel = nb + np.flatnonzero((arrivals[nb:] >= t0) & (arrivals[nb:] < t1))
-        hours = [np.minimum(run(m, s, cases, nb).end[sel], t2) - arrivals[sel]
+        given = None if seen is None else np.r_[seen, _drawn_after(m, t1, t2, (seed, r, 5))]
+        cases, nb = _cases(twin, m, t0, t2, seed, r, True, given)
+        at = np.asarray(cases.arrivals, dtype=float)
+        sel = nb + np.flatnonzero((at[nb:] >= t0) & (at[nb:] < t1))
+        hours = [np.minimum(run(m, s, cases, nb).end[sel], t2) - at[sel]
                  for s in (base_s, what_s)]
         pairs.append(ForwardPair(rows=np.asarray(cases.rows, dtype=np.int64)[sel],
                                  u_share=np.asarray(cases.u_share, dtype=float)[sel],
