@@ -60,7 +60,7 @@ def _at_scale(model: ModelNumber, cases: pd.DataFrame, end: Any,
     tau = float(cases["hours"].max()) if not cases["closed"].all() else None
     window = (pd.Timestamp(end) - cases["arrival"].min()).total_seconds() / 3600.0
     arrivals = cases["arrival"] if arrived is None else arrived
-    return model(tau, max(window, 1.0), [a.to_pydatetime() for a in arrivals])
+    return model(tau, max(window, 1.0), [a.floor("us").to_pydatetime() for a in arrivals])
 
 
 def _stats(cases: pd.DataFrame, tau: float | None) -> CohortStats:
