@@ -69,6 +69,20 @@ class ForwardRun:
     backlog: int
 
 
+def _check_horizon(horizon_hours: float, drain_hours: float) -> None:
+    if horizon_hours <= 0 or drain_hours < 0:
+        raise ScenarioError(
+            f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, {drain_hours}"
+        )
+
+
+def _draw_size(m: EngineModel, t0: float, t1: float) -> int:
+    """How many arrivals to draw from ``t0`` so that [t0, t1) is always filled."""
+    clock = m.arrival_clock
+    expected = (clock.forward(t1) - clock.forward(t0)) / max(float(m.arrival_units.mean()), 1e-9)
+    return int(min(MAX_FORWARD_CASES, max(10, SLACK * expected + 20)))
+
+
 def _backlog(
     twin: ProcessTwin, index: dict[str, int], rng: np.random.Generator
 ) -> tuple[list[tuple[int, int, int]], list[int]]:
@@ -157,12 +171,7 @@ def _cases(
     """The backlog at ``t0`` (if asked) and the new cases arriving before ``t_end`` (drawn, or
     at the ``given`` hours)."""
     if given is None:
-        clock = m.arrival_clock
-        expected = (clock.forward(t_end) - clock.forward(t0)) / max(
-            float(m.arrival_units.mean()), 1e-9
-        )
-        n_new = int(min(MAX_FORWARD_CASES, max(10, SLACK * expected + 20)))
-        new = draw_cases(m, n_new, t0, (seed, replication))
+        new = draw_cases(m, _draw_size(m, t0, t_end), t0, (seed, replication))
     else:
         new = draw_cases(m, len(given), t0, (seed, replication))
         new.arrivals = np.asarray(given, dtype=float)
@@ -220,10 +229,7 @@ def forward_cycle_hours(
     moment = start or twin.log_end
     if moment is None:
         raise ScenarioError("the twin has no log end to simulate forward from; give a start")
-    if horizon_hours <= 0 or drain_hours < 0:
-        raise ScenarioError(
-            f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, {drain_hours}"
-        )
+    _check_horizon(horizon_hours, drain_hours)
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, as_scenario(scenario) if scenario else AsIs())
     t0 = hours_since(week_epoch(moment), moment)
@@ -250,9 +256,7 @@ class ForwardPair:
 
 def _drawn_after(m: EngineModel, t1: float, t2: float, seed: tuple[int, ...]) -> np.ndarray:
     """Arrival hours in [t1, t2) drawn from the twin's arrival calendar."""
-    clock = m.arrival_clock
-    expected = (clock.forward(t2) - clock.forward(t1)) / max(float(m.arrival_units.mean()), 1e-9)
-    drawn = draw_cases(m, int(min(MAX_FORWARD_CASES, SLACK * expected + 20)), t1, seed).arrivals
+    drawn = draw_cases(m, _draw_size(m, t1, t2), t1, seed).arrivals
     return drawn[drawn < t2]
 
 
@@ -273,10 +277,7 @@ def forward_pairs(
     twin, scenario = as_twin(twin), as_scenario(scenario)
     if twin.log_end is None:
         raise ScenarioError("the twin has no log end to simulate forward from")
-    if horizon_hours <= 0 or drain_hours < 0:
-        raise ScenarioError(
-            f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, {drain_hours}"
-        )
+    _check_horizon(horizon_hours, drain_hours)
     m = compile_twin(twin)
     base_s = Settings(capacity=m.capacity, router=m.router)
     what_s = compile_scenario(twin, m, scenario)
@@ -325,10 +326,7 @@ def simulate_horizon(
     moment = start or twin.log_end
     if moment is None:
         raise ScenarioError("the twin has no log end to simulate forward from; give a start")
-    if horizon_hours <= 0 or drain_hours < 0:
-        raise ScenarioError(
-            f"horizon must be > 0 and drain >= 0 hours, got {horizon_hours}, {drain_hours}"
-        )
+    _check_horizon(horizon_hours, drain_hours)
     if not 1 <= replications <= MAX_REPLICATIONS or seed < 0:
         raise ScenarioError(f"replications must be 1..{MAX_REPLICATIONS} and seed >= 0")
     m = compile_twin(twin)
