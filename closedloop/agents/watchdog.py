@@ -217,14 +217,15 @@ def _correction(sources: TwinSources) -> Callable[[float | None, float, list], I
     if scenario is None or twin is None or not partial_automation(twin, scenario):
         return None
 
+    sizes = sources.sizes()
+    forward = sizes | {"replications": max(sizes["replications"], CORRECTION_REPLICATIONS)}
+
     def at_scale(tau: float | None, window_hours: float, arrivals: list) -> Interval:
         try:  # the window the live cases arrived in, from the log's end with its backlog
-            total, direct = twin_interference(
-                twin, scenario, window_hours=window_hours, tau_hours=tau, arrivals=arrivals,
-                **(sources.sizes() | {"replications": max(sources.sizes()["replications"],
-                                                          CORRECTION_REPLICATIONS)}))
+            total, direct = twin_interference(twin, scenario, window_hours=window_hours,
+                                              tau_hours=tau, arrivals=arrivals, **forward)
         except ScenarioError:  # too few cohort cases arrive in a short window: the steady state
-            total, direct = twin_interference(twin, scenario, **sources.sizes())
+            total, direct = twin_interference(twin, scenario, **sizes)
         return interference_correction(total, direct)
 
     return at_scale
