@@ -8,13 +8,18 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
+from closedloop.contracts import NotPaused
 from closedloop.graphs.gate import decide_approval
-from closedloop.store.db import open_store, transaction
-from closedloop.store.models import Approval, Execution, Plan, Policy, PolicyVersion
-from tests.helpers_cli import cli_env, home_store, run_cli
+from closedloop.graphs.runner import DECIDED_GRACE, LoopRunner
+from closedloop.settings import Settings
+from closedloop.store.db import open_store, secure_sqlite_file, transaction
+from closedloop.store.models import Approval, Execution, LoopRun, Plan, Policy, PolicyVersion
+from tests.helpers_cli import cli_env, home_store, home_store_url, run_cli
 from tests.helpers_store import add_approval, add_plan, add_run, opportunity
 from tests.sandbox_process import applied_writes
 
@@ -64,12 +69,13 @@ def test_twenty_concurrent_decisions_from_several_processes_execute_once(tmp_pat
         )
         for tag in ("cli", "rest", "teams", "chat")
     ]
-    results = []
+    results, errs = [], []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
         results += json.loads(out)
-    assert len(results) == 20
+        errs.append(err)
+    assert len(results) == 20, "\n".join(errs)[-6000:]
     winners = [r for r in results if r["won"]]
     assert len(winners) == 1, winners
     winner = winners[0]
@@ -155,3 +161,98 @@ def test_concurrent_first_use_of_a_fresh_store(tmp_path):
         assert len(s.exec(select(Policy)).all()) == 1
         assert len(s.exec(select(PolicyVersion)).all()) == 1
     assert [p.name for p in (tmp_path / "datasets").iterdir()] == ["d" * 64 + ".parquet"]
+
+
+def _paused_run(tmp_path, url: str) -> tuple[LoopRunner, str, dict]:
+    """A run started by the CLI, paused at its approval, and an in-process runner on its store."""
+    started = run_cli(tmp_path, "run", "--api", url, "--scope", "helpdesk", "--json")
+    assert started.returncode == 0, started.stderr
+    state = json.loads(started.stdout)
+    runner = LoopRunner(
+        Settings(DATABASE_URL=home_store_url(tmp_path), CLOSEDLOOP_HOME=str(tmp_path))
+    )
+    return runner, state["run_id"], state["pending"]
+
+
+def test_a_decision_won_while_another_process_drives_the_run_does_not_resume_it_twice(
+    tmp_path, sandbox_process
+):
+    # The store lost the first winner's decision (SQLite's WAL-reset race can lose a commit):
+    # the row reads pending while that winner still drives the run. A second "winner" must not
+    # drive the graph too.
+    runner, run_id, pending = _paused_run(tmp_path, sandbox_process)
+    with transaction(runner.engine) as s:
+        s.get(LoopRun, run_id).owner = "elsewhere:1:1"  # a process on another host drives it
+    with runner:
+        with pytest.raises(NotPaused, match="driven by another process"):
+            runner.resume(run_id, {"decision": "approve", "by": "late"}, expect="approval")
+        assert runner.pending(run_id) == pending  # the graph was not resumed
+    with transaction(runner.engine) as s:
+        assert s.exec(select(Execution)).all() == []
+        assert s.get(LoopRun, run_id).owner == "elsewhere:1:1"
+    assert applied_writes(sandbox_process) == []
+
+
+def test_a_decided_approval_whose_decider_died_is_resumed_once_by_recovery(
+    tmp_path, sandbox_process
+):
+    runner, run_id, pending = _paused_run(tmp_path, sandbox_process)
+    won, _ = decide_approval(runner.engine, pending["approval_id"], "approve", "ops-lead")
+    assert won  # ...and the decider died before it resumed the run
+    with runner:
+        assert runner.interrupted_runs() == []  # within the grace a live decider may still resume
+        with transaction(runner.engine) as s:
+            approval = s.get(Approval, pending["approval_id"])
+            approval.decided_at = approval.decided_at - DECIDED_GRACE * 2
+        assert runner.interrupted_runs() == [run_id]
+        [state] = runner.recover_interrupted()
+        assert runner.recover_interrupted() == []  # once
+    assert state["decision"] == "approved" and state["pending"]["kind"] == "evidence"
+    with transaction(runner.engine) as s:
+        assert len(s.exec(select(Execution)).all()) == 1
+    assert len(applied_writes(sandbox_process)) == 1
+
+
+OTHER_PROCESS_WRITES = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("CREATE TABLE elsewhere (x INTEGER)")
+conn.commit()
+conn.close()  # the last connection out checkpoints and deletes the WAL
+"""
+
+
+def test_securing_the_store_file_again_keeps_this_process_connected(tmp_path):
+    # Closing any descriptor of a SQLite file drops every lock this process holds on it; another
+    # process closing its connection then takes itself for the last one and deletes the WAL
+    # under ours, and what we commit after is lost (two deciders each won one approval).
+    path = tmp_path / "store.db"
+    engine = open_store(f"sqlite:///{path}")
+    with transaction(engine) as s:  # the pool keeps this connection open, as a live process does
+        add_run(s, "before")
+    secure_sqlite_file(path)  # what each new engine on this store does
+    other = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS_WRITES, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert other.returncode == 0, other.stderr
+    assert Path(f"{path}-wal").exists()  # still ours: this process was seen connected
+    with transaction(engine) as s:
+        add_run(s, "after")
+    count_rows = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "print(sorted(r[0] for r in c.execute('SELECT id FROM looprun')), "
+        "c.execute('SELECT count(*) FROM elsewhere').fetchone()[0])"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", count_rows, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.strip() == "['after', 'before'] 0"  # nothing lost, ours or theirs

@@ -106,7 +106,10 @@ class LoopRunner:
         self._cp_cm.__exit__(*exc)
 
     def start(
-        self, api_url: str | None, scope: str | None = None, run_id: str | None = None,
+        self,
+        api_url: str | None,
+        scope: str | None = None,
+        run_id: str | None = None,
         history: str | None = None,
     ) -> dict[str, Any]:
         """Begin a new run against the enterprise system at ``api_url`` (None: the connector's
@@ -165,7 +168,7 @@ class LoopRunner:
         if isinstance(value, BaseModel):
             value = value.model_dump()  # checkpoints hold plain JSON
         if expect == "approval":
-            value = self._decide(pending["approval_id"], value)
+            value = self._decide(run_id, pending, value)
         else:
             self.recover_quietly()
         # LangGraph treats a falsy resume value as "no resume": always send something.
@@ -177,15 +180,21 @@ class LoopRunner:
             self._mark_failed(run_id)
             raise
 
-    def _decide(self, approval_id: int, value: Any) -> dict[str, Any]:
+    def _decide(self, run_id: str, pending: dict[str, Any], value: Any) -> dict[str, Any]:
         """Decide the approval atomically before resuming: only the winner resumes the graph;
-        everyone else gets AlreadyDecided (a NotPaused) naming the decision that stands."""
+        everyone else gets AlreadyDecided (a NotPaused) naming the decision that stands.
+
+        The winner then takes the run over and checks it still waits for this approval, so
+        the graph is resumed by one owner even if the store ever lost the first decision (as
+        it did while a process dropped its own SQLite locks, see ``secure_sqlite_file``): a
+        second winner is told the run is not waiting.
+        """
         from closedloop.contracts import parse_approval
 
         answer = parse_approval(value).model_dump()  # InvalidApproval leaves the run paused
         won, approval = decide_approval(
             self.engine,
-            approval_id,
+            pending["approval_id"],
             answer["decision"],
             str(answer.get("by") or "unknown"),
             str(answer.get("comment") or ""),
@@ -193,7 +202,15 @@ class LoopRunner:
         )
         if not won:
             raise AlreadyDecided(approval)
-        self._claim(approval.run_id, None)  # from here a crash leaves an interrupted run
+        # From here a crash leaves an interrupted run (recovery resumes the stored decision).
+        if not self._claim(run_id, None):
+            raise NotPaused(
+                f"run {run_id} is being driven by another process, which resumes it with the "
+                "decision stored"
+            )
+        if self.pending(run_id) != pending:
+            self._release(run_id)
+            raise NotPaused(f"run {run_id} no longer waits for approval #{approval.id}")
         return answer
 
     # -- recovery --------------------------------------------------------------------------
@@ -212,7 +229,7 @@ class LoopRunner:
                 .where(
                     LoopRun.status == "paused",
                     LoopRun.owner.is_(None),
-                    LoopRun.updated_at < now - DECIDED_GRACE,
+                    Approval.decided_at < now - DECIDED_GRACE,
                     Approval.status.in_(("approved", "rejected")),
                     Approval.channel != "shadow-review",
                 )

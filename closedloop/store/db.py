@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -37,20 +38,33 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def secure_sqlite_file(path: Path) -> None:
-    """Create the store file owner-only (its folder 0700 if we create it); tighten an existing one."""
+    """Create the store file owner-only (its folder 0700 if we create it); tighten an existing one.
+
+    An existing file is never opened here: closing any descriptor of a SQLite file drops every
+    POSIX lock this process holds on it, so a connection elsewhere could take this process's
+    connections for gone and delete the WAL under them (commits lost, decisions made twice).
+    """
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=OWNER_ONLY_DIR, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, OWNER_ONLY_FILE)
-    os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, OWNER_ONLY_FILE))
     for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         with contextlib.suppress(FileNotFoundError, PermissionError):
             if companion.stat().st_mode & 0o077:
                 companion.chmod(OWNER_ONLY_FILE)
 
 
-@lru_cache(maxsize=8)
+_ENGINES_LOCK = threading.Lock()
+
+
 def get_engine(url: str) -> Engine:
     """One engine per database URL; SQLite gets WAL, foreign keys and a busy timeout."""
+    with _ENGINES_LOCK:  # created once per process, before any thread connects
+        return _engine(url)
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None:
