@@ -169,3 +169,34 @@ def test_sequential_check_keeps_its_false_abort_rate() -> None:
     assert sequential_rework_check([], baseline_rate=0.1).decision == "continue"
     with pytest.raises(ToolError):
         sequential_rework_check([True], baseline_rate=0.0)
+
+
+def test_an_estimated_baseline_keeps_the_false_abort_rate() -> None:
+    # The baseline rate is itself a sample (1,400 cases before the change). Taken as known, its
+    # error makes an unchanged rework rate look like a breach well above alpha.
+    rng = np.random.default_rng(5)
+    true_rate, baseline_cases, plain, aware = 0.046, 1400, [], []
+    for _ in range(400):
+        estimated = rng.binomial(baseline_cases, true_rate) / baseline_cases
+        changed = rng.random(800) < true_rate  # the change does not touch rework
+        plain.append(sequential_rework_check(changed, estimated).decision == "abort")
+        aware.append(
+            sequential_rework_check(changed, estimated, baseline_cases=baseline_cases).decision
+            == "abort"
+        )
+    assert np.mean(plain) > 0.06  # the nominal 5 % does not hold for an estimated baseline
+    assert np.mean(aware) <= 0.05
+    caught = [
+        sequential_rework_check(
+            rng.random(2000) < true_rate + 0.04,
+            rng.binomial(baseline_cases, true_rate) / baseline_cases,
+            baseline_cases=baseline_cases,
+        ).decision
+        == "abort"
+        for _ in range(200)
+    ]
+    assert np.mean(caught) >= 0.8  # a rise of twice the threshold is still caught early
+    decision = sequential_rework_check([False], 0.046, baseline_cases=baseline_cases)
+    assert "of 1400 cases + one standard error" in decision.rule
+    with pytest.raises(ToolError, match="too uncertain"):
+        sequential_rework_check([False], 0.05, baseline_cases=10)

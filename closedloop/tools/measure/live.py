@@ -28,6 +28,7 @@ from closedloop.contracts import (
     Guardrails,
     GuardrailThresholds,
     KpiMeasurement,
+    RateStat,
     SequentialDecision,
 )
 from closedloop.tools.base import read_tool
@@ -75,14 +76,14 @@ def _quality(frame: pd.DataFrame, g: Guardrails, window_end: Any) -> dict[str, A
             "failure_activities": g.failure_activities or []}
 
 
-def _sequential(frame: pd.DataFrame, g: Guardrails, window_end: Any, baseline_rate: float,
+def _sequential(frame: pd.DataFrame, g: Guardrails, window_end: Any, baseline: RateStat,
                 th: GuardrailThresholds) -> SequentialDecision | None:
     """The SPRT over the changed cases' rework in closing order (None when it cannot run)."""
     try:
         cases = case_quality(frame, **_quality(frame, g, window_end))
         closed = cases[cases["closed"]]
-        return sequential_rework_check(closed["rework"].tolist(), baseline_rate,
-                                       th.max_rework_increase_points)
+        return sequential_rework_check(closed["rework"].tolist(), baseline.rate,
+                                       th.max_rework_increase_points, baseline_cases=baseline.n)
     except ToolError:  # no cases, or a baseline of 0 % / near 100 %: the SPRT is undefined
         return None
 
@@ -101,7 +102,7 @@ def _guardrails(changed: pd.DataFrame, changed_end: Any, baseline: pd.DataFrame,
     if len(kpis) < 2:
         return kpis, None, None
     check = guardrail_check(kpis[names[1]], kpis[names[0]], th)
-    seq = _sequential(changed, g, changed_end, kpis[names[1]].rework.rate, th)
+    seq = _sequential(changed, g, changed_end, kpis[names[1]].rework, th)
     return kpis, check, seq
 
 
