@@ -222,6 +222,13 @@ conn.close()  # the last connection out checkpoints and deletes the WAL
 """
 
 
+def _in_another_process(code: str, path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+
+
 def test_securing_the_store_file_again_keeps_this_process_connected(tmp_path):
     # Closing any descriptor of a SQLite file drops every lock this process holds on it; another
     # process closing its connection then takes itself for the last one and deletes the WAL
@@ -231,13 +238,7 @@ def test_securing_the_store_file_again_keeps_this_process_connected(tmp_path):
     with transaction(engine) as s:  # the pool keeps this connection open, as a live process does
         add_run(s, "before")
     secure_sqlite_file(path)  # what each new engine on this store does
-    other = subprocess.run(
-        [sys.executable, "-c", OTHER_PROCESS_WRITES, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    other = _in_another_process(OTHER_PROCESS_WRITES, path)
     assert other.returncode == 0, other.stderr
     assert Path(f"{path}-wal").exists()  # still ours: this process was seen connected
     with transaction(engine) as s:
@@ -247,12 +248,6 @@ def test_securing_the_store_file_again_keeps_this_process_connected(tmp_path):
         "print(sorted(r[0] for r in c.execute('SELECT id FROM looprun')), "
         "c.execute('SELECT count(*) FROM elsewhere').fetchone()[0])"
     )
-    fresh = subprocess.run(
-        [sys.executable, "-c", count_rows, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    fresh = _in_another_process(count_rows, path)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.strip() == "['after', 'before'] 0"  # nothing lost, ours or theirs
