@@ -268,11 +268,10 @@ def _measure(system: System, plan: Plan, sources: TwinSources, records: list[dic
 
         refits, error = sources.refits(), sources.backtest_error()
 
-        def counterfactual(tau: float | None, window_hours: float, arrivals: list) -> Interval:
-            # Replays the window's arrivals: how many cases came is seen, and a change of
-            # staffing or routing does not change it (docs/operations.md).
+        def counterfactual(tau: float | None, window_hours: float, _arrivals: list) -> Interval:
+            # Forecasts its own arrivals too: this design was measured so (docs/benchmarks.md).
             return twin_counterfactual(twin, tau, window_hours=window_hours, refits=refits,
-                                       model_error=error, arrivals=arrivals, **sources.sizes())
+                                       model_error=error, **sources.sizes())
 
         return measure_change(records, guardrails, design, [COHORT_TAG], source,
                               counterfactual=counterfactual if twin is not None else None,

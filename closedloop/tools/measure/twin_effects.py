@@ -73,7 +73,6 @@ def twin_counterfactual(
     window_hours: float | None = None,
     refits: Sequence[ProcessTwin] = (),
     model_error: float | None = None,
-    arrivals: Sequence[datetime] | None = None,
 ) -> Interval:
     """Mean cycle time (hours) of the twin without the change, capped at ``tau_hours`` when given.
 
@@ -87,16 +86,14 @@ def twin_counterfactual(
     (one replication's spread, not only the error of the replications' mean);
     ``refits`` (bootstrap refits of the twin over cases) add the uncertainty of
     its fitted parameters, ``model_error`` (a share, e.g. the twin's backtest
-    error) that of the model itself, taken as one standard deviation;
-    ``arrivals`` replays the window's observed arrival times (how many cases
-    came is then known, not forecast). Without
+    error) that of the model itself, taken as one standard deviation. Without
     ``window_hours``: the twin's steady state (``cases`` per replication after a
     warm-up).
     """
     twin = as_twin(twin)
     if window_hours is not None and twin.log_end is not None:
         return _forward_counterfactual(twin, tau_hours, replications, seed, scenario, window_hours,
-                                       refits, model_error, arrivals)
+                                       refits, model_error)
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, as_scenario(scenario or AsIs()))
     warm, offset, means = int(cases * WARMUP_SHARE), _offset(twin), []
@@ -109,24 +106,21 @@ def twin_counterfactual(
 
 
 def _capped_means(twin: ProcessTwin, tau: float | None, window: float, replications: int,
-                  seed: int, scenario: Scenario | None,
-                  arrivals: Sequence[datetime] | None = None) -> list[float]:
-    runs = forward_cycle_hours(twin, window, DRAIN_HOURS, replications, seed, scenario=scenario,
-                               arrivals=arrivals)
+                  seed: int, scenario: Scenario | None) -> list[float]:
+    runs = forward_cycle_hours(twin, window, DRAIN_HOURS, replications, seed, scenario=scenario)
     return [float(np.minimum(c, tau).mean() if tau else c.mean()) for c in runs if len(c)]
 
 
 def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: int, seed: int,
                             scenario: Scenario | None, window: float,
-                            refits: Sequence[ProcessTwin], model_error: float | None,
-                            arrivals: Sequence[datetime] | None = None) -> Interval:
+                            refits: Sequence[ProcessTwin], model_error: float | None) -> Interval:
     """The forward counterfactual, a prediction of the one period the world lived without the
     change: the spread of one replication's mean (that period's own luck of arrivals and
     durations, which the measured cases share and the twin's mean does not) as a t prediction
     from the replications, with refits the spread of the refitted twins' means (the fitted
     parameters' uncertainty) and, with ``model_error``, the model's own error, combined as
     normal errors."""
-    means = _capped_means(twin, tau, window, replications, seed, scenario, arrivals)
+    means = _capped_means(twin, tau, window, replications, seed, scenario)
     if not means:
         raise ScenarioError(f"no case arrives in the twin's {window:.0f} h window")
     mean = float(np.mean(means))
@@ -134,7 +128,7 @@ def _forward_counterfactual(twin: ProcessTwin, tau: float | None, replications: 
     predictive_sd = _predictive_sd(means)
     refit_reps = 2
     by_refit = [float(np.mean(m)) for tw in refits
-                if (m := _capped_means(tw, tau, window, refit_reps, seed, scenario, arrivals))]
+                if (m := _capped_means(tw, tau, window, refit_reps, seed, scenario))]
     # A refit's mean carries the noise of its own replications too; that part is not parameters.
     param_var = (float(np.var(by_refit, ddof=1)) - period_sd**2 / refit_reps
                  if len(by_refit) > 1 else 0.0)

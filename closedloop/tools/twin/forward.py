@@ -216,7 +216,6 @@ def forward_cycle_hours(
     seed: int = 0,
     start: datetime | None = None,
     scenario: Scenario | None = None,
-    arrivals: Sequence[datetime] | None = None,
 ) -> list[np.ndarray]:
     """Per replication, the cycle hours of the cases arriving in ``horizon_hours`` from ``start``.
 
@@ -225,7 +224,6 @@ def forward_cycle_hours(
     as-is), each case followed until it ends or ``drain_hours`` after the
     horizon (then its age so far). For a measurement that needs per-case
     values, e.g. a restricted mean capped at its own censoring horizon.
-    ``arrivals`` replays the horizon's observed arrival times, as :func:`forward_pairs` does.
     """
     twin = as_twin(twin)
     moment = start or twin.log_end
@@ -234,13 +232,11 @@ def forward_cycle_hours(
     _check_horizon(horizon_hours, drain_hours)
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, as_scenario(scenario) if scenario else AsIs())
-    epoch = week_epoch(moment)
-    t0 = hours_since(epoch, moment)
+    t0 = hours_since(week_epoch(moment), moment)
     t1, t2 = t0 + horizon_hours, t0 + horizon_hours + drain_hours
     out_hours = []
     for r in range(replications):
-        given = _replayed(m, epoch, (t0, t1, t2), arrivals, (seed, r, 5))
-        cases, nb = _cases(twin, m, t0, t2, seed, r, True, given)
+        cases, nb = _cases(twin, m, t0, t2, seed, r, True)
         view = _window(run(m, settings, cases, nb), nb, t0, t1, t2)
         out_hours.append(view.end - view.arrivals)
     return out_hours
@@ -256,17 +252,6 @@ class ForwardPair:
     u_share: np.ndarray
     as_is_hours: np.ndarray
     changed_hours: np.ndarray
-
-
-def _replayed(m: EngineModel, epoch: datetime, span: tuple[float, float, float],
-              arrivals: Sequence[datetime] | None, seed: tuple[int, ...]) -> np.ndarray | None:
-    """The arrival hours of a forward run that replays the observed ``arrivals`` in its
-    horizon [t0, t1) and draws the drain's [t1, t2) (None: draw them all)."""
-    if arrivals is None:
-        return None
-    t0, t1, t2 = span
-    seen = np.sort([h for a in arrivals if t0 <= (h := hours_since(epoch, a)) < t1])
-    return np.r_[seen, _drawn_after(m, t1, t2, seed)]
 
 
 def _drawn_after(m: EngineModel, t1: float, t2: float, seed: tuple[int, ...]) -> np.ndarray:
@@ -300,8 +285,10 @@ def forward_pairs(
     t0 = hours_since(epoch, twin.log_end)
     t1, t2 = t0 + horizon_hours, t0 + horizon_hours + drain_hours
     pairs = []
+    seen = None if arrivals is None else np.sort(
+        [h for a in arrivals if t0 <= (h := hours_since(epoch, a)) < t1])
     for r in range(replications):
-        given = _replayed(m, epoch, (t0, t1, t2), arrivals, (seed, r, 5))
+        given = None if seen is None else np.r_[seen, _drawn_after(m, t1, t2, (seed, r, 5))]
         cases, nb = _cases(twin, m, t0, t2, seed, r, True, given)
         at = np.asarray(cases.arrivals, dtype=float)
         sel = nb + np.flatnonzero((at[nb:] >= t0) & (at[nb:] < t1))
