@@ -39,7 +39,7 @@ bench: setup
 PROSIMOS_VENV ?= /tmp/prosimos-venv
 bench-trust: setup
 	test -x $(PROSIMOS_VENV)/bin/python || ($(PY) -m venv $(PROSIMOS_VENV) && $(PROSIMOS_VENV)/bin/pip install -q prosimos)
-	$(BIN)/python benchmarks/bench_backtests.py --bootstrap 5 --replications 5 --sandbox-seeds 7,11 --overload-seeds 1,3 --write
+	$(BIN)/python benchmarks/bench_backtests.py --bootstrap 5 --replications 20 --write
 	-PROSIMOS_PYTHON=$(PROSIMOS_VENV)/bin/python $(BIN)/python benchmarks/bench_prosimos_truth.py --seeds 1 2 3 4 5 6 --cases 3000 --bootstrap 5 --replications 5 --write
 	$(BIN)/python benchmarks/bench_counterfactual.py --seeds 20 --regimes default,second-line-bottleneck,unreliable-bot,overload,nothing-helps --write
 	$(BIN)/python benchmarks/bench_o2c_truth.py --seeds 5 --regimes default,risky-auto-approve --write

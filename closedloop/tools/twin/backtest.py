@@ -86,14 +86,18 @@ def backtest_twin(
     realised = float(((test[COMPLETE].max() - test[START].min()) / HOUR).mean())
     twin = fit_twin(train, seed=seed, pooling=pooling)
     start, until = cut.floor("us").to_pydatetime(), t_end.floor("us").to_pydatetime()
+    # The log admits no case after its last case start (logs are often extracted by case
+    # start while their events go on): the forecast draws arrivals up to there only.
+    admits_until = case_start.max().floor("us").to_pydatetime()
 
     arrivals = [t.floor("us").to_pydatetime() for t in case_start[test_ids].sort_values()]
     refits = bootstrap_twins(train, twin, bootstrap, seed) if bootstrap else []
 
     def forecast(given: list | None) -> Quantiles | None:
         def one(tw: ProcessTwin, rep: int) -> float:
-            return simulate_forward(tw, start, until, seed=seed, replication=rep,
-                                    arrivals=given).mean_cycle_hours  # fmt: skip
+            return simulate_forward(tw, start, until, seed=seed, replication=rep, arrivals=given,
+                                    arrivals_until=admits_until if given is None else None,
+                                    ).mean_cycle_hours  # fmt: skip
 
         runs = [one(twin, r) for r in range(replications)]
         boot = [one(tw, replications + i) for i, tw in enumerate(refits)]
@@ -122,7 +126,7 @@ def backtest_twin(
         replayed_error_pct=_error(replayed, realised),
         replayed_covered=replayed.low95 <= realised <= replayed.high95 if replayed else None,
         arrivals_per_day_before=_per_day(int((case_start < cut).sum()), cut - t_first),
-        arrivals_per_day_after=_per_day(len(test_ids), t_end - cut),
+        arrivals_per_day_after=_per_day(len(test_ids), case_start.max() - cut),
         seconds=time.perf_counter() - began,
     )
 

@@ -78,8 +78,9 @@ class TwinBacktest(BaseModel):
     of the cases that started after the cut, as the log shows them (cases
     still open at the log's end count as far as they got); the prediction
     simulates forward from the cut (the open cases at the cut as the initial
-    backlog, new arrivals on the twin's calendar) and observes the simulated
-    cases the same way, up to the log's end.
+    backlog, new arrivals on the twin's calendar up to the log's last case
+    start, since a log extracted by case start admits none after it) and
+    observes the simulated cases the same way, up to the log's end.
 
     ``replayed`` is the same forecast with the cases arriving when the log
     says they did: the process model judged apart from the arrival forecast
@@ -107,5 +108,7 @@ class TwinBacktest(BaseModel):
     replayed_error_pct: float | None = None
     replayed_covered: bool | None = None
     arrivals_per_day_before: float | None = Field(None, description="case starts, training")
-    arrivals_per_day_after: float | None = Field(None, description="case starts after the cut")
+    arrivals_per_day_after: float | None = Field(
+        None, description="case starts after the cut, per day up to the log's last case start"
+    )
     seconds: float = 0.0

@@ -127,18 +127,22 @@ def simulate_forward(
     backlog: bool = True,
     scenario: Scenario | None = None,
     arrivals: list[datetime] | None = None,
+    arrivals_until: datetime | None = None,
 ) -> ForwardRun:
     """One forward run from ``start`` (with the open cases as backlog) observed up to ``until``.
 
     ``arrivals`` replays these case arrival times instead of drawing them from the twin's
     calendar (a backtest that judges the process model apart from the arrival forecast).
+    ``arrivals_until`` (default ``until``) ends the drawn arrivals earlier: a log extracted
+    by case start admits no case after its last one, though its events go on.
     """
     m = compile_twin(twin)
     settings = compile_scenario(twin, m, scenario if scenario is not None else AsIs())
     epoch = week_epoch(start)
     t0, t1 = hours_since(epoch, start), hours_since(epoch, until)
     given = None if arrivals is None else np.sort([hours_since(epoch, a) for a in arrivals])
-    cases, nb = _cases(twin, m, t0, t1, seed, replication, backlog, given)
+    t_admit = t1 if arrivals_until is None else min(t1, hours_since(epoch, arrivals_until))
+    cases, nb = _cases(twin, m, t0, t_admit, seed, replication, backlog, given)
     out = run(m, settings, cases, 0)
     st = out.steps
     steps = pd.DataFrame({"case": st.case, "start": out.step_start, "end": out.step_end})
@@ -285,18 +289,25 @@ def forward_pairs(
     t0 = hours_since(epoch, twin.log_end)
     t1, t2 = t0 + horizon_hours, t0 + horizon_hours + drain_hours
     pairs = []
-    seen = None if arrivals is None else np.sort(
-        [h for a in arrivals if t0 <= (h := hours_since(epoch, a)) < t1])
+    seen = (
+        None
+        if arrivals is None
+        else np.sort([h for a in arrivals if t0 <= (h := hours_since(epoch, a)) < t1])
+    )
     for r in range(replications):
         given = None if seen is None else np.r_[seen, _drawn_after(m, t1, t2, (seed, r, 5))]
         cases, nb = _cases(twin, m, t0, t2, seed, r, True, given)
         at = np.asarray(cases.arrivals, dtype=float)
         sel = nb + np.flatnonzero((at[nb:] >= t0) & (at[nb:] < t1))
-        hours = [np.minimum(run(m, s, cases, nb).end[sel], t2) - at[sel]
-                 for s in (base_s, what_s)]
-        pairs.append(ForwardPair(rows=np.asarray(cases.rows, dtype=np.int64)[sel],
-                                 u_share=np.asarray(cases.u_share, dtype=float)[sel],
-                                 as_is_hours=hours[0], changed_hours=hours[1]))
+        hours = [np.minimum(run(m, s, cases, nb).end[sel], t2) - at[sel] for s in (base_s, what_s)]
+        pairs.append(
+            ForwardPair(
+                rows=np.asarray(cases.rows, dtype=np.int64)[sel],
+                u_share=np.asarray(cases.u_share, dtype=float)[sel],
+                as_is_hours=hours[0],
+                changed_hours=hours[1],
+            )
+        )
     return pairs
 
 
