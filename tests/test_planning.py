@@ -206,6 +206,20 @@ def test_approval_gate_is_read_from_attribute_values() -> None:
     assert approval_gate(frame, "Ship") is None
 
 
+def test_cases_not_yet_at_an_activity_are_no_gate() -> None:
+    """Every order is checked; the newest 2 of 60 are not yet. Read as a gate, "checked only
+    from the smallest amount" became a candidate that raised an approval threshold the check
+    does not have (the order-to-cash bench simulated skipping the credit check)."""
+    rows = []
+    for i in range(60):
+        acts = ["Create", "Check"] if i < 58 else ["Create"]
+        for k, a in enumerate(acts):
+            rows.append({"case_id": f"o{i}", "activity": a, "resource": "r",
+                         "timestamp": (T0 + timedelta(hours=i + k)).isoformat(),
+                         "attributes": {"amount": 100.0 + (i * 37) % 60 * 50}})
+    assert approval_gate(frame_from_records(rows), "Check") is None
+
+
 def test_segment_expression() -> None:
     assert planning.segment_expression(Condition(field="category", value="password")) == "category == 'password'"
     assert planning.segment_expression(Condition(field="c", op="neq", value="x")) == "c != 'x'"

@@ -175,6 +175,11 @@ def approval_gate(frame: pd.DataFrame, activity: str) -> Gate | None:
             continue
         threshold = float(value[did].min())
         accuracy = float(((value >= threshold) == did).mean())
+        # A gate sends cases around the activity: without enough of them below the threshold,
+        # the cases that skip it are only those still open (not there yet), not gated.
+        around = int((~did & (value < threshold)).sum())
+        if around < MIN_GATED_CASES:
+            continue
         if accuracy >= GATE_ACCURACY and (best is None or accuracy > best.accuracy):
             best = Gate(activity=activity, attribute=col.removeprefix(CASE_PREFIX),
                         threshold=threshold, accuracy=round(accuracy, 4),
