@@ -114,6 +114,12 @@ REGIMES: dict[str, Regime] = {r.name: r for r in (
            "worsens clearly.",
            {"risky_rate": {"mid_market": 0.08, "small_business": 0.25, "new_customer": 0.6},
             "risky_extra_late_days": 50.0, "risky_write_off": 0.8}),
+    Regime("nothing-helps",
+           "Four approvers working 6 to 22 leave no approval queue to speak of: orders wait "
+           "mostly for the credit desk's and billing's working hours, so no headcount or "
+           "threshold change shortens order-to-invoice time materially; no change is the "
+           "right answer.",
+           {"teams": {"APPROVERS": TeamSetup(4, 6, 22)}}),
 )}
 
 
