@@ -42,6 +42,7 @@ def test_at_least_60_cases_each_with_its_source_and_stored_truth():
     assert {c.world.regime for c in cases if c.world.domain == "o2c"} == {
         "default",
         "risky-auto-approve",
+        "nothing-helps",
     }
     assert len(MUTANTS) >= 17
 
