@@ -98,6 +98,7 @@ def run(m: EngineModel, s: Settings, cases: Cases, warm: int) -> RunOutput:
     wake_at = [math.inf] * npools
     raise_in = [_raise_offsets(profile) for profile in cap]
     advance = [clock.advance for clock in m.delay_clock]
+    wall_delay = m.wall_delay or [False] * len(m.acts)
     forward = [clock.forward for clock in m.delay_clock]
     working = m.working_processing
     prio_case = [s.priority_mask[r] for r in cases.rows] if s.priority_mask is not None else None
@@ -212,7 +213,7 @@ def run(m: EngineModel, s: Settings, cases: Cases, warm: int) -> RunOutput:
             return
         d = d_l[k]
         if d > 0:
-            r = advance[p](t, d)
+            r = t + d if wall_delay[a_l[k]] else advance[p](t, d)
             delay[c_l[k]] += r - t
             seq += 1
             push(heap, (r, seq, 1, k))

@@ -74,6 +74,7 @@ from closedloop.tools.twin.calendar import (
 from closedloop.tools.twin.censoring import detect_censoring, expected_visits, open_cases
 from closedloop.tools.twin.discipline import discover_queue_priority
 from closedloop.tools.twin.distributions import fit_duration
+from closedloop.tools.twin.elapsed import choose_delays, imputed_delays, wall_clock_bounds
 from closedloop.tools.twin.frame import (
     HOUR,
     case_attributes,
@@ -82,7 +83,7 @@ from closedloop.tools.twin.frame import (
     sample,
     split_times,
 )
-from closedloop.tools.twin.occupancy import idle_wait_hours, member_slots, peak_busy
+from closedloop.tools.twin.occupancy import IdleClock, member_slots, peak_busy
 from closedloop.tools.twin.pools import (
     MIN_POOL_SHARE,
     instance_pools,
@@ -138,9 +139,10 @@ def _delays(rows: pd.DataFrame, clock: WeeklyClock, keep: float) -> np.ndarray:
 
 
 def _activity(
-    name: str, arows: pd.DataFrame, visits: float, rng: np.random.Generator
+    name: str, arows: pd.DataFrame, visits: float, rng: np.random.Generator, wall_clock: bool
 ) -> ActivityModel:
-    """The model of one activity from all its instances (columns set in fit_twin)."""
+    """The model of one activity from all its instances (columns set in fit_twin); its
+    extraneous delay in the pool's working hours, or on the wall clock with ``wall_clock``."""
     proc = arows["_proc"].to_numpy(dtype=float)
     delays = arows["_delay"].to_numpy(dtype=float)
     after = {}
@@ -168,6 +170,7 @@ def _activity(
         processing=fit_duration(proc, rng),
         delay=fit_duration(delays, rng),
         delay_after=after,
+        delay_clock="wall" if wall_clock else "working",
         pool_shares=pool_shares if len(pool_shares) > 1 else {},
         pool_after=pool_after,
         processing_by_pool=by_pool,
@@ -266,6 +269,9 @@ def fit_twin(
     case_rate = 1.0 / mean_gap
     unstaffed: list[str] = []
     df["_delay"] = 0.0
+    df["_wall_delay"] = np.nan
+    df["_ready_delay"] = np.nan
+    wall_rng = np.random.default_rng([seed, 11])  # its own stream: other draws stay as they were
     for pool, rows in df.groupby("_pool", sort=True):
         pool = str(pool)
         slots = working_slots(
@@ -321,14 +327,22 @@ def fit_twin(
             )
         if observed_busy and estimated is not None:
             # waiting while a member was free is not queueing for the pool: extraneous delay
-            df.loc[rows.index, "_delay"] = idle_wait_hours(
-                rows["_h_enabled"].to_numpy(),
-                rows["_h_start"].to_numpy(),
-                b_s,
-                b_e,
-                capacity,
-                clock,
-            )
+            idle = IdleClock(b_s, b_e, capacity, clock)
+            en, st = rows["_h_enabled"].to_numpy(), rows["_h_start"].to_numpy()
+            df.loc[rows.index, "_delay"] = np.clip(idle.at(np.maximum(st, en)) - idle.at(en), 0.0,
+                                                   None)  # fmt: skip
+            if on_hours < HOURS_PER_WEEK:  # a delay outside the organisation runs at night too
+                # when the case was ready (its delay over) is known up to an interval: impute it
+                # on the wall clock, and in working hours (waiting while every member was
+                # busy may still have been delay)
+                low, high = wall_clock_bounds(en, st, idle)
+                w_low, w_high = clock.between(en, en + low), clock.between(en, en + high)
+                wall, ready = np.zeros(len(rows)), np.zeros(len(rows))
+                for idx in rows.groupby(ACTIVITY, sort=True).indices.values():
+                    wall[idx] = imputed_delays((low[idx], high[idx]), wall_rng)
+                    ready[idx] = imputed_delays((w_low[idx], w_high[idx]), wall_rng)
+                df.loc[rows.index, "_wall_delay"] = wall
+                df.loc[rows.index, "_ready_delay"] = ready
         else:
             keep = 0.0 if observed_wait <= 0 else min(1.0, max(0.0, 1 - wq / observed_wait))
             df.loc[rows.index, "_delay"] = _delays(rows, clock, keep)
@@ -356,9 +370,18 @@ def fit_twin(
             resource_names=resource_names(rows),
         )
     activities = {
-        str(act): _activity(str(act), arows, visits[str(act)], rng)
+        str(act): _activity(str(act), arows, visits[str(act)], rng, wall_clock=False)
         for act, arows in df.groupby(ACTIVITY, sort=True)
     }
+    # the same activities with their delay read up to when each case was ready: on the wall
+    # clock, or in working hours
+    alternatives: dict[str, dict[str, ActivityModel]] = {"wall": {}, "ready": {}}
+    for act, arows in df[df["_wall_delay"].notna()].groupby(ACTIVITY, sort=True):
+        if len(arows) >= MIN_DELAY_CONTEXT and arows["_wall_delay"].mean() > 0:
+            for name, col in (("wall", "_wall_delay"), ("ready", "_ready_delay")):
+                alternatives[name][str(act)] = _activity(
+                    str(act), arows.assign(_delay=arows[col]), visits[str(act)], wall_rng,
+                    wall_clock=name == "wall")  # fmt: skip
 
     if unstaffed:
         shown = ", ".join(repr(p) for p in unstaffed[:10]) + (" ..." if len(unstaffed) > 10 else "")
@@ -383,7 +406,7 @@ def fit_twin(
         throughput_per_day=24.0 * n_cases / span if span > 0 else 0.0,
         open_cases=len(cens.open_case_ids) if cens is not None else 0,
     )
-    return ProcessTwin(
+    twin = ProcessTwin(
         n_cases=n_cases,
         n_events=len(df),
         span_hours=span,
@@ -413,3 +436,19 @@ def fit_twin(
         open_cases=open_cases(df, cens, attr_names) if cens is not None else [],
         queue_priority=priority,
     )
+    if not alternatives["wall"]:
+        return twin
+    arrivals = np.sort(df.groupby(CASE, sort=False)["_h_start"].min().to_numpy(dtype=float))
+    observed_wait = df.groupby(ACTIVITY)["_wait"].mean().to_dict()
+    chosen = choose_delays(twin, alternatives, arrivals, observed_wait, seed)
+    for name, why in (("wall", "runs on the wall clock (nights and weekends too)"),
+                      ("ready", "lasts until the case was ready, members busy or not")):  # fmt: skip
+        acts = sorted(a for a, n in chosen.items() if n == name)
+        twin.activities.update({a: alternatives[name][a] for a in acts})
+        if acts:
+            twin.warnings.append(
+                f"extraneous delay before {', '.join(acts)} {why}: replaying the log's own "
+                "arrivals, the waits there come closer to the log's than with the delay read "
+                "as the working hours in which a member was free"
+            )
+    return twin

@@ -49,6 +49,7 @@ class EngineModel:
     carry_on: set[tuple[int, int]] = field(default_factory=set)  # (activity, next) same person
     notes: list[str] = field(default_factory=list)
     working_processing: bool = False  # processing runs on the pool's as-is working hours
+    wall_delay: list[bool] = field(default_factory=list)  # per activity: delay on the wall clock
 
 
 @dataclass
@@ -154,6 +155,7 @@ def compile_twin(twin: ProcessTwin, cost_per_hour: dict[str, float] | None = Non
         pool_of=[pidx[twin.activities[a].pool] for a in acts],
         capacity=capacity,
         delay_clock=clocks,
+        wall_delay=[twin.activities[a].delay_clock == "wall" for a in acts],
         router=Router(acts, twin.start_probabilities, twin.transitions, twin.routing_contexts),
         proc=proc,
         delay=delay,

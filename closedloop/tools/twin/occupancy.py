@@ -25,9 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.twin.calendar import WeeklyClock
+from closedloop.tools.twin.calendar import HOURS_PER_WEEK, WeeklyClock
 
-__all__ = ["busy_profile", "idle_wait_hours", "member_slots", "parallel_slots", "peak_busy"]
+__all__ = ["IdleClock", "busy_profile", "idle_wait_hours", "member_slots", "parallel_slots",
+           "peak_busy"]  # fmt: skip
 
 PARALLEL_SHARE = 0.5  # of a member's busy time on 2+ cases at once: it works in parallel
 MIN_OVERLAP_SHARE = 0.02  # of its busy time: a level reached more rarely is not a slot
@@ -87,6 +88,60 @@ def member_slots(resources: np.ndarray, starts: np.ndarray, ends: np.ndarray) ->
     return out
 
 
+class IdleClock:
+    """Working hours in which a pool had a free member, counted from its first busy period.
+
+    ``at(t)`` is that cumulative count G(t) (before the first busy period every member was
+    free, so G is negative there); ``first_reach(x)`` the wall time at which G reaches ``x``.
+    G rises with the pool's working clock while a member is free and stays flat while all are
+    busy or off shift.
+    """
+
+    def __init__(self, starts: np.ndarray, ends: np.ndarray, capacity: int,
+                 clock: WeeklyClock) -> None:  # fmt: skip
+        self.clock = clock
+        self.times, counts = busy_profile(starts, ends)
+        idle = counts < capacity
+        self.work = clock.forward_many(self.times)
+        self.g = np.r_[0.0, np.cumsum(np.where(idle[:-1], np.diff(self.work), 0.0))]
+        self.idle = idle
+        e = np.sort(np.asarray(ends, dtype=float))
+        slot = np.mod(e, HOURS_PER_WEEK).astype(np.int64) % HOURS_PER_WEEK
+        self.ends_on_shift = e[np.asarray(clock.weights)[slot] > 0]
+
+    def next_start(self, ready: np.ndarray) -> np.ndarray:
+        """When work ready at ``ready`` would start: at once if a member is free, else when
+        one frees up on shift (the end of a busy period, or the next opening)."""
+        ready = np.asarray(ready, dtype=float)
+        freed = self.first_reach(self.at(ready) + 1e-7)
+        k = np.searchsorted(self.ends_on_shift, ready, side="left")
+        ends = np.r_[self.ends_on_shift, np.inf]
+        return np.maximum(np.minimum(freed, ends[k]), ready)
+
+    def at(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        if not len(self.times):
+            return self.clock.forward_many(t)
+        k = np.searchsorted(self.times, t, side="right") - 1
+        kk = np.maximum(k, 0)
+        inside = self.clock.forward_many(t) - self.work[kk]
+        after = self.g[kk] + np.where(self.idle[kk], inside, 0.0)
+        return np.where(k >= 0, after, inside)  # inside < 0 before the first breakpoint
+
+    def first_reach(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if not len(self.times):
+            return self.clock.inverse_many(x)
+        # the last breakpoint below x: G rises through x on the (idle) segment after it
+        k = np.searchsorted(self.g, x, side="left") - 1
+        kk = np.maximum(k, 0)
+        return np.where(
+            k >= 0,
+            self.clock.inverse_many(self.work[kk] + (x - self.g[kk])),
+            self.clock.inverse_many(self.work[0] + np.minimum(x, 0.0)),
+        )
+
+
 def idle_wait_hours(
     enabled: np.ndarray,
     started: np.ndarray,
@@ -99,19 +154,5 @@ def idle_wait_hours(
     of the pool's intervals ``[starts, ends]`` were open (a member was free)."""
     a = np.asarray(enabled, dtype=float)
     b = np.maximum(np.asarray(started, dtype=float), a)
-    times, counts = busy_profile(starts, ends)
-    if len(times) == 0:
-        return clock.between(a, b)
-    idle = counts < capacity
-    work = clock.forward_many(times)
-    # G(t) = working hours with a free member from times[0] to t; before times[0] all are free
-    g = np.r_[0.0, np.cumsum(np.where(idle[:-1], np.diff(work), 0.0))]
-
-    def cumulative(t: np.ndarray) -> np.ndarray:
-        k = np.searchsorted(times, t, side="right") - 1
-        kk = np.maximum(k, 0)
-        inside = clock.forward_many(t) - work[kk]
-        after = g[kk] + np.where(idle[kk], inside, 0.0)
-        return np.where(k >= 0, after, inside)  # inside < 0 before the first breakpoint
-
-    return np.clip(cumulative(b) - cumulative(a), 0.0, None)
+    idle = IdleClock(starts, ends, capacity, clock)
+    return np.clip(idle.at(b) - idle.at(a), 0.0, None)

@@ -64,13 +64,18 @@ class ActivityModel(BaseModel):
     mean_delay_hours: float = Field(description="part of the waiting modelled as extraneous")
     processing_hours: list[float] = Field(description="empirical sample, <= 2000 values")
     delay_hours: list[float] = Field(
-        description="empirical sample of extraneous delays in the pool's working hours, <= 2000"
+        description="empirical sample of extraneous delays (hours of `delay_clock`), <= 2000"
     )
     processing: DurationModel | None = Field(None, description="fitted processing time")
-    delay: DurationModel | None = Field(None, description="fitted extraneous delay (working h)")
+    delay: DurationModel | None = Field(None, description="fitted extraneous delay (hours of `delay_clock`)")
     delay_after: dict[str, DurationModel] = Field(
         default_factory=dict,
         description=f"delay given the previous activity ('{ROUTE_START}' = first of the case)",
+    )
+    delay_clock: Literal["working", "wall"] = Field(
+        "working",
+        description="the clock the extraneous delay runs on: the pool's working hours (work "
+        "inside the organisation), or the wall clock, nights included (a customer, a carrier)",
     )
     pool_shares: dict[str, float] = Field(
         default_factory=dict,
