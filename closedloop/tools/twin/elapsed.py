@@ -2,7 +2,7 @@
 
 The fit reads the part of a wait not spent queueing as *extraneous delay*:
 by default the working hours in which the pool had a free member
-(:func:`~closedloop.tools.twin.occupancy.idle_wait_hours`), replayed by the
+(:meth:`~closedloop.tools.twin.occupancy.IdleClock.free_hours`), replayed by the
 engine on the pool's working hours. That fits a delay inside the
 organisation (a hand-off, other work). A delay outside it (a customer
 sending documents, a parcel bouncing back) runs day and night: it ends at
@@ -17,13 +17,16 @@ exactly when the pool was available (on shift, a member free) just before
 the start: the case started the moment it was ready. Otherwise it became
 ready somewhere in the unavailable stretch before the start:
 ``D`` lies between that stretch's beginning and the start (interval
-censored). :func:`wall_clock_delays` estimates ``D``'s distribution per
+censored). :func:`imputed_delays` estimates the delay's distribution per
 activity from both kinds (Turnbull's self-consistency algorithm on a grid)
-and draws each censored value within its own interval.
-:func:`choose_delay_clocks` keeps it for an activity only when the twin
-reproduces the log better with it: the log's own arrivals are replayed
-through the twin both ways, and the mean wait before the activity must come
-clearly closer to the log's.
+and draws each censored value within its own interval, on the wall clock
+or, in working hours, as the time up to when the case was ready (waiting
+while every member was busy may still have been delay: the default reads
+it all as queueing). :func:`choose_delays` keeps an alternative for an
+activity only when the twin reproduces the log better with it: the log's
+own arrivals are replayed through the twin as fitted and with each
+alternative, and the mean wait before the activity must come clearly
+closer to the log's.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ EPS_HOURS = 1e-7
 GRID_POINTS = 300
 FIT_SAMPLE = 4000  # instances the distribution is estimated on (all are imputed)
 ITERATIONS = 60
-MARGIN = 0.85  # the wall clock must bring the wait's error below this share of the other's
+MARGIN = 0.85  # an alternative must bring the wait's error below this share of the fitted one's
 MIN_GAIN = 0.05  # ... and by at least this share of the observed wait
 
 DelayBounds = tuple[np.ndarray, np.ndarray]

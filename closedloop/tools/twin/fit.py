@@ -29,7 +29,12 @@ reasons about. What it holds and how each part is estimated:
   engine produces that itself); the rest is extraneous delay (customers,
   timers), measured in the pool's *working hours* (so a Friday-evening-to-
   Monday wait is not replayed as three days from a Tuesday), per activity and
-  per previous activity where the log has enough of them. With start times,
+  per previous activity where the log has enough of them. Where a pool keeps
+  working hours and the log shows its busy periods, two alternatives are
+  estimated per activity (:mod:`closedloop.tools.twin.elapsed`): the delay up
+  to when the case was ready, on the wall clock (a customer's time runs at
+  night) or in working hours; an activity takes one when replaying the log's
+  own arrivals brings its waits clearly closer to the log's. With start times,
   ``PoolModel.contention_hours`` also reports how much waiting fell while the
   resource that did the work was busy with other work.
 - **Capacity**: with ``pooling="profiles"`` and start times (the default for
@@ -329,8 +334,7 @@ def fit_twin(
             # waiting while a member was free is not queueing for the pool: extraneous delay
             idle = IdleClock(b_s, b_e, capacity, clock)
             en, st = rows["_h_enabled"].to_numpy(), rows["_h_start"].to_numpy()
-            df.loc[rows.index, "_delay"] = np.clip(idle.at(np.maximum(st, en)) - idle.at(en), 0.0,
-                                                   None)  # fmt: skip
+            df.loc[rows.index, "_delay"] = idle.free_hours(en, st)
             if on_hours < HOURS_PER_WEEK:  # a delay outside the organisation runs at night too
                 # when the case was ready (its delay over) is known up to an interval: impute it
                 # on the wall clock, and in working hours (waiting while every member was

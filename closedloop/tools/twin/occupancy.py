@@ -12,7 +12,7 @@ moment, from which the fit reads:
   that many servers, or a pool of one such name would be simulated as one
   server and queue work the log shows running side by side;
 - for each wait (enabled -> start), the *working* hours in which the pool
-  had a free member (:func:`idle_wait_hours`): waiting then is not queueing
+  had a free member (:meth:`IdleClock.free_hours`): waiting then is not queueing
   for the pool (the customer, a timer, a hand-off) and becomes extraneous
   delay, while waiting with every member busy (or off shift) is the queue
   the simulation engine reproduces itself.
@@ -27,8 +27,7 @@ import pandas as pd
 
 from closedloop.tools.twin.calendar import HOURS_PER_WEEK, WeeklyClock
 
-__all__ = ["IdleClock", "busy_profile", "idle_wait_hours", "member_slots", "parallel_slots",
-           "peak_busy"]  # fmt: skip
+__all__ = ["IdleClock", "busy_profile", "member_slots", "parallel_slots", "peak_busy"]
 
 PARALLEL_SHARE = 0.5  # of a member's busy time on 2+ cases at once: it works in parallel
 MIN_OVERLAP_SHARE = 0.02  # of its busy time: a level reached more rarely is not a slot
@@ -109,6 +108,12 @@ class IdleClock:
         slot = np.mod(e, HOURS_PER_WEEK).astype(np.int64) % HOURS_PER_WEEK
         self.ends_on_shift = e[np.asarray(clock.weights)[slot] > 0]
 
+    def free_hours(self, enabled: np.ndarray, started: np.ndarray) -> np.ndarray:
+        """Working hours of each wait ``[enabled, started]`` in which a member was free."""
+        a = np.asarray(enabled, dtype=float)
+        b = np.maximum(np.asarray(started, dtype=float), a)
+        return np.clip(self.at(b) - self.at(a), 0.0, None)
+
     def next_start(self, ready: np.ndarray) -> np.ndarray:
         """When work ready at ``ready`` would start: at once if a member is free, else when
         one frees up on shift (the end of a busy period, or the next opening)."""
@@ -140,19 +145,3 @@ class IdleClock:
             self.clock.inverse_many(self.work[kk] + (x - self.g[kk])),
             self.clock.inverse_many(self.work[0] + np.minimum(x, 0.0)),
         )
-
-
-def idle_wait_hours(
-    enabled: np.ndarray,
-    started: np.ndarray,
-    starts: np.ndarray,
-    ends: np.ndarray,
-    capacity: int,
-    clock: WeeklyClock,
-) -> np.ndarray:
-    """Working hours of each wait ``[enabled, started]`` during which fewer than ``capacity``
-    of the pool's intervals ``[starts, ends]`` were open (a member was free)."""
-    a = np.asarray(enabled, dtype=float)
-    b = np.maximum(np.asarray(started, dtype=float), a)
-    idle = IdleClock(starts, ends, capacity, clock)
-    return np.clip(idle.at(b) - idle.at(a), 0.0, None)
