@@ -42,6 +42,6 @@ bench-trust: setup
 	$(BIN)/python benchmarks/bench_backtests.py --bootstrap 5 --replications 20 --write
 	-PROSIMOS_PYTHON=$(PROSIMOS_VENV)/bin/python $(BIN)/python benchmarks/bench_prosimos_truth.py --seeds 1 2 3 4 5 6 --cases 3000 --bootstrap 5 --replications 5 --write
 	$(BIN)/python benchmarks/bench_counterfactual.py --seeds 20 --regimes default,second-line-bottleneck,unreliable-bot,overload,nothing-helps --write
-	$(BIN)/python benchmarks/bench_o2c_truth.py --seeds 5 --regimes default,risky-auto-approve --write
+	$(BIN)/python benchmarks/bench_o2c_truth.py --seeds 20 --regimes default,risky-auto-approve,nothing-helps --write
 	$(BIN)/python benchmarks/bench_canary.py --seeds 20 --write
 	$(BIN)/python benchmarks/assemble.py
