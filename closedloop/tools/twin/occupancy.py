@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.twin.calendar import HOURS_PER_WEEK, WeeklyClock
+from closedloop.tools.twin.calendar import WeeklyClock
 
 __all__ = ["IdleClock", "busy_profile", "member_slots", "parallel_slots", "peak_busy"]
 
@@ -104,24 +104,12 @@ class IdleClock:
         self.work = clock.forward_many(self.times)
         self.g = np.r_[0.0, np.cumsum(np.where(idle[:-1], np.diff(self.work), 0.0))]
         self.idle = idle
-        e = np.sort(np.asarray(ends, dtype=float))
-        slot = np.mod(e, HOURS_PER_WEEK).astype(np.int64) % HOURS_PER_WEEK
-        self.ends_on_shift = e[np.asarray(clock.weights)[slot] > 0]
 
     def free_hours(self, enabled: np.ndarray, started: np.ndarray) -> np.ndarray:
         """Working hours of each wait ``[enabled, started]`` in which a member was free."""
         a = np.asarray(enabled, dtype=float)
         b = np.maximum(np.asarray(started, dtype=float), a)
         return np.clip(self.at(b) - self.at(a), 0.0, None)
-
-    def next_start(self, ready: np.ndarray) -> np.ndarray:
-        """When work ready at ``ready`` would start: at once if a member is free, else when
-        one frees up on shift (the end of a busy period, or the next opening)."""
-        ready = np.asarray(ready, dtype=float)
-        freed = self.first_reach(self.at(ready) + 1e-7)
-        k = np.searchsorted(self.ends_on_shift, ready, side="left")
-        ends = np.r_[self.ends_on_shift, np.inf]
-        return np.maximum(np.minimum(freed, ends[k]), ready)
 
     def at(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=float)
