@@ -18,6 +18,7 @@ import pytest
 from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE, RESOURCE, START
 from closedloop.tools.twin import fit_twin, simulate_log
 from closedloop.tools.twin.calendar import WeeklyClock
+from closedloop.tools.twin.uncertainty import bootstrap_twins
 
 T0 = pd.Timestamp("2026-01-05", tz="UTC")  # a Monday
 OFFICE = WeeklyClock([1.0 if d < 5 and 9 <= h < 17 else 0.0 for d in range(7) for h in range(24)])
@@ -83,6 +84,18 @@ def test_a_customers_delay_runs_on_the_wall_clock_and_keeps_its_nights(customer_
     before = _wait_before_release(simulate_log(on_working_hours, 1500, start, seed=1))
     assert abs(simulated - observed) < 0.2 * observed
     assert abs(before - observed) > 1.5 * abs(simulated - observed)
+
+
+def test_bootstrap_refits_read_the_delay_as_their_parent_chose(customer_log) -> None:
+    twin = fit_twin(customer_log)
+    assert twin.delay_readings == {"Release": "wall"}
+    for refit in bootstrap_twins(customer_log, twin, 2, seed=5):
+        assert refit.delay_readings == {"Release": "wall"}
+        assert refit.activities["Release"].delay_clock == "wall"
+        assert refit.activities["Release"].delay_hours != twin.activities["Release"].delay_hours
+    # told to read no delay the new way, a refit keeps every delay on working hours
+    plain = fit_twin(customer_log, delay_readings={})
+    assert plain.delay_readings == {} and plain.activities["Release"].delay_clock == "working"
 
 
 def test_queueing_alone_is_not_read_as_a_delay() -> None:

@@ -183,7 +183,11 @@ def _activity(
 
 
 def fit_twin(
-    frame: pd.DataFrame, seed: int = 0, pooling: Pooling = "auto", censor: bool = True
+    frame: pd.DataFrame,
+    seed: int = 0,
+    pooling: Pooling = "auto",
+    censor: bool = True,
+    delay_readings: dict[str, str] | None = None,
 ) -> ProcessTwin:
     """Fit a process twin (simulation model) from a canonical event frame.
 
@@ -202,6 +206,9 @@ def fit_twin(
     last step is not a step to the end, visits per case (and so each pool's
     load) come from the routing chain, and they are kept as the twin's
     ``open_cases`` (the backlog a forward simulation can start from).
+    ``delay_readings`` (activity -> "wall" or "ready"), when given, is how each activity's
+    extraneous delay is read, instead of choosing it by replaying the log (a bootstrap refit
+    keeps its parent's choice and skips those replays).
 
     Returns a :class:`ProcessTwin` with arrival calendar, history-aware
     routing, fitted processing and delay distributions, resource pools with
@@ -341,8 +348,10 @@ def fit_twin(
                 # busy may still have been delay)
                 low, high = wall_clock_bounds(en, st, idle)
                 w_low, w_high = clock.between(en, en + low), clock.between(en, en + high)
-                wall, ready = np.zeros(len(rows)), np.zeros(len(rows))
-                for idx in rows.groupby(ACTIVITY, sort=True).indices.values():
+                wall, ready = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+                for act, idx in rows.groupby(ACTIVITY, sort=True).indices.items():
+                    if delay_readings is not None and act not in delay_readings:
+                        continue  # read the default way: nothing to impute
                     wall[idx] = imputed_delays((low[idx], high[idx]), wall_rng)
                     ready[idx] = imputed_delays((w_low[idx], w_high[idx]), wall_rng)
                 df.loc[rows.index, "_wall_delay"] = wall
@@ -383,6 +392,8 @@ def fit_twin(
     for act, arows in df[df["_wall_delay"].notna()].groupby(ACTIVITY, sort=True):
         if len(arows) >= MIN_DELAY_CONTEXT and arows["_wall_delay"].mean() > 0:
             for name, col in (("wall", "_wall_delay"), ("ready", "_ready_delay")):
+                if delay_readings is not None and delay_readings.get(str(act)) != name:
+                    continue
                 alternatives[name][str(act)] = _activity(
                     str(act), arows.assign(_delay=arows[col]), visits[str(act)], wall_rng,
                     wall_clock=name == "wall")  # fmt: skip
@@ -440,11 +451,15 @@ def fit_twin(
         open_cases=open_cases(df, cens, attr_names) if cens is not None else [],
         queue_priority=priority,
     )
-    if not alternatives["wall"]:
+    if not any(alternatives.values()):
         return twin
-    arrivals = np.sort(df.groupby(CASE, sort=False)["_h_start"].min().to_numpy(dtype=float))
-    observed_wait = df.groupby(ACTIVITY)["_wait"].mean().to_dict()
-    chosen = choose_delays(twin, alternatives, arrivals, observed_wait, seed)
+    if delay_readings is None:
+        arrivals = np.sort(df.groupby(CASE, sort=False)["_h_start"].min().to_numpy(dtype=float))
+        observed_wait = df.groupby(ACTIVITY)["_wait"].mean().to_dict()
+        chosen = choose_delays(twin, alternatives, arrivals, observed_wait, seed)
+    else:
+        chosen = {a: n for a, n in delay_readings.items() if a in alternatives.get(n, {})}
+    twin.delay_readings = dict(sorted(chosen.items()))  # type: ignore[assignment]
     for name, why in (("wall", "runs on the wall clock (nights and weekends too)"),
                       ("ready", "lasts until the case was ready, members busy or not")):  # fmt: skip
         acts = sorted(a for a, n in chosen.items() if n == name)

@@ -190,6 +190,11 @@ class ProcessTwin(BaseModel):
     queue_priority: QueuePriority | None = Field(
         None, description="cases the pools serve first, learned from the log (None: FIFO)"
     )
+    delay_readings: dict[str, Literal["wall", "ready"]] = Field(
+        default_factory=dict,
+        description="activities whose extraneous delay is read up to when the case was ready, "
+        "on the wall clock or in working hours (others: the hours a member was free)",
+    )
 
     def pool_of(self, activity: str) -> str:
         """The pool that does most of ``activity`` (KeyError for an unknown activity)."""

@@ -116,14 +116,18 @@ def bootstrap_twins(
     frame: pd.DataFrame, twin: ProcessTwin, count: int, seed: int = 0
 ) -> list[ProcessTwin]:
     """``count`` twins refitted on resampled cases, the original's arrival calendar kept and its
-    rate drawn from the rate's sampling uncertainty."""
+    rate drawn from the rate's sampling uncertainty. Each refit reads extraneous delays the way
+    the original chose (the bootstrap is conditional on that choice, which costs three replays
+    of the log to make)."""
     rng = np.random.default_rng([seed, 99])
     kept = {f: getattr(twin, f) for f in ARRIVAL_FIELDS}
     pooling = twin.pooling if twin.pooling in ("activity", "profiles") else "auto"
     n = max(twin.n_cases, 1)
     out = []
     for _ in range(count):
-        refit = fit_twin(resample_cases(frame, rng), seed=seed, pooling=pooling)  # type: ignore[arg-type]
+        refit = fit_twin(
+            resample_cases(frame, rng), seed=seed, pooling=pooling,  # type: ignore[arg-type]
+            delay_readings=twin.delay_readings)  # fmt: skip
         factor = float(rng.gamma(n, 1.0 / n))
         rate = {"mean_interarrival_hours": twin.mean_interarrival_hours / factor,
                 "arrival_rates": [r * factor for r in twin.arrival_rates]
