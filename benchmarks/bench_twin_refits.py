@@ -56,14 +56,18 @@ def render(rows: list[dict], refits: int) -> str:
     lines = [
         "## Twin bootstrap cost: refits inherit the delay readings",
         "",
-        f"`benchmarks/bench_twin_refits.py --refits {refits}`: fit the twin once, then "
-        f"{refits} bootstrap refits (resampled cases) that inherit the parent's choice of how "
-        "to read each activity's extraneous delay, against the same number of refits that "
-        "choose again (three replays of the log's own arrivals each), in the same run. "
-        "Seconds are wall / CPU.",
+        (
+            f"`benchmarks/bench_twin_refits.py --refits {refits}`: fit the twin once, then "
+            f"{refits} bootstrap refits (resampled cases) that inherit the parent's choice of how "
+            "to read each activity's extraneous delay, against the same number of refits that "
+            "choose again (three replays of the log's own arrivals each), in the same run. "
+            "Seconds are wall / CPU."
+        ),
         "",
-        "| log | events | delays read on the wall clock / to readiness | fit | refits inheriting "
-        "| refits choosing again | CPU saved | refits that chose as the parent |",
+        (
+            "| log | events | delays read on the wall clock / to readiness | fit | refits inheriting "
+            "| refits choosing again | CPU saved | refits that chose as the parent |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -76,8 +80,10 @@ def render(rows: list[dict], refits: int) -> str:
         )
     lines += [
         "",
-        "The bootstrap's intervals are conditional on the parent's choice of delay reading; the "
-        "last column shows how often a refit choosing again would have made the same choice.",
+        (
+            "The bootstrap's intervals are conditional on the parent's choice of delay reading; the "
+            "last column shows how often a refit choosing again would have made the same choice."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
