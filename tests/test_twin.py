@@ -27,6 +27,11 @@ from closedloop.tools.twin import (
     simulate_log,
     working_slots,
 )
+from closedloop.tools.twin.calendar import (
+    MIN_EVENTS_FOR_POOL_CALENDAR,
+    daily_window_slots,
+    describe_slots,
+)
 
 
 @cache
@@ -219,6 +224,26 @@ def test_working_slots_close_hours_where_work_waited_but_never_started() -> None
     # work that never waits gives no evidence against any hour: low demand does not close it
     assert working_slots(starts, starts) == [True] * 168
     assert working_slots(starts[:10], enabled[:10]) is None  # too little data
+
+
+def test_a_thin_pool_gets_the_daily_window_its_starts_show_where_work_waited_outside_it() -> None:
+    # 40 tasks in 4 weeks, ready at any hour (a customer's reply), done Mon-Fri 08-17: too few
+    # to tell hour by hour, but 40 starts inside a window that holds a third of the waiting
+    # would be chance with probability ~1e-19
+    rng = np.random.default_rng(4)
+    ready = rng.uniform(0, 4 * 168, 40)
+    clock = WeeklyClock(
+        [1.0 if d < 5 and 8 <= h < 17 else 0.0 for d in range(7) for h in range(24)]
+    )
+    starts = np.array([clock.inverse(clock.forward(t)) for t in ready]) + 0.01
+    assert working_slots(starts, ready, MIN_EVENTS_FOR_POOL_CALENDAR) is None
+    slots = daily_window_slots(starts, ready)
+    # (the window closes after the last hour a start fell in: so few tasks may miss the last hour)
+    assert slots is not None and describe_slots(slots) in ("mon-fri 08-17 UTC", "mon-fri 08-16 UTC")
+    # a pool that works always but whose work comes in the day, and hardly waits: no window
+    daytime = rng.integers(0, 28, 40) * 24.0 + rng.uniform(8, 17, 40)
+    assert daily_window_slots(daytime + 0.2, daytime) is None
+    assert daily_window_slots(starts[:10], ready[:10]) is None  # too little data
 
 
 def test_duration_fit_picks_a_family_and_samples_by_inverse_cdf() -> None:

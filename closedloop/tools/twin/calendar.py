@@ -29,6 +29,8 @@ MIN_EXPECTED_STARTS = 3.0
 MIN_EVENTS_FOR_CALENDAR = 50
 MIN_EVENTS_FOR_POOL_CALENDAR = 100  # fewer: the pool follows the calendar of the whole log
 MIN_WEEKS_FOR_CALENDAR = 2.0
+MIN_EVENTS_FOR_DAILY_WINDOW = 20
+MAX_WINDOW_CHANCE = 0.01  # see daily_window_slots
 
 
 def week_epoch(moment: datetime) -> datetime:
@@ -181,6 +183,35 @@ def working_slots(
     if off.all():
         return None
     return (~off).tolist()
+
+
+def daily_window_slots(
+    starts: np.ndarray, enabled: np.ndarray, min_events: int = MIN_EVENTS_FOR_DAILY_WINDOW
+) -> list[bool] | None:
+    """A calendar for a pool with too few instances to tell hour by hour, or None.
+
+    The days of the week that saw a start, each from the earliest hour of day any start fell
+    in to the latest. Kept only when work waited outside that window so much that, had the
+    pool worked whenever work waited (starts falling where the waiting is), every start
+    landing inside it would have a chance below MAX_WINDOW_CHANCE; so a quiet night, when
+    little waits, never closes an hour. None with fewer than ``min_events`` instances or
+    less than MIN_WEEKS_FOR_CALENDAR weeks of data.
+    """
+    starts = np.asarray(starts, dtype=float)
+    if len(starts) < min_events or np.ptp(starts) < MIN_WEEKS_FOR_CALENDAR * HOURS_PER_WEEK:
+        return None
+    slot = np.mod(starts, HOURS_PER_WEEK).astype(np.int64)
+    hour = slot % 24
+    window = np.zeros(HOURS_PER_WEEK, dtype=bool)
+    for day in np.unique(slot // 24):
+        window[day * 24 + hour.min() : day * 24 + hour.max() + 1] = True
+    waiting = _slot_overlap(np.asarray(enabled, dtype=float), starts)
+    if window.all() or waiting.sum() <= 0:
+        return None
+    inside = float(waiting[window].sum() / waiting.sum())
+    if inside ** len(starts) >= MAX_WINDOW_CHANCE:
+        return None
+    return window.tolist()
 
 
 def arrival_rates(case_starts: pd.Series) -> list[float] | None:

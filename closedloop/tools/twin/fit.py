@@ -72,6 +72,7 @@ from closedloop.tools.twin.calendar import (
     MIN_EVENTS_FOR_POOL_CALENDAR,
     WeeklyClock,
     arrival_rates,
+    daily_window_slots,
     describe_slots,
     week_epoch,
     working_slots,
@@ -289,7 +290,12 @@ def fit_twin(
         slots = working_slots(
             rows["_h_start"].to_numpy(), rows["_h_enabled"].to_numpy(), MIN_EVENTS_FOR_POOL_CALENDAR
         )
-        slots = slots or overall or [True] * HOURS_PER_WEEK
+        slots = (
+            slots
+            or daily_window_slots(rows["_h_start"].to_numpy(), rows["_h_enabled"].to_numpy())
+            or overall
+            or [True] * HOURS_PER_WEEK
+        )
         clock = WeeklyClock([1.0 if s else 0.0 for s in slots])
         on_hours = int(sum(slots))
         # work counts only in the pool's working hours: a task left open overnight is not work
