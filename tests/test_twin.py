@@ -246,6 +246,31 @@ def test_a_thin_pool_gets_the_daily_window_its_starts_show_where_work_waited_out
     assert daily_window_slots(starts[:10], ready[:10]) is None  # too little data
 
 
+def test_a_record_logged_as_work_ends_does_not_open_an_hour() -> None:
+    # One approver, Mon-Fri 09-17, busy; an approval begun at 16:50 ends after 17:00, and a
+    # half of them are then noted as rejected (no time taken). Those notes fall at 17:0x but
+    # nobody works then: the calendar stays 09-17.
+    rng = np.random.default_rng(8)
+    office = WeeklyClock(
+        [1.0 if d < 5 and 9 <= h < 17 else 0.0 for d in range(7) for h in range(24)]
+    )
+    events, free = [], 0.0
+    for i, arrival in enumerate(np.sort(rng.uniform(0, 3 * 168, 300))):
+        start = office.inverse(office.forward(max(arrival, free)))
+        end = start + rng.uniform(0.2, 0.5)
+        events += [
+            (str(i), "Receive", arrival, arrival, "clerk"),
+            (str(i), "Approve", start, end, "A"),
+        ]
+        if rng.random() < 0.5:
+            events.append((str(i), "Reject", end, end, "A"))
+        free = end
+    late = sum(1 for e in events if e[1] == "Reject" and (e[2] % 24) >= 17)
+    assert late >= 3  # the notes that would open 17-18
+    twin = fit_twin(_frame(events))
+    assert twin.pools[twin.pool_of("Approve")].calendar == "mon-fri 09-17 UTC"
+
+
 def test_duration_fit_picks_a_family_and_samples_by_inverse_cdf() -> None:
     rng = np.random.default_rng(1)
     values = np.r_[np.zeros(200), rng.lognormal(0.0, 0.8, 1800)]

@@ -183,6 +183,18 @@ def _activity(
     )
 
 
+def _calendar_times(rows: pd.DataFrame, has_starts: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Start and enabled hours of the instances that show when a pool works.
+
+    With start times, an instance that took no time (a record logged as work ends, such as
+    a rejection noted at 17:02 after an approval begun at 16:50) shows no one at work then.
+    """
+    worked = (rows["_h_end"] > rows["_h_start"]).to_numpy() if has_starts else None
+    if worked is None or not worked.any():
+        return rows["_h_start"].to_numpy(), rows["_h_enabled"].to_numpy()
+    return rows["_h_start"].to_numpy()[worked], rows["_h_enabled"].to_numpy()[worked]
+
+
 def fit_twin(
     frame: pd.DataFrame,
     seed: int = 0,
@@ -276,7 +288,7 @@ def fit_twin(
     df["_h_end"] = ((df[COMPLETE] - epoch) / HOUR).to_numpy(dtype=float)
     df["_proc_wall"] = df["_proc"]
     span_start, span_end = float(df["_h_start"].min()), float(df["_h_end"].max())
-    overall = working_slots(df["_h_start"].to_numpy(), df["_h_enabled"].to_numpy())
+    overall = working_slots(*_calendar_times(df, has_starts))
 
     pools: dict[str, PoolModel] = {}
     case_rate = 1.0 / mean_gap
@@ -287,12 +299,10 @@ def fit_twin(
     wall_rng = np.random.default_rng([seed, 11])  # its own stream: other draws stay as they were
     for pool, rows in df.groupby("_pool", sort=True):
         pool = str(pool)
-        slots = working_slots(
-            rows["_h_start"].to_numpy(), rows["_h_enabled"].to_numpy(), MIN_EVENTS_FOR_POOL_CALENDAR
-        )
+        times = _calendar_times(rows, has_starts)
         slots = (
-            slots
-            or daily_window_slots(rows["_h_start"].to_numpy(), rows["_h_enabled"].to_numpy())
+            working_slots(*times, MIN_EVENTS_FOR_POOL_CALENDAR)
+            or daily_window_slots(*times)
             or overall
             or [True] * HOURS_PER_WEEK
         )
