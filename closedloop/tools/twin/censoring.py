@@ -40,6 +40,7 @@ from closedloop.tools.log.columns import ACTIVITY, CASE, CASE_PREFIX, COMPLETE
 from closedloop.tools.twin.frame import plain
 from closedloop.tools.twin.process_twin import OpenCase
 from closedloop.tools.twin.routing import END, VISIT_CAP
+from closedloop.tools.twin.survival import km_curve
 
 __all__ = ["Censoring", "detect_censoring", "expected_visits", "open_cases"]
 
@@ -57,22 +58,15 @@ class Censoring:
     horizon_hours: float
     end_activities: list[str]
     censored: np.ndarray  # per row: the last row of a censored case (its "next" is unknown)
+    # per row: hours to the case's next event; for a censored row, to the cut; 0 for a case's end
+    follow: np.ndarray
     open_case_ids: list[str]
 
 
 def _survival(gaps: np.ndarray, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier curve of the time to the next event: (times, share with none by then).
-
-    ``gaps``: time to the next event of the instances that have one (events);
-    ``ages``: time from the last instances to the cut (censored: nothing yet).
-    The curve's last value is the plateau: the share no further event ever follows.
-    """
-    times = np.r_[gaps, ages]
-    event = np.r_[np.ones(len(gaps)), np.zeros(len(ages))]
-    order = np.lexsort((1 - event, times))  # at equal times the event goes first
-    at_risk = len(times) - np.arange(len(times))
-    factors = np.where(event[order] == 1, 1.0 - 1.0 / at_risk, 1.0)
-    return times[order], np.cumprod(factors)
+    """Kaplan-Meier curve of the time to the next event: ``gaps`` of the instances followed
+    by one, ``ages`` (time to the cut) of the last instances, censored."""
+    return km_curve(np.r_[gaps, ages], np.r_[np.ones(len(gaps), bool), np.zeros(len(ages), bool)])
 
 
 def _never_followed(gaps: np.ndarray, ages: np.ndarray) -> float:
@@ -132,11 +126,13 @@ def detect_censoring(df: pd.DataFrame, cut: pd.Timestamp | None = None) -> Censo
     recent = last & (age <= horizon)
     if ends:
         not_end = ~pd.Series(acts).isin(ends).to_numpy()
-        censored = (recent | _in_backlog(acts, t.to_numpy(), last)) & not_end
+        likely_open = last & (posterior >= 0.5)
+        censored = (recent | likely_open | _in_backlog(acts, t.to_numpy(), last)) & not_end
     else:  # no activity mostly ends cases (BPI 2012's work items): weigh each case's silence
         censored = recent & (posterior >= 0.5)
     ids = [str(c) for c in cases[censored]]
-    return Censoring(cut, horizon, ends, censored, ids)
+    follow = np.where(last, np.where(censored, age, 0.0), np.nan_to_num(gap))
+    return Censoring(cut, horizon, ends, censored, np.clip(follow, 0.0, None), ids)
 
 
 def expected_visits(

@@ -101,6 +101,7 @@ from closedloop.tools.twin.process_twin import ActivityModel, ObservedKpis, Pool
 from closedloop.tools.twin.queueing import MAX_UTILISATION, queue_wait_hours, stable_capacity
 from closedloop.tools.twin.routing import START as ROUTE_START
 from closedloop.tools.twin.routing import carry_on_pairs, discover_routing, parallel_pairs
+from closedloop.tools.twin.survival import redistributed_weights, reweighted
 
 __all__ = ["Pooling", "fit_twin"]
 # Also importable from here for callers written before the facade (tests/test_twin_cli.py);
@@ -144,17 +145,31 @@ def _delays(rows: pd.DataFrame, clock: WeeklyClock, keep: float) -> np.ndarray:
     return clock.between(a, b) * keep
 
 
+def _arrival_weights(
+    df: pd.DataFrame, censored: np.ndarray | None, follow: np.ndarray | None
+) -> np.ndarray:
+    """Per instance, the weight of the step that led to it (1 for a case's first): a step
+    still pending at the log's end hands its weight to the longer steps from the same
+    activity, so the delays of a slow branch are not read from its quick cases alone."""
+    if censored is None or follow is None or not censored.any():
+        return np.ones(len(df))
+    step = redistributed_weights(follow, censored, df[[ACTIVITY]])
+    first = np.r_[True, df[CASE].to_numpy()[1:] != df[CASE].to_numpy()[:-1]]
+    return np.where(first, 1.0, np.r_[1.0, step[:-1]])
+
+
 def _activity(
     name: str, arows: pd.DataFrame, visits: float, rng: np.random.Generator, wall_clock: bool
 ) -> ActivityModel:
     """The model of one activity from all its instances (columns set in fit_twin); its
     extraneous delay in the pool's working hours, or on the wall clock with ``wall_clock``."""
     proc = arows["_proc"].to_numpy(dtype=float)
-    delays = arows["_delay"].to_numpy(dtype=float)
+    raw, weights = arows["_delay"].to_numpy(dtype=float), arows["_weight"].to_numpy(dtype=float)
+    delays = reweighted(raw, weights)
     after = {}
     for prev, idx in arows.groupby("_prev", sort=True).indices.items():
         if len(idx) >= MIN_DELAY_CONTEXT:
-            after[str(prev)] = fit_duration(delays[idx], rng)
+            after[str(prev)] = fit_duration(reweighted(raw[idx], weights[idx]), rng)
     pool_shares = shares(arows["_pool"], pd.Series(name, index=arows.index))[name]
     main = max(pool_shares, key=lambda p: (pool_shares[p], p))
     by_pool, pool_after = {}, {}
@@ -256,9 +271,11 @@ def fit_twin(
 
     cens = detect_censoring(df) if censor else None
     censored = cens.censored if cens is not None else None
+    follow = cens.follow if cens is not None else None
     starts, transitions, contexts = discover_routing(
-        df[CASE].to_numpy(dtype=object), df[ACTIVITY].to_numpy(dtype=object), censored
+        df[CASE].to_numpy(dtype=object), df[ACTIVITY].to_numpy(dtype=object), censored, follow
     )
+    df["_weight"] = _arrival_weights(df, censored, follow)
     act_count = df[ACTIVITY].value_counts()
     visits = {str(a): float(c) / n_cases for a, c in act_count.items()}
     if cens is not None and cens.open_case_ids:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from closedloop.tools.log.columns import ACTIVITY, CASE, COMPLETE, RESOURCE
 from closedloop.tools.log.columns import START as STARTED
+from closedloop.tools.twin.survival import redistributed_weights
 
 START = "__START__"
 END = "__END__"
@@ -56,11 +57,14 @@ class RoutingContext(BaseModel):
 
 def _normalised(counts: pd.Series) -> dict[str, float]:
     total = float(counts.sum())
-    return {str(b): float(n) / total for b, n in sorted(counts.items())}
+    return {str(b): float(n) / total for b, n in sorted(counts.items()) if n > 0}
 
 
 def discover_routing(
-    cases: np.ndarray, acts: np.ndarray, censored: np.ndarray | None = None
+    cases: np.ndarray,
+    acts: np.ndarray,
+    censored: np.ndarray | None = None,
+    follow: np.ndarray | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[RoutingContext]]:
     """Start probabilities, first-order transitions and history contexts.
 
@@ -68,7 +72,12 @@ def discover_routing(
     instance, grouped by case and in execution order. ``censored`` marks the
     last instance of cases still open at the log's end: what follows it is
     unknown, so it counts for the start and the history but not as a step
-    to END.
+    to END. With ``follow`` (hours from each instance to the next event of its
+    case; for a censored one, to the log's end) a censored step is not dropped
+    but hands its weight to the steps of its context that took longer than it
+    has waited (:func:`~closedloop.tools.twin.survival.redistributed_weights`):
+    a slow branch (a shipment bouncing back days later) keeps its share even
+    though the log's last days show only the quick outcomes.
     """
     first = np.r_[True, cases[1:] != cases[:-1]]
     last = np.r_[cases[1:] != cases[:-1], True]
@@ -79,14 +88,22 @@ def discover_routing(
     frame["visit"] = np.minimum(visit, VISIT_CAP)
 
     starts = _normalised(frame.loc[first, "act"].value_counts())
-    if censored is not None and censored.any():
-        frame = frame[~np.asarray(censored, dtype=bool)]
-    transitions = {
-        str(a): _normalised(rows["next"].value_counts())
-        for a, rows in frame.groupby("act", sort=True)
-    }
+    pending = np.zeros(len(frame), dtype=bool) if censored is None else np.asarray(censored, bool)
+    levels = (["act"], ["prev", "act"], ["prev", "act", "visit"])
+    for level, keys in enumerate(levels):
+        frame[f"w{level}"] = (
+            redistributed_weights(follow, pending, frame[keys])
+            if follow is not None
+            else (~pending).astype(float)
+        )
+    frame = frame[~pending]
+
+    def weighted(rows: pd.DataFrame, level: int) -> dict[str, float]:
+        return _normalised(rows.groupby("next", sort=True)[f"w{level}"].sum())
+
+    transitions = {str(a): weighted(rows, 0) for a, rows in frame.groupby("act", sort=True)}
     contexts: list[RoutingContext] = []
-    for keys, level in ((["prev", "act"], 1), (["prev", "act", "visit"], 2)):
+    for level, keys in enumerate(levels[1:], start=1):
         for key, rows in frame.groupby(keys, sort=True):
             if len(rows) < MIN_SUPPORT:
                 continue
@@ -96,7 +113,7 @@ def discover_routing(
                     previous=str(key[0]),
                     visit=int(key[2]) if level == 2 else None,
                     support=len(rows),
-                    next=_normalised(rows["next"].value_counts()),
+                    next=weighted(rows, level),
                 )
             )
     return starts, transitions, contexts
