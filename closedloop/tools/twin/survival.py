@@ -77,4 +77,4 @@ def reweighted(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="stable")
     cdf = np.cumsum(weights[order]) / weights.sum()
     at = (np.arange(len(values)) + 0.5) / len(values)
-    return values[order][np.minimum(np.searchsorted(cdf, at, side="right"), len(values) - 1)]
+    return values[order][np.minimum(np.searchsorted(cdf, at, side="left"), len(values) - 1)]
