@@ -57,12 +57,14 @@ from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log import TIMESTAMP
 from closedloop.tools.measure import (
+    CarryOver,
     Interval,
     choose_design,
     interference_correction,
     measure_change,
     partial_automation,
     rollout_shares_resources,
+    twin_carry_over,
     twin_counterfactual,
     twin_interference,
 )
@@ -231,6 +233,22 @@ def _correction(sources: TwinSources) -> Callable[[float | None, float, list], I
     return at_scale
 
 
+def _carry_over(sources: TwinSources, washout_hours: float) -> CarryOver | None:
+    """The twin's carry-over of the plan's switchback, as a function of the measurement's
+    censoring horizon, blocks and arrivals (None without a twin or a scenario)."""
+    twin, scenario = sources.twin, sources.scenario
+    if scenario is None or twin is None:
+        return None
+    sizes = sources.sizes()
+
+    def predicted(tau: float | None, blocks: list, arrivals: list) -> Interval:
+        return twin_carry_over(twin, scenario, blocks, washout_hours, tau_hours=tau,
+                               arrivals=arrivals, seed=sizes["seed"],
+                               replications=max(sizes["replications"], CORRECTION_REPLICATIONS))
+
+    return predicted
+
+
 def measure_plan_kpi(ctx: LoopContext, plan: Plan, api_url: str, catalog_version: str,
                      after: dict[str, Any], trial: SwitchbackSchedule | None = None) -> KpiMeasurement:
     """Read the system's events since the change through the connector (from the feed position
@@ -258,7 +276,8 @@ def _measure(system: System, plan: Plan, sources: TwinSources, records: list[dic
                                   schedule=lambda end: trial_windows(trial, end),
                                   washout_hours=trial.washout_hours,
                                   pairs=begun_pairs(trial),
-                                  baseline_frame=sources.frame)
+                                  baseline_frame=sources.frame,
+                                  carry_over=_carry_over(sources, trial.washout_hours))
         reason = ("the trial stopped early: " + trial.stopped if trial is not None and trial.stopped
                   else "too few blocks fit the window and the write cap")
         design = DesignChoice(design="before_after_with_counterfactual",

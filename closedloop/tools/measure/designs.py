@@ -351,3 +351,29 @@ def treatment_control_corrected(
         tau,
         [f"the interference predicted by {correction.source} holds in the live system"],
     )
+
+
+def corrected_for_carry_over(effect: EffectEstimate, carry_over: Interval) -> EffectEstimate:
+    """A switchback's estimate plus what carry-over between blocks hides of the total effect.
+
+    ``carry_over`` (see :func:`~closedloop.tools.measure.twin_effects.twin_carry_over`) is the
+    model's full-rollout effect minus its own switchback estimate over the same blocks. It is
+    added to the estimate, and its uncertainty to the interval's (as independent errors):
+    where people are nearly always busy, a block inherits the queue the block before it left,
+    so on and off look more alike than the world with and without the change.
+    """
+    mean = effect.effect + carry_over.mean
+    half = math.hypot((effect.ci_high - effect.ci_low) / 2,
+                      (carry_over.ci_high - carry_over.ci_low) / 2)
+    low, high = mean - half, mean + half
+    why = (f"{effect.why}; the carry-over the washout leaves, predicted by {carry_over.source} "
+           f"({carry_over.mean:+.2f} h [{carry_over.ci_low:+.2f}, {carry_over.ci_high:+.2f}]), "
+           "was added with its uncertainty")
+    assumptions = [a for a in effect.assumptions if not a.startswith("blocks are independent")]
+    assumptions.append(f"the carry-over between blocks predicted by {carry_over.source} holds in "
+                       "the live system")
+    return effect.model_copy(update={
+        "effect": mean, "ci_low": low, "ci_high": high, "changed": effect.baseline + mean,
+        "relative_pct": 100 * mean / effect.baseline if effect.baseline else None,
+        "significant": bool(low > 0 or high < 0), "why": why, "assumptions": assumptions,
+    })

@@ -32,11 +32,12 @@ from closedloop.contracts import (
     SequentialDecision,
 )
 from closedloop.tools.base import read_tool
-from closedloop.tools.errors import ToolError
+from closedloop.tools.errors import ScenarioError, ToolError
 from closedloop.tools.log import CASE, TIMESTAMP, frame_from_records
 from closedloop.tools.measure.cohorts import EXPERIMENT_COLUMN
 from closedloop.tools.measure.designs import (
     before_after_with_counterfactual,
+    corrected_for_carry_over,
     switchback,
     treatment_control_corrected,
 )
@@ -49,6 +50,9 @@ ModelNumber = Interval | Callable[[float | None, float, list[datetime]], Interva
 """A model's number (no-change cycle time, interference correction), or a function of
 (censoring horizon, window hours, the window's case arrivals) giving it on the measured scale."""
 Schedule = Callable[[Any], list[tuple[Any, Any, bool]]]
+CarryOver = Callable[[float | None, list[tuple[Any, Any, bool]], list[datetime]], Interval]
+"""A model's carry-over of a switchback over blocks (see ``corrected_for_carry_over``), as a
+function of (censoring horizon, blocks, the window's case arrivals)."""
 
 
 def _at_scale(model: ModelNumber, cases: pd.DataFrame, end: Any,
@@ -139,7 +143,8 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
                    correction: ModelNumber | None = None,
                    baseline_frame: pd.DataFrame | None = None, schedule: Schedule | None = None,
                    washout_hours: float = 0.0,
-                   pairs: Sequence[tuple[int, int]] = ()) -> KpiMeasurement:
+                   pairs: Sequence[tuple[int, int]] = (),
+                   carry_over: CarryOver | None = None) -> KpiMeasurement:
     """The live change's effect on cycle time (hours) by ``design``, with its guardrails.
 
     ``records`` are the events since the change; the window ends at the last of
@@ -152,7 +157,9 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
     design compares cases arriving in on-blocks with those in off-blocks of ``schedule``
     (a function of the window's end giving the blocks as (start, end, on)), leaving out
     arrivals in a block's first ``washout_hours``, paired as ``pairs`` (block indices) where
-    given, and checks the guardrails the same way.
+    given, plus the ``carry_over`` a model predicts for those blocks where given (a function
+    of the censoring horizon, the blocks and the window's arrivals), and checks the guardrails
+    the same way.
     """
     base = {"source": source, "events": len(records),
             "min_cases_per_cohort": guardrails.min_cases_per_cohort}
@@ -174,7 +181,7 @@ def measure_change(records: Sequence[dict[str, Any]], guardrails: Guardrails, de
         if schedule is None:
             raise ToolError("switchback needs the block schedule the executor ran")
         return _switchback(frame, cases, end, base, design, guardrails, schedule(end), washout_hours,
-                           pairs)
+                           pairs, carry_over)
     labels = {f"{rid}:{c}": c for rid in rule_ids for c in ("treatment", "control")}
     cohort = cases["cohort"].map(labels)
     treated, control = cases[cohort == "treatment"], cases[cohort == "control"]
@@ -223,7 +230,8 @@ def _before_after(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict
 
 def _switchback(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict[str, Any],
                 design: DesignChoice, g: Guardrails, blocks: list[tuple[Any, Any, bool]],
-                washout_hours: float, pairs: Sequence[tuple[int, int]]) -> KpiMeasurement:
+                washout_hours: float, pairs: Sequence[tuple[int, int]],
+                carry_over: CarryOver | None = None) -> KpiMeasurement:
     arm = pd.Series(pd.NA, index=cases.index, dtype="object")  # cases are indexed by case id
     for start, stop, on in blocks:
         lo = utc_timestamp(start) + pd.Timedelta(hours=washout_hours)
@@ -240,6 +248,13 @@ def _switchback(frame: pd.DataFrame, cases: pd.DataFrame, end: Any, base: dict[s
                             pairs=pairs)
     except ToolError:  # fewer than two on- and two off-blocks with cases yet
         effect = None
+    if effect is not None and carry_over is not None:
+        try:
+            effect = corrected_for_carry_over(
+                effect, carry_over(effect.tau_hours, blocks, cases["arrival"].tolist()))
+        except ScenarioError as exc:  # the model cannot toggle this change: say so, keep the rest
+            effect = effect.model_copy(update={
+                "why": f"{effect.why}; not corrected for carry-over ({exc})"})
     if effect is not None:
         cohorts = (_stats(on_cases, effect.tau_hours), _stats(off_cases, effect.tau_hours))
     enough = min(int(on_cases["closed"].sum()), int(off_cases["closed"].sum())) >= g.min_cases_per_cohort

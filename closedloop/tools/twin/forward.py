@@ -256,6 +256,16 @@ class ForwardPair:
     u_share: np.ndarray
     as_is_hours: np.ndarray
     changed_hours: np.ndarray
+    arrival_hours: np.ndarray | None = None  # since the twin's week epoch (forward_hours)
+    toggled_hours: np.ndarray | None = None  # with the change on in the on-blocks only
+
+
+def forward_hours(twin: ProcessTwin, moments: Sequence[datetime]) -> np.ndarray:
+    """Hours since the week epoch of the twin's log end, the clock of the forward runs."""
+    if twin.log_end is None:
+        raise ScenarioError("the twin has no log end to simulate forward from")
+    epoch = week_epoch(twin.log_end)
+    return np.array([hours_since(epoch, m) for m in moments], dtype=float)
 
 
 def _drawn_after(m: EngineModel, t1: float, t2: float, seed: tuple[int, ...]) -> np.ndarray:
@@ -272,12 +282,16 @@ def forward_pairs(
     replications: int = 5,
     seed: int = 0,
     arrivals: Sequence[datetime] | None = None,
+    blocks: Sequence[tuple[datetime, datetime, bool]] | None = None,
 ) -> list[ForwardPair]:
     """Per replication, the cases arriving in ``horizon_hours`` from the log's end, run as-is
     and with ``scenario`` on the same draws (backlog included), as :func:`forward_cycle_hours`
     follows them: for a measurement that compares cohorts of those cases. ``arrivals`` replays
     the window's observed arrival times (the drain's arrivals are still drawn): a measurement
-    that saw them need not carry the luck of how many cases came."""
+    that saw them need not carry the luck of how many cases came. With ``blocks`` (start, end,
+    on) a third run has the change on only for the cases arriving in on-blocks, as a
+    switchback trial toggles it (the backlog as the first block, cases after the last block as
+    the last): its skips and automations, the changes a case-level toggle can carry."""
     twin, scenario = as_twin(twin), as_scenario(scenario)
     if twin.log_end is None:
         raise ScenarioError("the twin has no log end to simulate forward from")
@@ -299,16 +313,33 @@ def forward_pairs(
         cases, nb = _cases(twin, m, t0, t2, seed, r, True, given)
         at = np.asarray(cases.arrivals, dtype=float)
         sel = nb + np.flatnonzero((at[nb:] >= t0) & (at[nb:] < t1))
-        hours = [np.minimum(run(m, s, cases, nb).end[sel], t2) - at[sel] for s in (base_s, what_s)]
+        runs = [base_s, what_s]
+        if blocks:
+            runs.append(replace(what_s, active=_switched_on(twin, blocks, at, nb)))
+        hours = [np.minimum(run(m, s, cases, nb).end[sel], t2) - at[sel] for s in runs]
         pairs.append(
             ForwardPair(
                 rows=np.asarray(cases.rows, dtype=np.int64)[sel],
                 u_share=np.asarray(cases.u_share, dtype=float)[sel],
                 as_is_hours=hours[0],
                 changed_hours=hours[1],
+                arrival_hours=at[sel],
+                toggled_hours=hours[2] if blocks else None,
             )
         )
     return pairs
+
+
+def _switched_on(twin: ProcessTwin, blocks: Sequence[tuple[datetime, datetime, bool]],
+                 arrivals: np.ndarray, backlog: int) -> np.ndarray:
+    """Per case, whether the change is on when it arrives: the state of its block, the first
+    block's for the backlog and before it, the last block's after it."""
+    edges = forward_hours(twin, [b[0] for b in blocks])
+    states = np.array([bool(b[2]) for b in blocks])
+    at = np.searchsorted(edges, arrivals, side="right") - 1
+    on = states[np.clip(at, 0, len(states) - 1)]
+    on[:backlog] = states[0]
+    return on
 
 
 def simulate_horizon(

@@ -86,6 +86,9 @@ class Settings:
     priority_mask: list[bool] | None = None
     priority_pools: set[int] | None = None
     batches: dict[int, Batch] = field(default_factory=dict)
+    # per case (engine order): whether its skips and automations apply (None: every case), so
+    # one run can hold cases with and without a change, as a switchback trial does
+    active: np.ndarray | None = None
 
 
 def compile_twin(twin: ProcessTwin, cost_per_hour: dict[str, float] | None = None) -> EngineModel:

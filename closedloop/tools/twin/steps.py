@@ -98,7 +98,7 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
     its durations (common random numbers).
     """
     n, limit = len(cases.arrivals), m.max_steps
-    router, autos, skips = s.router, s.automations, s.skips
+    router, autos, skips, active = s.router, s.automations, s.skips, s.active
     draw, table, start_table = router.draw, router.table, router.start
     acts_l: list[int] = []
     kind_l: list[int] = []  # 0 human, 1 automated
@@ -122,6 +122,7 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
             row = rows[c]
             where = resume[c] if resume is not None else None
             bot_ok: bool | None = None  # did an automation handle this case without failing
+            changed = active is None or bool(active[c])
             if where is None:
                 prev, k, visits = -1, 0, {}
                 a = draw(start_table, ur[0])
@@ -138,14 +139,14 @@ def build_steps(m: EngineModel, s: Settings, cases: Cases) -> tuple[Steps, np.nd
                     uf = np.concatenate([fail[j], ext[:, 3]])
                 v = visits.get(a, 0) + 1
                 visits[a] = v
-                if skips:
+                if skips and changed:
                     skip = skips.get(a)
                     if skip is not None and skip.mask[row]:
                         k += 1
                         a = draw(table(prev, a, v), ur[k]) if skip.then is None else skip.then
                         continue
                 human = True
-                if autos and bot_ok is not False:
+                if autos and changed and bot_ok is not False:
                     auto = autos.get(a)
                     if (
                         auto is not None
