@@ -17,11 +17,18 @@ pretending they ended:
   gaps between consecutive events of a case, so a case left untouched much
   longer than cases ever wait is read as abandoned, not open), or it waits in
   a backlog: most of the next instances of its last activity wait too (a
-  growing queue keeps cases waiting longer than any wait the log saw finish). Where no
-  activity mostly ends cases (BPI 2012's work items often, but not mostly,
-  do), a case is open when that is more likely than not given its last
-  activity and its silence: of that activity's instances silent as long (the
-  Kaplan-Meier curve at the case's age), the share beyond the plateau;
+  growing queue keeps cases waiting longer than any wait the log saw finish),
+  or its silence is shorter than the log shows that step taking: of its last
+  activity's instances silent as long (the Kaplan-Meier curve at the case's
+  age), at least half were followed later (the share beyond the plateau;
+  order-to-cash's shipments bounce back for a new address 1-3 days later, over
+  a weekend the whole process rests, and no within-case gap "horizon" tells
+  that from abandonment). Where no activity mostly ends cases (BPI 2012's work
+  items often, but not mostly, do), that rule alone (within the horizon)
+  decides;
+- **pending steps** (``follow``): the time from each instance to its case's
+  next event, or to the cut for an open case's last one, with which the fit
+  weighs a slow branch (:mod:`closedloop.tools.twin.survival`);
 - :func:`expected_visits` solves the routing chain for the visits per case
   of each activity, which stays unbiased when the censored ends are left out;
 - :func:`open_cases` lists the backlog at the cut (each open case in the

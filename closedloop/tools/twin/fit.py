@@ -12,7 +12,9 @@ reasons about. What it holds and how each part is estimated:
   rhythm and the burstiness. Logs shorter than two weeks get a flat rate.
 - **Routing**: start probabilities, a first-order chain (``transitions``)
   and history-aware contexts (previous activity, visit count) with back-off
-  (:mod:`closedloop.tools.twin.routing`), so loops keep their real lengths.
+  (:mod:`closedloop.tools.twin.routing`), so loops keep their real lengths;
+  a step still pending at the log's end weighs on the outcomes that took longer
+  than it has waited (Kaplan-Meier), and so do the delays of those outcomes.
 - **Times per activity** (:mod:`closedloop.tools.twin.frame`): processing
   time (complete - start, or estimated from the resource's previous
   completion when the log has no starts) fitted with the best of lognormal,
