@@ -15,6 +15,7 @@ import pandas as pd
 
 from closedloop.tools.log.columns import ACTIVITY, CASE, RESOURCE, START, TIME_DTYPE, TIMESTAMP
 from closedloop.tools.measure import (
+    CarryOverPrediction,
     Interval,
     corrected_for_carry_over,
     switchback,
@@ -94,30 +95,40 @@ def test_the_twin_carry_over_puts_back_what_a_busy_queue_hides_from_a_switchback
         raw = switchback(live, _blocks(), end_activities=["B"], window_end=window_end,
                          washout_hours=WASHOUT)
         arrivals = live.groupby(CASE)[START].min().tolist()
-        miss = twin_carry_over(twin, BOT, _blocks(), WASHOUT, arrivals=arrivals, seed=seed)
-        fixed = corrected_for_carry_over(raw, miss)
+        carry = twin_carry_over(twin, BOT, _blocks(), WASHOUT, arrivals=arrivals, seed=seed)
+        fixed = corrected_for_carry_over(raw, carry)
         covered_raw += raw.ci_low <= truth <= raw.ci_high
         covered += fixed.ci_low <= truth <= fixed.ci_high
         raw_errors.append(abs(raw.effect - truth))
         errors.append(abs(fixed.effect - truth))
-        assert miss.mean < 0  # the bot shortens the queue: the switchback sees too little of it
+        assert carry.miss.mean < 0  # the bot shortens the queue: the switchback sees too little
+        # the live off-blocks show the change reaching them, as the twin's toggled ones do
+        assert abs(raw.baseline - carry.off_toggled_hours) < abs(raw.baseline - carry.off_as_is_hours)
     assert covered >= 3
     assert covered_raw <= 2
     assert np.mean(errors) < 0.6 * np.mean(raw_errors)
 
 
-def test_a_carry_over_moves_the_estimate_and_widens_its_interval():
-    raw = switchback(events(world(1, "switch"), CUT, CUT + BLOCK * BLOCKS + 200), _blocks(),
-                     end_activities=["B"],
-                     window_end=(T0 + pd.Timedelta(hours=CUT + BLOCK * BLOCKS + 200)).to_pydatetime(),
+def test_a_carry_over_moves_the_estimate_only_where_the_live_off_blocks_show_it():
+    end = CUT + BLOCK * BLOCKS + 200
+    raw = switchback(events(world(1, "switch"), CUT, end), _blocks(), end_activities=["B"],
+                     window_end=(T0 + pd.Timedelta(hours=end)).to_pydatetime(),
                      washout_hours=WASHOUT)
     miss = Interval(mean=-2.0, ci_low=-5.0, ci_high=1.0, source="a model")
-    fixed = corrected_for_carry_over(raw, miss)
+    shown = CarryOverPrediction(miss=miss, off_toggled_hours=raw.baseline + 1.0,
+                                off_as_is_hours=raw.baseline + 10.0)
+    fixed = corrected_for_carry_over(raw, shown)
     assert fixed.effect == raw.effect - 2.0
     half = np.hypot((raw.ci_high - raw.ci_low) / 2, 3.0)
     assert np.isclose(fixed.ci_high - fixed.ci_low, 2 * half)
     assert "a model" in fixed.why and any("a model" in a for a in fixed.assumptions)
     assert not any(a.startswith("blocks are independent") for a in fixed.assumptions)
+    # off-blocks at the model's as-is level: the world shows no carry-over, nothing is added
+    not_shown = shown.model_copy(update={"off_toggled_hours": raw.baseline - 8.0,
+                                         "off_as_is_hours": raw.baseline + 0.5})
+    kept = corrected_for_carry_over(raw, not_shown)
+    assert (kept.effect, kept.ci_low, kept.ci_high) == (raw.effect, raw.ci_low, raw.ci_high)
+    assert "not corrected" in kept.why and kept.assumptions == raw.assumptions
 
 
 def test_a_change_toggled_per_case_runs_as_is_when_off_and_as_changed_when_on():

@@ -58,6 +58,7 @@ from closedloop.tools.errors import ScenarioError
 from closedloop.tools.log import TIMESTAMP
 from closedloop.tools.measure import (
     CarryOver,
+    CarryOverPrediction,
     Interval,
     choose_design,
     interference_correction,
@@ -241,7 +242,7 @@ def _carry_over(sources: TwinSources, washout_hours: float) -> CarryOver | None:
         return None
     sizes = sources.sizes()
 
-    def predicted(tau: float | None, blocks: list, arrivals: list) -> Interval:
+    def predicted(tau: float | None, blocks: list, arrivals: list) -> CarryOverPrediction:
         return twin_carry_over(twin, scenario, blocks, washout_hours, tau_hours=tau,
                                arrivals=arrivals, seed=sizes["seed"],
                                replications=max(sizes["replications"], CORRECTION_REPLICATIONS))

@@ -35,7 +35,7 @@ from closedloop.tools.measure.designs import (
     switchback,
     treatment_control_corrected,
 )
-from closedloop.tools.measure.effect import Interval, interference_correction
+from closedloop.tools.measure.effect import CarryOverPrediction, Interval, interference_correction
 from closedloop.tools.measure.guardrails import (
     case_quality,
     difference_interval,
@@ -62,7 +62,7 @@ from closedloop.tools.measure.twin_effects import (
 )
 
 __all__ = [
-    "STAFFING_KINDS", "Block", "CarryOver", "FailureCounts", "Interval", "KpiDelta", "RestrictedMean", "SurvivalCurve",
+    "STAFFING_KINDS", "Block", "CarryOver", "CarryOverPrediction", "FailureCounts", "Interval", "KpiDelta", "RestrictedMean", "SurvivalCurve",
     "automation_failures", "before_after_with_counterfactual", "case_quality", "case_table", "choose_design", "corrected_for_carry_over",
     "cycle_times_by_cohort",
     "difference_interval", "guardrail_check", "guardrail_kpis", "interference_correction", "kaplan_meier",

@@ -29,7 +29,7 @@ from closedloop.contracts import EffectEstimate
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ToolError
 from closedloop.tools.measure.cohorts import EXPERIMENT_COLUMN
-from closedloop.tools.measure.effect import Interval, estimate, horizon
+from closedloop.tools.measure.effect import CarryOverPrediction, Interval, estimate, horizon
 from closedloop.tools.measure.survival import (
     case_table,
     kaplan_meier,
@@ -353,24 +353,36 @@ def treatment_control_corrected(
     )
 
 
-def corrected_for_carry_over(effect: EffectEstimate, carry_over: Interval) -> EffectEstimate:
-    """A switchback's estimate plus what carry-over between blocks hides of the total effect.
+def corrected_for_carry_over(effect: EffectEstimate, carry_over: CarryOverPrediction) -> EffectEstimate:
+    """A switchback's estimate plus what carry-over between blocks hides of the total effect,
+    where the live off-blocks show that carry-over.
 
-    ``carry_over`` (see :func:`~closedloop.tools.measure.twin_effects.twin_carry_over`) is the
-    model's full-rollout effect minus its own switchback estimate over the same blocks. It is
-    added to the estimate, and its uncertainty to the interval's (as independent errors):
-    where people are nearly always busy, a block inherits the queue the block before it left,
-    so on and off look more alike than the world with and without the change.
+    ``carry_over`` (see :func:`~closedloop.tools.measure.twin_effects.twin_carry_over`) holds
+    the model's full-rollout effect minus its own switchback estimate over the same blocks
+    (``miss``). Where people are nearly always busy, a block inherits the queue the block
+    before it left: the change reaches the off-blocks, and on and off look more alike than
+    the world with and without the change. The model says how far its off-blocks move from
+    its as-is level; the live off-blocks (the estimate's baseline) either moved that way or
+    stayed at the as-is level. Only where they sit closer to the model's toggled level than
+    to its as-is level is ``miss`` added to the estimate and its uncertainty to the interval
+    (as independent errors); otherwise the estimate is kept and the verdict says why.
     """
-    mean = effect.effect + carry_over.mean
-    half = math.hypot((effect.ci_high - effect.ci_low) / 2,
-                      (carry_over.ci_high - carry_over.ci_low) / 2)
+    off = effect.baseline
+    seen = (f"the live off-blocks average {off:.1f} h, the twin's {carry_over.off_toggled_hours:.1f} h "
+            f"with the change toggled and {carry_over.off_as_is_hours:.1f} h without it")
+    miss = carry_over.miss
+    if abs(off - carry_over.off_toggled_hours) >= abs(off - carry_over.off_as_is_hours):
+        return effect.model_copy(update={"why": (
+            f"{effect.why}; not corrected for the carry-over {miss.source} predicts "
+            f"({miss.mean:+.2f} h): {seen}, so the world's off-blocks do not show it")})
+    mean = effect.effect + miss.mean
+    half = math.hypot((effect.ci_high - effect.ci_low) / 2, (miss.ci_high - miss.ci_low) / 2)
     low, high = mean - half, mean + half
-    why = (f"{effect.why}; the carry-over the washout leaves, predicted by {carry_over.source} "
-           f"({carry_over.mean:+.2f} h [{carry_over.ci_low:+.2f}, {carry_over.ci_high:+.2f}]), "
-           "was added with its uncertainty")
+    why = (f"{effect.why}; {seen}, so the change reaches the off-blocks: the carry-over the "
+           f"washout leaves, predicted by {miss.source} ({miss.mean:+.2f} h "
+           f"[{miss.ci_low:+.2f}, {miss.ci_high:+.2f}]), was added with its uncertainty")
     assumptions = [a for a in effect.assumptions if not a.startswith("blocks are independent")]
-    assumptions.append(f"the carry-over between blocks predicted by {carry_over.source} holds in "
+    assumptions.append(f"the carry-over between blocks predicted by {miss.source} holds in "
                        "the live system")
     return effect.model_copy(update={
         "effect": mean, "ci_low": low, "ci_high": high, "changed": effect.baseline + mean,

@@ -38,6 +38,17 @@ class Interval(BaseModel):
         return (self.ci_high - self.ci_low) / (2 * stats.norm.ppf(0.5 + self.confidence / 2))
 
 
+class CarryOverPrediction(BaseModel):
+    """A model's switchback over the live blocks: what on-minus-off misses of the total effect
+    (``miss``, hours), and the off-blocks' mean cycle time in the model with the change toggled
+    (``off_toggled_hours``) and without it (``off_as_is_hours``): carry-over is the change
+    reaching the off-blocks, which the live off-blocks can confirm or refute."""
+
+    miss: Interval
+    off_toggled_hours: float
+    off_as_is_hours: float
+
+
 def interference_correction(predicted_total: Interval, predicted_direct: Interval) -> Interval:
     """The hours to add to a treatment-minus-control difference to get the total effect.
 

@@ -41,7 +41,7 @@ from closedloop.tools.measure.designs import (
     switchback,
     treatment_control_corrected,
 )
-from closedloop.tools.measure.effect import Interval
+from closedloop.tools.measure.effect import CarryOverPrediction, Interval
 from closedloop.tools.measure.guardrails import case_quality, guardrail_check, guardrail_kpis
 from closedloop.tools.measure.sequential import sequential_rework_check
 from closedloop.tools.measure.survival import case_table, restricted_mean, utc_timestamp
@@ -50,7 +50,8 @@ ModelNumber = Interval | Callable[[float | None, float, list[datetime]], Interva
 """A model's number (no-change cycle time, interference correction), or a function of
 (censoring horizon, window hours, the window's case arrivals) giving it on the measured scale."""
 Schedule = Callable[[Any], list[tuple[Any, Any, bool]]]
-CarryOver = Callable[[float | None, list[tuple[Any, Any, bool]], list[datetime]], Interval]
+CarryOver = Callable[[float | None, list[tuple[Any, Any, bool]], list[datetime]],
+                     CarryOverPrediction]
 """A model's carry-over of a switchback over blocks (see ``corrected_for_carry_over``), as a
 function of (censoring horizon, blocks, the window's case arrivals)."""
 

@@ -22,7 +22,7 @@ from scipy import stats
 
 from closedloop.tools.base import read_tool
 from closedloop.tools.errors import ScenarioError
-from closedloop.tools.measure.effect import Interval
+from closedloop.tools.measure.effect import CarryOverPrediction, Interval
 from closedloop.tools.twin import (
     AsIs,
     Combined,
@@ -272,20 +272,21 @@ def twin_carry_over(
     replications: int = 10,
     seed: int = 0,
     arrivals: Sequence[datetime] | None = None,
-) -> Interval:
+) -> CarryOverPrediction:
     """What a switchback over ``blocks`` misses of the total effect, in hours: the change at full
     rollout minus the switchback's on-minus-off estimate, both in the twin's forward runs from
-    its log end on the same draws (the window's observed ``arrivals`` replayed where given).
+    its log end on the same draws (the window's observed ``arrivals`` replayed where given),
+    with the off-blocks' mean cycle time toggled and as-is.
 
     A queue carries its state from one block into the next for longer than a washout when its
     people are nearly always busy: an off-block inherits the shorter queue an on-block left,
     and the other way round, so on and off look more alike than the world with and without
     the change. Blocks are (start, end, on); a case's block is the one it arrives in, and
     arrivals in a block's first ``washout_hours`` are left out, as the live estimate does.
-    Cycle times are capped at ``tau_hours`` as the measurement's restricted mean. The interval
-    predicts one period's carry-over (a t prediction from the replications). ScenarioError
-    when the scenario has no skip or automation (the changes a case-level toggle carries) or
-    too few cases arrive in the blocks.
+    Cycle times are capped at ``tau_hours`` as the measurement's restricted mean. The miss's
+    interval predicts one period's carry-over (a t prediction from the replications).
+    ScenarioError when the scenario has no skip or automation (the changes a case-level
+    toggle carries) or too few cases arrive in the blocks.
     """
     twin, scenario = as_twin(twin), as_scenario(scenario)
     what = compile_scenario(twin, compile_twin(twin), scenario)
@@ -296,24 +297,30 @@ def twin_carry_over(
     ends = forward_hours(twin, [b[1] for b in blocks])
     window = float(ends.max() - forward_hours(twin, [twin.log_end])[0])
     cap = (lambda h: np.minimum(h, tau_hours)) if tau_hours else (lambda h: h)
-    misses = []
+
+    def arm_mean(hours: np.ndarray, at: np.ndarray, on: bool) -> float | None:
+        means = [(float(cap(hours[inside]).mean()), int(inside.sum()))
+                 for lo, hi, b in zip(starts, ends, blocks, strict=True)
+                 if bool(b[2]) == on and (inside := (at >= lo) & (at < hi)).any()]
+        return (float(np.average([m for m, _ in means], weights=[n for _, n in means]))
+                if means else None)
+
+    misses, off_toggled, off_as_is = [], [], []
     for p in forward_pairs(twin, scenario, window, DRAIN_HOURS, replications, seed, arrivals,
                            blocks=blocks):
-        arms: dict[bool, list[tuple[float, int]]] = {True: [], False: []}
-        for lo, hi, (_, _, on) in zip(starts, ends, blocks, strict=True):
-            inside = (p.arrival_hours >= lo) & (p.arrival_hours < hi)
-            if inside.any():
-                arms[bool(on)].append((float(cap(p.toggled_hours[inside]).mean()), int(inside.sum())))
-        if not arms[True] or not arms[False]:
+        on, off = (arm_mean(p.toggled_hours, p.arrival_hours, s) for s in (True, False))
+        if on is None or off is None:
             continue
-        on_mean, off_mean = (np.average([m for m, _ in arms[a]], weights=[n for _, n in arms[a]])
-                             for a in (True, False))
         full = float(cap(p.changed_hours).mean() - cap(p.as_is_hours).mean())
-        misses.append(full - float(on_mean - off_mean))
+        misses.append(full - (on - off))
+        off_toggled.append(off)
+        off_as_is.append(arm_mean(p.as_is_hours, p.arrival_hours, False))
     if len(misses) < 2:
         raise ScenarioError("too few of the twin's cases arrive in the switchback's blocks")
     mean, half = float(np.mean(misses)), 1.96 * _predictive_sd(misses)
-    return Interval(mean=mean, ci_low=mean - half, ci_high=mean + half,
+    miss = Interval(mean=mean, ci_low=mean - half, ci_high=mean + half,
                     source=f"the twin's switchback over the same {len(blocks)} blocks against its "
                            f"full rollout, run forward from its log's end ({len(misses)} "
                            "replications, one period's spread)")
+    return CarryOverPrediction(miss=miss, off_toggled_hours=float(np.mean(off_toggled)),
+                               off_as_is_hours=float(np.mean(off_as_is)))
