@@ -4,9 +4,9 @@ The world is one person serving a FIFO queue at 90 % utilisation (arrivals 1/h, 
 0.9 h). After the log's cut a bot takes half the cases past the queue, toggled on and off by
 day-long blocks. Such a queue takes days to settle, so an off-block inherits the short queue
 the on-block left and the other way round: on minus off misses much of what the bot does for
-everyone (order-to-cash's approvals, 90 % busy, missed 3 of 27 this way). Each world is also
-run with the bot always on and always off on the same draws, which gives the true total effect.
-"""
+everyone. The live off-blocks show it (they are faster than the as-is level), so the twin's
+carry-over is added. Each world is also run with the bot always on and always off on the
+same draws, which gives the true total effect."""
 
 from __future__ import annotations
 
