@@ -24,7 +24,7 @@ Each room is a subpackage whose ``__init__`` is its public API:
   ``before_after_with_counterfactual``, ``treatment_control_corrected``,
   ``guardrail_kpis``, ``guardrail_check``, ``sequential_rework_check``,
   ``measure_change``, ``twin_counterfactual``, ``twin_interference``,
-  ``rollout_shares_resources``, ``automation_failures``.
+  ``twin_carry_over``, ``rollout_shares_resources``, ``automation_failures``.
 
 Not a room of tools: ``closedloop.tools.connect`` builds the action catalog from a
 connector (an OpenAPI spec plus ``x-closedloop-*`` annotations) and checks a connector
@@ -65,7 +65,8 @@ _ROOM_TOOLS: dict[str, tuple[str, ...]] = {
         "kpi_delta", "prediction_summary", "measure_cohorts", "choose_design", "switchback",
         "before_after_with_counterfactual", "treatment_control_corrected", "guardrail_kpis",
         "guardrail_check", "sequential_rework_check", "measure_change", "twin_counterfactual",
-        "twin_interference", "rollout_shares_resources", "partial_automation", "automation_failures",
+        "twin_interference", "twin_carry_over", "rollout_shares_resources", "partial_automation",
+        "automation_failures",
     ),
 }  # fmt: skip
 
