@@ -102,3 +102,34 @@ def test_queueing_alone_is_not_read_as_a_delay() -> None:
     twin = fit_twin(_office_log(1500, 4, "none"))
     assert {m.delay_clock for m in twin.activities.values()} == {"working"}
     assert not any("delay before" in w for w in twin.warnings)
+
+
+def test_a_delay_read_anew_keeps_every_instance_and_its_slow_tail(customer_log) -> None:
+    """A temp with no calendar of their own (their pool never waits, so it reads as working
+    always) takes 45 Releases right after Check and works 20 h on each; they also archive
+    150 cases. The Release model whose delay is read anew must keep the temp's instances:
+    it kept only the clerks' (1455 of 1500; mean processing 0.26 h instead of 0.41 h), and
+    so lost the slow tail (as on Prosimos's BPIC 2012 W model, where one person takes 7.5
+    working hours per task: the twin simulated 1.02 h per case against 1.41 h)."""
+    log = customer_log.copy()
+    rng = np.random.default_rng(7)
+    check_end = log[log[ACTIVITY] == "Check"].set_index(CASE)[COMPLETE]
+    temp = rng.choice(log.index[log[ACTIVITY] == "Release"], size=45, replace=False)
+    log.loc[temp, RESOURCE] = "temp"
+    log.loc[temp, START] = check_end.loc[log.loc[temp, CASE]].to_numpy()
+    log.loc[temp, COMPLETE] = log.loc[temp, START] + pd.Timedelta(hours=20)
+    ends = log.groupby(CASE)[COMPLETE].max().sample(150, random_state=1)
+    archive = pd.DataFrame({CASE: ends.index, ACTIVITY: "Archive", RESOURCE: "temp",
+                            START: ends.to_numpy(),
+                            COMPLETE: ends.to_numpy() + pd.Timedelta(minutes=5)})  # fmt: skip
+    log = pd.concat([log, archive], ignore_index=True)
+    twin = fit_twin(log)
+    assert "Release" in twin.delay_readings  # the delay is read anew
+    assert twin.pools[twin.pool_of_resources(["temp"])].calendar == "always"
+    release = twin.activities["Release"]
+    rows = log[log[ACTIVITY] == "Release"]
+    assert release.count == len(rows) == 1500
+    # the temp's tasks count in the clerks' working hours: the clerks' pool does them when
+    # simulated, and a task paused overnight is not stretched over the clerks' nights again
+    hours = [((rows[c] - T0) / pd.Timedelta(hours=1)).to_numpy(dtype=float) for c in (START, COMPLETE)]
+    assert release.mean_processing_hours == pytest.approx(OFFICE.between(*hours).mean(), rel=1e-6)

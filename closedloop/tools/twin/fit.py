@@ -161,10 +161,16 @@ def _arrival_weights(
 
 
 def _activity(
-    name: str, arows: pd.DataFrame, visits: float, rng: np.random.Generator, wall_clock: bool
+    name: str,
+    arows: pd.DataFrame,
+    visits: float,
+    rng: np.random.Generator,
+    wall_clock: bool,
+    clocks: dict[str, WeeklyClock],
 ) -> ActivityModel:
     """The model of one activity from all its instances (columns set in fit_twin); its
-    extraneous delay in the pool's working hours, or on the wall clock with ``wall_clock``."""
+    extraneous delay in the pool's working hours, or on the wall clock with ``wall_clock``.
+    ``clocks`` holds each pool's working calendar."""
     proc = arows["_proc"].to_numpy(dtype=float)
     raw, weights = arows["_delay"].to_numpy(dtype=float), arows["_weight"].to_numpy(dtype=float)
     delays = reweighted(raw, weights)
@@ -174,10 +180,21 @@ def _activity(
             after[str(prev)] = fit_duration(reweighted(raw[idx], weights[idx]), rng)
     pool_shares = shares(arows["_pool"], pd.Series(name, index=arows.index))[name]
     main = max(pool_shares, key=lambda p: (pool_shares[p], p))
+    # A pool too rare to get a share of this activity hands its instances to the main pool,
+    # which does them in the simulation: their processing times stay in the sample, read in
+    # the main pool's working hours (in their own pool's, a task paused overnight by someone
+    # with no calendar of their own would be stretched over the main pool's nights again).
+    served = arows["_pool"].where(arows["_pool"].isin(list(pool_shares)), main)
+    moved = (served != arows["_pool"]).to_numpy()
+    if moved.any():
+        proc = proc.copy()
+        proc[moved] = clocks[main].between(
+            arows["_h_start"].to_numpy()[moved], arows["_h_end"].to_numpy()[moved]
+        )
     by_pool, pool_after = {}, {}
     if len(pool_shares) > 1:
-        for pool, idx in arows.groupby("_pool", sort=True).indices.items():
-            if pool in pool_shares and len(idx) >= MIN_DELAY_CONTEXT:
+        for pool, idx in served.groupby(served, sort=True).indices.items():
+            if len(idx) >= MIN_DELAY_CONTEXT:
                 by_pool[str(pool)] = fit_duration(proc[idx], rng)
         pool_after = shares(arows["_pool"], arows["_prev"], MIN_DELAY_CONTEXT)
     return ActivityModel(
@@ -310,6 +327,7 @@ def fit_twin(
     overall = working_slots(*_calendar_times(df, has_starts))
 
     pools: dict[str, PoolModel] = {}
+    clocks: dict[str, WeeklyClock] = {}
     case_rate = 1.0 / mean_gap
     unstaffed: list[str] = []
     df["_delay"] = 0.0
@@ -325,7 +343,7 @@ def fit_twin(
             or overall
             or [True] * HOURS_PER_WEEK
         )
-        clock = WeeklyClock([1.0 if s else 0.0 for s in slots])
+        clock = clocks[pool] = WeeklyClock([1.0 if s else 0.0 for s in slots])
         on_hours = int(sum(slots))
         # work counts only in the pool's working hours: a task left open overnight is not work
         p_proc = clock.between(rows["_h_start"].to_numpy(), rows["_h_end"].to_numpy())
@@ -418,20 +436,24 @@ def fit_twin(
             resource_names=resource_names(rows),
         )
     activities = {
-        str(act): _activity(str(act), arows, visits[str(act)], rng, wall_clock=False)
+        str(act): _activity(str(act), arows, visits[str(act)], rng, False, clocks)
         for act, arows in df.groupby(ACTIVITY, sort=True)
     }
     # the same activities with their delay read up to when each case was ready: on the wall
-    # clock, or in working hours
+    # clock, or in working hours. Only the delay changes: instances done in a pool that works
+    # always keep their own delay and, above all, their processing times (dropping them lost
+    # an activity's slow tail whenever one person doing it had no calendar of their own).
     alternatives: dict[str, dict[str, ActivityModel]] = {"wall": {}, "ready": {}}
-    for act, arows in df[df["_wall_delay"].notna()].groupby(ACTIVITY, sort=True):
-        if len(arows) >= MIN_DELAY_CONTEXT and arows["_wall_delay"].mean() > 0:
+    imputed = df["_wall_delay"].notna()
+    for act, arows in df.groupby(ACTIVITY, sort=True):
+        read = imputed[arows.index]
+        if read.sum() >= MIN_DELAY_CONTEXT and arows.loc[read, "_wall_delay"].mean() > 0:
             for name, col in (("wall", "_wall_delay"), ("ready", "_ready_delay")):
                 if delay_readings is not None and delay_readings.get(str(act)) != name:
                     continue
                 alternatives[name][str(act)] = _activity(
-                    str(act), arows.assign(_delay=arows[col]), visits[str(act)], wall_rng,
-                    wall_clock=name == "wall")  # fmt: skip
+                    str(act), arows.assign(_delay=arows[col].fillna(arows["_delay"])),
+                    visits[str(act)], wall_rng, name == "wall", clocks)  # fmt: skip
 
     if unstaffed:
         shown = ", ".join(repr(p) for p in unstaffed[:10]) + (" ..." if len(unstaffed) > 10 else "")
