@@ -96,6 +96,37 @@ class Prediction(BaseModel):
                           "state from an empty system)")
 
 
+POOL_FIELDS = ("activity_or_pool", "from_pool", "to_pool")  # scenario fields naming a pool
+
+
+def _in_refit(scenario: Scenario, twin: ProcessTwin, refit: ProcessTwin) -> Scenario:
+    """``scenario`` for a bootstrap refit: a pool of ``twin`` the refit did not find is named
+    by the refit's pool holding most of its people (a refit groups people anew, and a
+    refit that grouped them otherwise is a part of the parameter uncertainty, not to be
+    left out). ScenarioError when the refit holds none of them."""
+
+    def rename(name: str) -> str:
+        if name in refit.pools or name in refit.activities or name not in twin.pools:
+            return name  # unknown names stay, for the scenario check to reject
+        pool = refit.pool_of_resources(twin.pools[name].resource_names)
+        if pool is None:
+            raise ScenarioError(f"no pool of the refit holds the people of pool {name!r}")
+        return pool
+
+    def walk(change: dict[str, Any]) -> None:
+        for field in POOL_FIELDS:
+            if isinstance(change.get(field), str):
+                change[field] = rename(change[field])
+        if change.get("activities_or_pools"):
+            change["activities_or_pools"] = [rename(n) for n in change["activities_or_pools"]]
+        for inner in change.get("changes") or []:
+            walk(inner)
+
+    data = scenario.model_dump()
+    walk(data)
+    return as_scenario(data)
+
+
 def resample_cases(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """The frame's cases drawn with replacement (as many as it has; repeats renamed)."""
     codes, ids = pd.factorize(frame[CASE])
@@ -249,16 +280,22 @@ def predict(
 
     def draws(twins: list[ProcessTwin], offset: int) -> dict[str, list[float]]:
         got: dict[str, list[float]] = {k: [] for k in KEYS}
-        skipped = 0
+        skipped = renamed = 0
         for i, tw in enumerate(twins):
             values = {a.name: float(rng.uniform(a.low, a.high)) for a in declared}
+            drawn = with_values(scenario, values)
             try:
-                r = run(tw, with_values(scenario, values), 1, seed + SEED_STRIDE * (offset + i + 1))
-            except ScenarioError:  # a refit that found other pools cannot carry this scenario
+                here = _in_refit(drawn, twin, tw) if tw is not twin else drawn
+                r = run(tw, here, 1, seed + SEED_STRIDE * (offset + i + 1))
+            except ScenarioError:  # a refit that found no pool with those people
                 skipped += 1
                 continue
+            renamed += here != drawn
             for k in KEYS:
                 got[k].extend(r.per_replication[k])
+        if renamed:
+            notes.append(f"{renamed} of {len(twins)} bootstrap refits grouped the scenario's "
+                         "people into other pools: the change applies to the pool holding them")
         if skipped:
             notes.append(f"{skipped} of {len(twins)} bootstrap refits left out: the scenario names "
                          "a pool or activity they did not find")
