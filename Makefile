@@ -40,7 +40,8 @@ PROSIMOS_VENV ?= /tmp/prosimos-venv
 bench-trust: setup
 	test -x $(PROSIMOS_VENV)/bin/python || ($(PY) -m venv $(PROSIMOS_VENV) && $(PROSIMOS_VENV)/bin/pip install -q prosimos)
 	$(BIN)/python benchmarks/bench_backtests.py --bootstrap 5 --replications 20 --write
-	-PROSIMOS_PYTHON=$(PROSIMOS_VENV)/bin/python $(BIN)/python benchmarks/bench_prosimos_truth.py --seeds 1 2 3 4 5 6 --cases 3000 --bootstrap 5 --replications 5 --write
+	-PROSIMOS_PYTHON=$(PROSIMOS_VENV)/bin/python $(BIN)/python benchmarks/bench_prosimos_truth.py --seeds 1 2 3 4 5 6 --cases 3000 --bootstrap 5 --replications 5 --truth-runs 20 --write
+	-PROSIMOS_PYTHON=$(PROSIMOS_VENV)/bin/python $(BIN)/python benchmarks/bench_prosimos_truth.py --seeds 1 2 3 4 5 6 --cases 3000 --bootstrap 5 --replications 5 --truth-runs 20 --slow "W_Beoordelen fraude=6" --write
 	$(BIN)/python benchmarks/bench_counterfactual.py --seeds 20 --regimes default,second-line-bottleneck,unreliable-bot,overload,nothing-helps --write
 	$(BIN)/python benchmarks/bench_o2c_truth.py --seeds 20 --regimes default,risky-auto-approve,nothing-helps --write
 	$(BIN)/python benchmarks/bench_canary.py --seeds 20 --write

@@ -6,7 +6,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = [
-    "mining.md", "discovery.md", "twin.md", "twin_refits.md", "twin_truth.md", "prosimos_truth.md", "backtests.md",
+    "mining.md", "discovery.md", "twin.md", "twin_refits.md", "twin_truth.md", "prosimos_truth.md",
+    "prosimos_truth_slow.md", "backtests.md",
     "optimize_rules.md", "counterfactual.md", "canary.md", "o2c_truth.md", "mining_trust.md",
     "small_logs.md",
 ]  # fmt: skip

@@ -194,6 +194,26 @@ def set_branch(bpmn: Path, model: dict, after: str, to: str, probability: float)
     return out
 
 
+def slowed(bpmn: Path, model: dict, activity: str, factor: float) -> dict:
+    """The model with every person's duration of ``activity`` ``factor`` times as long
+    (Prosimos's gamma: mean, variance, min, max; fix: value). A world whose bottleneck binds:
+    as Simod discovered it, no one in this model is busy enough for staffing to matter."""
+    out = copy.deepcopy(model)
+    task = task_ids(bpmn)[activity]
+    for dist in (r for t in out["task_resource_distribution"] if t["task_id"] == task
+                 for r in t["resources"]):  # fmt: skip
+        params = [p["value"] for p in dist["distribution_params"]]
+        if dist["distribution_name"] == "gamma":
+            scaled = [params[0] * factor, params[1] * factor**2, *(v * factor for v in params[2:])]
+        elif dist["distribution_name"] == "fix":
+            scaled = [params[0] * factor]
+        else:
+            raise ValueError(f"cannot scale a {dist['distribution_name']} duration of {activity}")
+        for p, v in zip(dist["distribution_params"], scaled, strict=True):
+            p["value"] = v
+    return out
+
+
 # ---- the truth from a Prosimos log ----------------------------------------------------------
 
 
@@ -378,14 +398,13 @@ def expected_truth(python: str, item: dict, model: dict, bpmn: Path, cases: int,
 
 def measure_seed(python: str, seed: int, cases: int, bootstrap: int, replications: int,
                  only: set[str] | None, tmp: Path, truth_runs: int,
-                 expected: dict) -> dict:  # fmt: skip
-    """Truth and prediction of every intervention for one seed (``expected`` caches the
-    expected truths across seeds)."""
+                 expected: dict, model: dict) -> dict:  # fmt: skip
+    """Truth and prediction of every intervention for one seed of ``model`` (``expected``
+    caches the expected truths across seeds)."""
     from closedloop.tools.twin import fit_twin, predict
     from closedloop.tools.twin.uncertainty import bootstrap_twins
 
     bpmn = DATA / "BPIC_2012_W.bpmn"
-    model = json.loads((DATA / "BPIC_2012_W.json").read_text(encoding="utf-8"))
     t = time.perf_counter()
     l0 = run_prosimos(python, bpmn, model, cases, seed, tmp, "as-is")
     frame = read_log(l0)
@@ -506,6 +525,9 @@ def main() -> None:
     parser.add_argument("--truth-runs", type=int, default=20,
                         help="Prosimos runs per arm behind each expected truth")  # fmt: skip
     parser.add_argument("--only", nargs="*", help="interventions to run (default: all)")
+    parser.add_argument("--slow", metavar="ACTIVITY=FACTOR",
+                        help="the world with that activity's durations FACTOR times as long "
+                             "(results in prosimos_truth_slow.*)")  # fmt: skip
     parser.add_argument("--prosimos-python", help="interpreter with prosimos installed")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/")
     parser.add_argument("--from-json", type=Path, help="only re-render the page from a result")
@@ -518,6 +540,10 @@ def main() -> None:
         sys.exit("no Prosimos: install it (see this file's docstring) and set PROSIMOS_PYTHON")
     if not (DATA / "BPIC_2012_W.json").exists():
         sys.exit(f"no Prosimos model at {DATA} (../shared/data is needed)")
+    model = json.loads((DATA / "BPIC_2012_W.json").read_text(encoding="utf-8"))
+    if args.slow:
+        activity, _, factor = args.slow.rpartition("=")
+        model = slowed(DATA / "BPIC_2012_W.bpmn", model, activity, float(factor))
     began, cpu = time.perf_counter(), time.process_time()
     seeds: list[dict] = []
     expected: dict = {}
@@ -525,7 +551,7 @@ def main() -> None:
         for seed in args.seeds:
             res = measure_seed(python, seed, args.cases, args.bootstrap, args.replications,
                                set(args.only) if args.only else None, Path(tmp),
-                               args.truth_runs, expected)  # fmt: skip
+                               args.truth_runs, expected, model)  # fmt: skip
             seeds.append(res)
             for r in res["rows"]:
                 print(line(r), flush=True)
@@ -623,23 +649,34 @@ def findings(result: dict) -> list[str]:
 
 
 def write(result: dict) -> None:
-    """benchmarks/results/prosimos_truth.md and .json."""
+    """benchmarks/results/prosimos_truth.md and .json (``_slow`` for a slowed world)."""
     out = ROOT / "benchmarks" / "results"
     a, seeds = result["args"], result["seeds"]
     summary = result["summary"] = summarise(seeds)
-    (out / "prosimos_truth.json").write_text(json.dumps(result, indent=1, default=str) + "\n",
-                                             encoding="utf-8")  # fmt: skip
+    stem = "prosimos_truth_slow" if a.get("slow") else "prosimos_truth"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str) + "\n",
+                                      encoding="utf-8")  # fmt: skip
     first = seeds[0]
+    world, slow_note = "BPIC 2012 W model", ""
+    if a.get("slow"):
+        activity, _, factor = a["slow"].rpartition("=")
+        world += f", {activity} {float(factor):g} times as long: a bottleneck that binds"
+        slow_note = (f", with every person's durations of {activity} {float(factor):g} times "
+                     "as long (`--slow`), so that its people are busy enough for staffing to "
+                     "matter")  # fmt: skip
+    only = f" --only {' '.join(a['only'])}" if a.get("only") else ""
+    slow = f" --slow '{a['slow']}'" if a.get("slow") else ""
     lines = [
-        "## Twin what-ifs against a known truth (Prosimos, BPIC 2012 W model)", "",
+        f"## Twin what-ifs against a known truth (Prosimos, {world})", "",
         ("Reproduce: `PROSIMOS_PYTHON=/tmp/prosimos-venv/bin/python .venv/bin/python "
         f"benchmarks/bench_prosimos_truth.py --seeds {' '.join(map(str, a['seeds']))} "
         f"--cases {a['cases']} --bootstrap {a['bootstrap']} --replications {a['replications']} "
-        f"--truth-runs {a.get('truth_runs', 1)} --write` (Prosimos in its own venv: `python -m venv /tmp/prosimos-venv && "
+        f"--truth-runs {a.get('truth_runs', 1)}{slow}{only} --write` (Prosimos in its own venv: `python -m venv /tmp/prosimos-venv && "
         "/tmp/prosimos-venv/bin/pip install prosimos`, since it pins pandas < 3), then "
         f"`.venv/bin/python benchmarks/assemble.py`; {result['seconds'] / 60:.1f} min wall on 2 "
         "shared cores."), "",
-        ("The truth is the Simod-discovered Prosimos model of BPIC 2012 W. Per seed, Prosimos "
+        (f"The truth is the Simod-discovered Prosimos model of BPIC 2012 W{slow_note}. Per "
+        "seed, Prosimos "
         f"simulates {a['cases']} cases of the as-is model (log L0), and the twin is fitted on "
         f"L0 alone (default pooling); `predict` ({a['cases']} cases x {a['replications']} "
         f"replications, {a['bootstrap']} bootstrap refits) gives the predicted change with "
@@ -699,7 +736,7 @@ def write(result: dict) -> None:
         for s in seeds
     ]
     lines += ["```", ""]
-    (out / "prosimos_truth.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
