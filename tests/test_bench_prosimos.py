@@ -63,6 +63,26 @@ def test_clone_adds_a_person_with_the_same_work() -> None:
 
 
 @needs_data
+def test_a_slowed_activity_takes_longer_for_everyone_who_does_it() -> None:
+    model = _model()
+    bpmn = bench.DATA / "BPIC_2012_W.bpmn"
+    task = bench.task_ids(bpmn)["W_Beoordelen fraude"]
+
+    def durations(m: dict) -> list[list[float]]:
+        return [[p["value"] for p in r["distribution_params"]]
+                for t in m["task_resource_distribution"] if t["task_id"] == task
+                for r in t["resources"]]  # fmt: skip
+
+    before, after = durations(model), durations(bench.slowed(bpmn, model, "W_Beoordelen fraude", 6))
+    assert len(before) == len(after) >= 2
+    for (mean, var, low, high), (mean6, var6, low6, high6) in zip(before, after, strict=True):
+        assert (mean6, var6, low6, high6) == pytest.approx((6 * mean, 36 * var, 6 * low, 6 * high))
+    other = [t for t in model["task_resource_distribution"] if t["task_id"] != task]
+    assert other == [t for t in bench.slowed(bpmn, model, "W_Beoordelen fraude", 6)[
+        "task_resource_distribution"] if t["task_id"] != task]  # fmt: skip
+
+
+@needs_data
 @needs_prosimos
 def test_skip_intervention_measured_end_to_end(tmp_path: Path) -> None:
     """One intervention, 300 cases: the edited model really lacks the activity, the truth is
@@ -75,10 +95,14 @@ def test_skip_intervention_measured_end_to_end(tmp_path: Path) -> None:
     assert bench.SKIP_ACTIVITY not in set(log["concept:name"])
     assert log["case:concept:name"].nunique() == 300
 
-    res = bench.measure_seed(PYTHON, 3, 300, 0, 2, {"skip_activity"}, tmp_path)
+    res = bench.measure_seed(PYTHON, 3, 300, 0, 2, {"skip_activity"}, tmp_path, 3, {}, model)
     (row,) = res["rows"]
     assert row["intervention"] == "skip_activity"
     assert math.isfinite(row["true_pct"]) and math.isfinite(row["pred_pct"])
+    # the truth is the mean over 3 paired runs, with its standard error; the seed's own run
+    # is kept beside it
+    assert row["truth_runs"] == 3 and row["true_se_pct"] > 0
+    assert math.isfinite(row["seed_true_pct"]) and row["seed_true_pct"] != row["true_pct"]
     assert row["low95"] <= row["p10"] <= row["pred_pct"] <= row["p90"] <= row["high95"]
     assert row["covered95"] == (row["low95"] <= row["true_pct"] <= row["high95"])
     assert res["found"]["bottleneck"] in res["found"]["waiting"]
