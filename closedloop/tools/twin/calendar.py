@@ -120,7 +120,7 @@ def weeks_covered(times: pd.Series) -> float:
     return float((times.max() - times.min()) / pd.Timedelta(days=7))
 
 
-def _slot_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def slot_hours(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hours each hour of the week is covered by the intervals [a, b) (epoch hours), summed."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     keep = b > a
@@ -159,7 +159,7 @@ def working_slots(
     started = np.bincount(
         (np.mod(starts, HOURS_PER_WEEK)).astype(np.int64), minlength=HOURS_PER_WEEK
     )[:HOURS_PER_WEEK].astype(float)
-    waiting = _slot_overlap(np.asarray(enabled, dtype=float), starts)
+    waiting = slot_hours(np.asarray(enabled, dtype=float), starts)
     if waiting.sum() <= 0:
         return [True] * HOURS_PER_WEEK
     # What a working hour would show: as many starts per waiting hour as the median hour work
@@ -205,7 +205,7 @@ def daily_window_slots(
     window = np.zeros(HOURS_PER_WEEK, dtype=bool)
     for day in np.unique(slot // 24):
         window[day * 24 + hour.min() : day * 24 + hour.max() + 1] = True
-    waiting = _slot_overlap(np.asarray(enabled, dtype=float), starts)
+    waiting = slot_hours(np.asarray(enabled, dtype=float), starts)
     if window.all() or waiting.sum() <= 0:
         return None
     inside = float(waiting[window].sum() / waiting.sum())

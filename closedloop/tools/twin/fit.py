@@ -46,7 +46,10 @@ reasons about. What it holds and how each part is estimated:
   the extraneous delay is the waiting in working hours while a member was
   free (:mod:`closedloop.tools.twin.occupancy`); otherwise at least the staff
   seen, raised until utilisation <= 85 % and the analytic queue wait stays
-  within the observed waiting (a warning says so).
+  within the observed waiting (a warning says so). A member who works only
+  some of the pool's hours (a part-timer, :mod:`closedloop.tools.twin.members`)
+  counts only in them (``PoolModel.hourly_capacity``), and their tasks' work
+  is read in their own hours.
 - **Working time**: processing counts only the pool's working hours (its
   calendar), so a task left open overnight or over a weekend is not read as
   work and fitting does not inflate capacity; the engine runs it on the same
@@ -91,6 +94,7 @@ from closedloop.tools.twin.frame import (
     sample,
     split_times,
 )
+from closedloop.tools.twin.members import hourly_capacity, part_timers
 from closedloop.tools.twin.occupancy import IdleClock, member_slots, peak_busy
 from closedloop.tools.twin.pools import (
     MIN_POOL_SHARE,
@@ -229,6 +233,16 @@ def _calendar_times(rows: pd.DataFrame, has_starts: bool) -> tuple[np.ndarray, n
     return rows["_h_start"].to_numpy()[worked], rows["_h_enabled"].to_numpy()[worked]
 
 
+def _part_timers(
+    rows: pd.DataFrame, parallel: dict[str, int], slots: list[bool], rng: np.random.Generator
+) -> dict[str, list[int]]:
+    """The pool's members who work only some of its hours -> those hours (members.py)."""
+    worked = (rows["_h_end"] > rows["_h_start"]).to_numpy() & (rows[RESOURCE] != "").to_numpy()
+    w = rows[worked]
+    return part_timers(w[RESOURCE].to_numpy(), parallel, w["_h_enabled"].to_numpy(),
+                       w["_h_start"].to_numpy(), w["_h_end"].to_numpy(), slots, rng)  # fmt: skip
+
+
 def fit_twin(
     frame: pd.DataFrame,
     seed: int = 0,
@@ -334,8 +348,11 @@ def fit_twin(
     df["_wall_delay"] = np.nan
     df["_ready_delay"] = np.nan
     wall_rng = np.random.default_rng([seed, 11])  # its own stream: other draws stay as they were
+    member_rng = np.random.default_rng([seed, 13])  # its own stream, as above
     for pool, rows in df.groupby("_pool", sort=True):
         pool = str(pool)
+        hourly: list[int] | None = None  # servers per hour, when part-timers make it vary
+        staffed: float  # servers on shift on average
         times = _calendar_times(rows, has_starts)
         slots = (
             working_slots(*times, MIN_EVENTS_FOR_POOL_CALENDAR)
@@ -345,12 +362,22 @@ def fit_twin(
         )
         clock = clocks[pool] = WeeklyClock([1.0 if s else 0.0 for s in slots])
         on_hours = int(sum(slots))
-        # work counts only in the pool's working hours: a task left open overnight is not work
-        p_proc = clock.between(rows["_h_start"].to_numpy(), rows["_h_end"].to_numpy())
-        df.loc[rows.index, "_proc"] = p_proc
         mine = (rows[RESOURCE] != "").to_numpy()
         observed_busy = mode == "profiles" and has_starts and bool(mine.any())
         b_s, b_e = rows["_h_start"].to_numpy()[mine], rows["_h_end"].to_numpy()[mine]
+        # a member working on k cases at once counts k times
+        parallel = member_slots(rows[RESOURCE].to_numpy()[mine], b_s, b_e) if observed_busy else {}
+        part_time = _part_timers(rows, parallel, slots, member_rng) if observed_busy else {}
+        # work counts only in the working hours (the pool's, or a part-timer's own): a task
+        # left open overnight is not work
+        p_proc = clock.between(rows["_h_start"].to_numpy(), rows["_h_end"].to_numpy())
+        for member, hours in part_time.items():
+            theirs = (rows[RESOURCE] == member).to_numpy()
+            own = WeeklyClock([1.0 if h in hours else 0.0 for h in range(HOURS_PER_WEEK)])
+            p_proc[theirs] = own.between(
+                rows["_h_start"].to_numpy()[theirs], rows["_h_end"].to_numpy()[theirs]
+            )
+        df.loc[rows.index, "_proc"] = p_proc
         mean_s = float(p_proc.mean())
         scv = float(p_proc.var() / mean_s**2) if mean_s > 0 else 0.0
         done = rows[ACTIVITY].value_counts()
@@ -363,21 +390,29 @@ def fit_twin(
         if observed_busy and estimated is not None:
             # shared pools with observed busy periods: the staff seen (at most as many as were
             # ever busy at once) is the capacity, even when stretched: raising it would hide
-            # the queueing the log shows; a member working on k cases at once counts k times
-            parallel = member_slots(rows[RESOURCE].to_numpy()[mine], b_s, b_e)
+            # the queueing the log shows
             servers = weekly_resources(rows, week, parallel) or estimated
             capacity = max(1, min(servers, peak_busy(b_s, b_e) or servers))
             if capacity > estimated:
                 warnings.append(f"pool {pool!r}: capacity {capacity}, not {estimated} (people per "
                                 f"week): members work on up to {max(parallel.values())} cases at once")
-            wq = queue_wait_hours(rate, mean_s, scv, capacity)
-            if load >= MAX_UTILISATION * capacity:
+            hourly = hourly_capacity(capacity, slots, parallel, part_time)
+            staffed = capacity
+            if hourly is not None:
+                staffed = float(np.mean(np.asarray(hourly)[np.asarray(slots)]))
                 warnings.append(
-                    f"pool {pool!r}: {capacity} resources carry a load of {load:.2f} on shift "
-                    f"({load / capacity:.0%}): simulated queues build up as in the log"
+                    f"pool {pool!r}: {', '.join(sorted(part_time))} work(s) only some of its "
+                    f"hours: {staffed:.2f} of {capacity} servers on shift on average"
+                )
+            wq = queue_wait_hours(rate, mean_s, scv, capacity)
+            if load >= MAX_UTILISATION * staffed:
+                warnings.append(
+                    f"pool {pool!r}: {staffed:.3g} resources carry a load of {load:.2f} on shift "
+                    f"({load / staffed:.0%}): simulated queues build up as in the log"
                 )
         else:
             capacity, wq = stable_capacity(rate, mean_s, scv, estimated, observed_wait)
+            staffed = capacity
         if estimated is None:
             unstaffed.append(pool)
         elif capacity > estimated and not observed_busy:
@@ -392,7 +427,7 @@ def fit_twin(
             )
         if observed_busy and estimated is not None:
             # waiting while a member was free is not queueing for the pool: extraneous delay
-            idle = IdleClock(b_s, b_e, capacity, clock)
+            idle = IdleClock(b_s, b_e, capacity, clock, hourly)
             en, st = rows["_h_enabled"].to_numpy(), rows["_h_start"].to_numpy()
             df.loc[rows.index, "_delay"] = idle.free_hours(en, st)
             if on_hours < HOURS_PER_WEEK:  # a delay outside the organisation runs at night too
@@ -423,7 +458,7 @@ def fit_twin(
             mean_processing_hours=mean_s,
             processing_scv=scv,
             offered_load=load,
-            utilisation=load / capacity,
+            utilisation=load / staffed,
             observed_utilisation=(
                 float(p_proc[mine].sum()) / (capacity * worked)
                 if has_starts and mine.any() and worked > 0
@@ -431,6 +466,11 @@ def fit_twin(
             ),
             queue_wait_hours=wq,
             working_hours=[h for h in range(HOURS_PER_WEEK) if slots[h]],
+            hourly_capacity=hourly,
+            part_time={
+                m: describe_slots([h in hs for h in range(HOURS_PER_WEEK)])
+                for m, hs in sorted(part_time.items())
+            },
             calendar=describe_slots(slots) if on_hours < HOURS_PER_WEEK else "always",
             contention_hours=float(rows["_busy"].mean()) if has_starts else None,
             resource_names=resource_names(rows),

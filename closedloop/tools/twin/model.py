@@ -101,7 +101,11 @@ def compile_twin(twin: ProcessTwin, cost_per_hour: dict[str, float] | None = Non
     for p in pools:
         pm = twin.pools[p]
         on = set(pm.working_hours) or set(range(HOURS_PER_WEEK))
-        capacity.append([pm.capacity if h in on else 0 for h in range(HOURS_PER_WEEK)])
+        capacity.append(
+            list(pm.hourly_capacity)
+            if pm.hourly_capacity is not None
+            else [pm.capacity if h in on else 0 for h in range(HOURS_PER_WEEK)]
+        )
         clocks.append(WeeklyClock([1.0 if h in on else 0.0 for h in range(HOURS_PER_WEEK)]))
 
     def fitted(model: DurationModel | None, fallback: list[float]) -> DurationSampler:

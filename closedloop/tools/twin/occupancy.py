@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from closedloop.tools.twin.calendar import WeeklyClock
+from closedloop.tools.twin.calendar import HOURS_PER_WEEK, WeeklyClock
 
 __all__ = ["IdleClock", "busy_profile", "member_slots", "parallel_slots", "peak_busy"]
 
@@ -93,14 +93,20 @@ class IdleClock:
     ``at(t)`` is that cumulative count G(t) (before the first busy period every member was
     free, so G is negative there); ``first_reach(x)`` the wall time at which G reaches ``x``.
     G rises with the pool's working clock while a member is free and stays flat while all are
-    busy or off shift.
+    busy or off shift. With ``hourly`` (servers per hour of the week, when some members work
+    only some hours) a member is free while fewer than that hour's servers are busy.
     """
 
     def __init__(self, starts: np.ndarray, ends: np.ndarray, capacity: int,
-                 clock: WeeklyClock) -> None:  # fmt: skip
+                 clock: WeeklyClock, hourly: list[int] | None = None) -> None:  # fmt: skip
         self.clock = clock
         self.times, counts = busy_profile(starts, ends)
-        idle = counts < capacity
+        if hourly is not None and len(self.times):
+            self.times, counts = _with_hour_changes(self.times, counts, hourly)
+            limit = np.asarray(hourly)[np.floor(self.times).astype(np.int64) % HOURS_PER_WEEK]
+        else:
+            limit = np.full(len(self.times), capacity)
+        idle = counts < limit
         self.work = clock.forward_many(self.times)
         self.g = np.r_[0.0, np.cumsum(np.where(idle[:-1], np.diff(self.work), 0.0))]
         self.idle = idle
@@ -133,3 +139,19 @@ class IdleClock:
             self.clock.inverse_many(self.work[kk] + (x - self.g[kk])),
             self.clock.inverse_many(self.work[0] + np.minimum(x, 0.0)),
         )
+
+
+def _with_hour_changes(
+    times: np.ndarray, counts: np.ndarray, hourly: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The busy profile with a breakpoint at every hour where the capacity ``hourly`` changes."""
+    profile = np.asarray(hourly)
+    hours = np.arange(np.floor(times[0]), np.ceil(times[-1]) + 1)
+    slot = hours.astype(np.int64) % HOURS_PER_WEEK
+    hours = hours[(profile[slot] != profile[(slot - 1) % HOURS_PER_WEEK]) & ~np.isin(hours, times)]
+    if not len(hours):
+        return times, counts
+    k = np.searchsorted(times, hours, side="right") - 1
+    merged = np.concatenate([times, hours])
+    order = np.argsort(merged, kind="stable")
+    return merged[order], np.concatenate([counts, np.where(k >= 0, counts[np.maximum(k, 0)], 0)])[order]

@@ -18,7 +18,9 @@
 - **How many**: capacity = median number of distinct resources active in the
   pool per ISO week (min 1); with start times, a member seen working on k
   cases at once counts k times, and the capacity is at most the peak number
-  of intervals ever open at once (:mod:`closedloop.tools.twin.occupancy`).
+  of intervals ever open at once (:mod:`closedloop.tools.twin.occupancy`);
+  hour by hour, at most the members at work then (part-timers count only in
+  their own hours: :mod:`closedloop.tools.twin.members`).
 - **When**: the pool's working calendar, the hours of the week holding its
   work (:func:`closedloop.tools.twin.calendar.working_slots`); pools with too
   little data use the calendar of the whole log, or work any time.

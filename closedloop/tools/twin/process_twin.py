@@ -119,6 +119,15 @@ class PoolModel(BaseModel):
         description="hours of the week (Mon 0h UTC = 0) the pool works",
     )
     calendar: str = Field("always", description="the working hours in words (UTC)")
+    hourly_capacity: list[int] | None = Field(
+        None,
+        description="servers in each hour of the week (Mon 0h UTC = 0) when some members work "
+        "only some of the pool's hours; None: capacity in every working hour",
+    )
+    part_time: dict[str, str] = Field(
+        default_factory=dict,
+        description="members who work only some of the pool's hours -> those hours in words",
+    )
     contention_hours: float | None = Field(
         None,
         description="observed waiting per visit while the resource that did it was busy "
