@@ -109,3 +109,15 @@ def test_the_dispatchers_last_pick_stays_a_whole_server() -> None:
     pool = twin.pools[twin.pool_of("check")]
     assert pool.part_time == {} and pool.hourly_capacity is None
     assert pool.capacity == 3
+
+
+def test_a_full_timers_paused_task_is_read_in_their_own_hours() -> None:
+    # Ann works 09-17, Eve 13-21: the desk's calendar runs 09-21, but a task Ann leaves open
+    # at 17:00 waits for her next morning, not four hours of the desk's evening. The desk is
+    # quiet, so neither is a part-timer; Ann's hours come from her own starts. Read in the
+    # desk's hours, the mean was 0.57 h.
+    eve = [d * 24 + h for d in range(5) for h in range(13, 21)]
+    twin = fit_twin(_desk_log({"ann": WEEKDAYS_9_17, "eve": eve}, gap=3.5))
+    pool = twin.pools[twin.pool_of("check")]
+    assert pool.part_time == {} and 19 in pool.working_hours
+    assert twin.activities["check"].mean_processing_hours == pytest.approx(0.5, rel=0.07)

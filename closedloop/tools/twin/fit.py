@@ -51,9 +51,11 @@ reasons about. What it holds and how each part is estimated:
   counts only in them (``PoolModel.hourly_capacity``), and their tasks' work
   is read in their own hours.
 - **Working time**: processing counts only the pool's working hours (its
-  calendar), so a task left open overnight or over a weekend is not read as
-  work and fitting does not inflate capacity; the engine runs it on the same
-  calendar (``ProcessTwin.processing_clock == "working"``).
+  calendar), or the member's own where their starts tell them
+  (:func:`~closedloop.tools.twin.members.own_hours`), so a task left open
+  overnight or over a weekend is not read as work and fitting does not
+  inflate capacity; the engine runs it on the pool's calendar
+  (``ProcessTwin.processing_clock == "working"``).
 - **Queue discipline** (:mod:`closedloop.tools.twin.discipline`): first come,
   first served, unless the log shows a case segment passing the others in the
   queues (then that segment goes first); a step the same person starts the
@@ -94,7 +96,7 @@ from closedloop.tools.twin.frame import (
     sample,
     split_times,
 )
-from closedloop.tools.twin.members import hourly_capacity, part_timers
+from closedloop.tools.twin.members import hourly_capacity, own_hours, part_timers
 from closedloop.tools.twin.occupancy import IdleClock, member_slots, peak_busy
 from closedloop.tools.twin.pools import (
     MIN_POOL_SHARE,
@@ -243,6 +245,22 @@ def _part_timers(
                        w["_h_start"].to_numpy(), w["_h_end"].to_numpy(), slots, rng)  # fmt: skip
 
 
+def _members_hours(rows: pd.DataFrame, slots: list[bool], part_time: dict[str, list[int]],
+                   observed: bool) -> dict[str, list[int]]:  # fmt: skip
+    """Members whose own hours (members.own_hours; a part-timer's) differ from the pool's."""
+    if not observed:
+        return {}
+    pool_hours = [h for h in range(HOURS_PER_WEEK) if slots[h]]
+    worked = (rows["_h_end"] > rows["_h_start"]).to_numpy() & (rows[RESOURCE] != "").to_numpy()
+    starts, who = rows["_h_start"].to_numpy()[worked], rows[RESOURCE].to_numpy()[worked]
+    out = {}
+    for member in pd.unique(who):
+        hours = part_time.get(str(member)) or own_hours(starts[who == member])
+        if hours is not None and hours != pool_hours:
+            out[str(member)] = hours
+    return out
+
+
 def fit_twin(
     frame: pd.DataFrame,
     seed: int = 0,
@@ -368,10 +386,10 @@ def fit_twin(
         # a member working on k cases at once counts k times
         parallel = member_slots(rows[RESOURCE].to_numpy()[mine], b_s, b_e) if observed_busy else {}
         part_time = _part_timers(rows, parallel, slots, member_rng) if observed_busy else {}
-        # work counts only in the working hours (the pool's, or a part-timer's own): a task
-        # left open overnight is not work
+        # work counts only in working hours (the member's own where their starts tell them,
+        # else the pool's): a task left open overnight is not work
         p_proc = clock.between(rows["_h_start"].to_numpy(), rows["_h_end"].to_numpy())
-        for member, hours in part_time.items():
+        for member, hours in _members_hours(rows, slots, part_time, observed_busy).items():
             theirs = (rows[RESOURCE] == member).to_numpy()
             own = WeeklyClock([1.0 if h in hours else 0.0 for h in range(HOURS_PER_WEEK)])
             p_proc[theirs] = own.between(

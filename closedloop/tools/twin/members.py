@@ -24,6 +24,10 @@ Copies of the same start (a bootstrap's repeated cases) count once. The
 pool's capacity in an hour of the week is then the servers available in it:
 its capacity (people per week), at most the slots of the members who work
 that hour (:func:`hourly_capacity`).
+
+A member's work is read in their own hours where their starts tell them
+(:func:`own_hours`, a part-timer's hours above), so a task paused across a
+colleague's evening is not read as hours of work.
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from closedloop.tools.twin.calendar import HOURS_PER_WEEK, slot_hours
+from closedloop.tools.twin.calendar import HOURS_PER_WEEK, MIN_EXPECTED_STARTS, slot_hours
 from closedloop.tools.twin.occupancy import busy_profile
 
-__all__ = ["hourly_capacity", "part_timers"]
+__all__ = ["hourly_capacity", "own_hours", "part_timers"]
 
 MIN_STARTS = 30  # distinct start times a member needs before their hours are read
 NULL_DRAWS = 400
@@ -127,6 +131,22 @@ def _queue_hours(
     idle = queued & (level(tm, nm) == 0)
     a, b = times[:-1], times[1:]
     return slot_hours(a[queued[:-1]], b[queued[:-1]]), slot_hours(a[idle[:-1]], b[idle[:-1]])
+
+
+def own_hours(member_starts: np.ndarray) -> list[int] | None:
+    """The hours of the week a member works by their starts, or None when too few to tell.
+
+    Where a member starts work often (at least MIN_EXPECTED_STARTS times on average in an
+    hour of the week that saw one of their starts), an hour that never saw one is an hour
+    they were not at work, even if the pool's calendar holds it (a colleague's hours, or
+    hours no queue ever revealed as closed): a task of theirs open across it was paused.
+    """
+    mine = np.unique(np.asarray(member_starts, dtype=float))
+    counts = np.bincount(np.mod(mine, HOURS_PER_WEEK).astype(np.int64), minlength=HOURS_PER_WEEK)
+    seen = counts[:HOURS_PER_WEEK] > 0
+    if not seen.any() or counts[:HOURS_PER_WEEK][seen].mean() < MIN_EXPECTED_STARTS:
+        return None
+    return [int(h) for h in np.flatnonzero(seen)]
 
 
 def hourly_capacity(
