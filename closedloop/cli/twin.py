@@ -120,8 +120,9 @@ def cmd_twin_fit(args: argparse.Namespace) -> int:
             f"{len(twin.pools)} pools -> {args.out}")
     lines = [head]
     for p in sorted(twin.pools.values(), key=lambda p: -p.offered_load)[:10]:
+        part = "; ".join(f"{m} only {hours}" for m, hours in p.part_time.items())
         lines.append(f"  {p.name}: capacity {p.capacity}, utilisation {p.utilisation:.0%}, "
-                     f"{p.calendar}")
+                     f"{p.calendar}" + (f" ({part})" if part else ""))
     q = twin.queue_priority
     lines.append(f"  {q.describe()}" if q else "  queues: first come, first served")
     if twin.backtest is not None:
