@@ -76,8 +76,11 @@ def test_a_part_timer_counts_only_in_their_hours(desk: pd.DataFrame) -> None:
     assert any("pat work(s) only some of its hours" in w for w in twin.warnings)
     # Pat's tasks pause for days between their hours: read in Pat's own hours, not the desk's
     assert twin.activities["check"].mean_processing_hours == pytest.approx(0.5, rel=0.2)
-    # the desk is busy: one server carries most of the week's work
-    assert pool.utilisation > 0.7
+    # the desk is busy: one server carries most of the week's work (Pat may keep an hour
+    # where no queue showed their absence)
+    on_shift = [pool.hourly_capacity[h] for h in pool.working_hours]
+    assert sum(on_shift) / len(on_shift) < 1.4
+    assert pool.utilisation > 0.55
 
 
 def test_adding_a_person_to_a_desk_with_a_part_timer_is_predicted_at_its_true_size() -> None:
@@ -114,10 +117,10 @@ def test_the_dispatchers_last_pick_stays_a_whole_server() -> None:
 def test_a_full_timers_paused_task_is_read_in_their_own_hours() -> None:
     # Ann works 09-17, Eve 13-21: the desk's calendar runs 09-21, but a task Ann leaves open
     # at 17:00 waits for her next morning, not four hours of the desk's evening. The desk is
-    # quiet, so neither is a part-timer; Ann's hours come from her own starts. Read in the
-    # desk's hours, the mean was 0.57 h.
+    # quiet: no queue shows Ann away in the evening, so her hours come from her own starts.
+    # Read in the desk's hours, the mean was 0.57 h.
     eve = [d * 24 + h for d in range(5) for h in range(13, 21)]
     twin = fit_twin(_desk_log({"ann": WEEKDAYS_9_17, "eve": eve}, gap=3.5))
     pool = twin.pools[twin.pool_of("check")]
-    assert pool.part_time == {} and 19 in pool.working_hours
+    assert "ann" not in pool.part_time and 19 in pool.working_hours
     assert twin.activities["check"].mean_processing_hours == pytest.approx(0.5, rel=0.07)

@@ -241,8 +241,9 @@ def _part_timers(
     """The pool's members who work only some of its hours -> those hours (members.py)."""
     worked = (rows["_h_end"] > rows["_h_start"]).to_numpy() & (rows[RESOURCE] != "").to_numpy()
     w = rows[worked]
-    return part_timers(w[RESOURCE].to_numpy(), parallel, w["_h_enabled"].to_numpy(),
-                       w["_h_start"].to_numpy(), w["_h_end"].to_numpy(), slots, rng)  # fmt: skip
+    return part_timers(w[RESOURCE].to_numpy(), w[ACTIVITY].to_numpy(), parallel,
+                       w["_h_enabled"].to_numpy(), w["_h_start"].to_numpy(),
+                       w["_h_end"].to_numpy(), slots, rng)  # fmt: skip
 
 
 def _members_hours(rows: pd.DataFrame, slots: list[bool], part_time: dict[str, list[int]],

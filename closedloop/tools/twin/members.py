@@ -4,23 +4,28 @@ A pool's calendar is the union of its members' hours, so a member who works a
 few hours a week (a part-timer) would count as a whole server all week: the
 pool would look half idle and a what-if adding staff to it would relieve a
 queue the twin never builds. The log shows who works when by the hours of
-the week in which each member *starts* work (a paused task may span days, so
-busy periods do not tell). A member with at least MIN_STARTS distinct start
-times works only the hours holding their starts when both hold:
+the week in which each member starts and ends work (a paused task may stay
+open for days, so busy periods do not tell). A member with at least
+MIN_MOMENTS distinct such moments works only the hours holding them when
+both hold:
 
-- **few hours**: under "available whenever the pool works" their starts would
-  fall into the hours of the week as the pool's starts do, and land in about
-  as many distinct hours as draws from the pool's starts; theirs fill fewer
-  than every one of NULL_DRAWS such draws (chance below MAX_CHANCE);
-- **absent from queues**: outside those hours, work waited while every other
-  member was busy (a queue the member would have served, had they been
-  there) for at least MIN_QUEUE_HOURS a week, and per hour of the week at
-  least QUEUE_RATIO times as long as such work waited within them while the
-  member was free too. A member who only takes work when the others are
-  busy (the last one a dispatcher picks) starts in few hours too, but leaves
-  no such queue behind.
+- **few hours**: under "available whenever the pool works" their moments
+  would fall into the hours of the week as the pool's do, and land in about
+  as many distinct hours as draws from the pool's; theirs fill fewer than
+  every one of NULL_DRAWS such draws (chance below MAX_CHANCE). Ends count
+  as well as starts, so a full-timer whose long tasks all start in the
+  morning still shows their afternoons;
+- **absent from queues**: outside those hours, work of the activities they do
+  waited while every other member was busy (a queue they would have served,
+  had they been there) for at least MIN_QUEUE_HOURS a week. A member who
+  only takes work when the others are busy (the last one a dispatcher
+  picks) works in few hours too, but leaves no such queue behind.
 
-Copies of the same start (a bootstrap's repeated cases) count once. The
+Their hours are then the pool's, except those outside their moments that held
+at least QUIET_SHARE of such an hour's average queue: an hour without a queue
+shows nothing of their absence.
+
+Copies of the same moment (a bootstrap's repeated cases) count once. The
 pool's capacity in an hour of the week is then the servers available in it:
 its capacity (people per week), at most the slots of the members who work
 that hour (:func:`hourly_capacity`).
@@ -41,15 +46,17 @@ from closedloop.tools.twin.occupancy import busy_profile
 
 __all__ = ["hourly_capacity", "own_hours", "part_timers"]
 
-MIN_STARTS = 30  # distinct start times a member needs before their hours are read
+MIN_MOMENTS = 30  # distinct starts and ends a member needs before their hours are read
 NULL_DRAWS = 400
 MAX_CHANCE = 0.005
 MIN_QUEUE_HOURS = 1.0  # per week, outside the member's hours
-QUEUE_RATIO = 1.5
+END_EPSILON = 1e-6  # an end on the hour belongs to the hour before
+QUIET_SHARE = 0.25  # of the queue an hour outside a member's hours holds on average
 
 
 def part_timers(
     resources: np.ndarray,
+    activities: np.ndarray,
     slots: Mapping[str, int],
     enabled: np.ndarray,
     starts: np.ndarray,
@@ -59,46 +66,51 @@ def part_timers(
 ) -> dict[str, list[int]]:
     """The pool's members who work only some of its hours -> those hours of the week.
 
-    One entry per worked instance of a named member: ``resources`` (who), epoch hours
-    ``enabled``, ``starts`` and ``ends``; ``slots`` each member's parallel slots, ``working``
-    the pool's calendar (168 flags). See the module docstring.
+    One entry per worked instance of a named member: ``resources`` (who), ``activities``,
+    epoch hours ``enabled``, ``starts`` and ``ends``; ``slots`` each member's parallel slots,
+    ``working`` the pool's calendar (168 flags). See the module docstring.
     """
     who = np.asarray(resources, dtype=object)
+    acts = np.asarray(activities, dtype=object)
     on = np.asarray(working, dtype=bool)
     weeks = max(float(np.ptp(starts)) / HOURS_PER_WEEK, 1.0) if len(starts) else 1.0
-    weights = np.bincount(
-        np.mod(np.unique(starts), HOURS_PER_WEEK).astype(np.int64), minlength=HOURS_PER_WEEK
-    )[:HOURS_PER_WEEK] * on
+    weights = np.bincount(_moment_slots(starts, ends), minlength=HOURS_PER_WEEK)[:HOURS_PER_WEEK]
+    weights = weights * on
     out: dict[str, list[int]] = {}
     for member in sorted(set(who.tolist()), key=str):
         mine = who == member
-        hours = _few_hours(starts[mine], weights, rng)
+        hours = _few_hours(_moment_slots(starts[mine], ends[mine]), weights, rng)
         if hours is None:
             continue
+        theirs = np.isin(acts, list(set(acts[mine].tolist())))
         others = sum(n for m, n in slots.items() if m != member)
-        queued, while_idle = _queue_hours(starts[~mine], ends[~mine], enabled, starts, others,
-                                          starts[mine], ends[mine])  # fmt: skip
-        inside = np.zeros(HOURS_PER_WEEK, dtype=bool)
-        inside[hours] = True
-        outside = on & ~inside
-        # outside their hours a task of theirs left open is no sign they were there: all of
-        # the queue counts; inside, only the queue they left waiting while free
-        q_out, q_in = queued[outside].sum() / weeks, while_idle[inside].sum() / weeks
-        if (outside.any() and q_out >= MIN_QUEUE_HOURS
-                and q_out / outside.sum() >= QUEUE_RATIO * q_in / inside.sum()):  # fmt: skip
-            out[str(member)] = hours
+        queued = _queue_hours(starts[~mine], ends[~mine], enabled[theirs], starts[theirs], others)
+        outside = on.copy()
+        outside[hours] = False
+        if queued[outside].sum() / weeks < MIN_QUEUE_HOURS:
+            continue
+        # an hour shows them away only if work waited in it: hours without a queue (a quiet
+        # afternoon they simply had no task starting or ending in) stay theirs
+        away = outside & (queued >= QUIET_SHARE * queued[outside].mean())
+        out[str(member)] = [int(h) for h in np.flatnonzero(on & ~away)]
     return out
 
 
+def _moment_slots(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The hour of the week of every distinct start and end."""
+    moments = np.unique(np.r_[np.asarray(starts, dtype=float),
+                              np.asarray(ends, dtype=float) - END_EPSILON])  # fmt: skip
+    return np.mod(moments, HOURS_PER_WEEK).astype(np.int64)
+
+
 def _few_hours(
-    member_starts: np.ndarray, weights: np.ndarray, rng: np.random.Generator
+    member_slots: np.ndarray, weights: np.ndarray, rng: np.random.Generator
 ) -> list[int] | None:
-    """The hours of the week holding the member's starts, if clearly fewer than chance."""
-    mine = np.unique(np.asarray(member_starts, dtype=float))
-    if len(mine) < MIN_STARTS or weights.sum() <= 0:
+    """The hours of the week holding a member's moments, if clearly fewer than chance."""
+    if len(member_slots) < MIN_MOMENTS or weights.sum() <= 0:
         return None
-    seen = np.unique(np.mod(mine, HOURS_PER_WEEK).astype(np.int64))
-    draws = rng.multinomial(len(mine), weights / weights.sum(), size=NULL_DRAWS)
+    seen = np.unique(member_slots)
+    draws = rng.multinomial(len(member_slots), weights / weights.sum(), size=NULL_DRAWS)
     as_few = int(((draws > 0).sum(axis=1) <= len(seen)).sum())
     if (as_few + 1) / (NULL_DRAWS + 1) >= MAX_CHANCE:
         return None
@@ -111,26 +123,21 @@ def _queue_hours(
     enabled: np.ndarray,
     started: np.ndarray,
     others: int,
-    own_starts: np.ndarray,
-    own_ends: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hours per hour of the week in which work waited while all ``others`` servers were
-    busy: in all, and while the member was not busy either (a member who is there takes it)."""
+) -> np.ndarray:
+    """Hours per hour of the week in which work waited while all ``others`` servers were busy."""
     if others <= 0:
-        return np.zeros(HOURS_PER_WEEK), np.zeros(HOURS_PER_WEEK)
-    profiles = [busy_profile(other_starts, other_ends), busy_profile(enabled, started),
-                busy_profile(own_starts, own_ends)]  # fmt: skip
-    times = np.unique(np.concatenate([t for t, _ in profiles]))
+        return np.zeros(HOURS_PER_WEEK)
+    (tb, nb), (tw, nw) = busy_profile(other_starts, other_ends), busy_profile(enabled, started)
+    if not len(tb) or not len(tw):
+        return np.zeros(HOURS_PER_WEEK)
+    times = np.union1d(tb, tw)
 
     def level(t: np.ndarray, n: np.ndarray) -> np.ndarray:
         k = np.searchsorted(t, times, side="right") - 1
-        return np.where(k >= 0, n[np.maximum(k, 0)], 0) if len(t) else np.zeros(len(times))
+        return np.where(k >= 0, n[np.maximum(k, 0)], 0)
 
-    (tb, nb), (tw, nw), (tm, nm) = profiles
     queued = (level(tb, nb) >= others) & (level(tw, nw) > 0)
-    idle = queued & (level(tm, nm) == 0)
-    a, b = times[:-1], times[1:]
-    return slot_hours(a[queued[:-1]], b[queued[:-1]]), slot_hours(a[idle[:-1]], b[idle[:-1]])
+    return slot_hours(times[:-1][queued[:-1]], times[1:][queued[:-1]])
 
 
 def own_hours(member_starts: np.ndarray) -> list[int] | None:
