@@ -248,7 +248,8 @@ def _part_timers(
 
 def _members_hours(rows: pd.DataFrame, slots: list[bool], part_time: dict[str, list[int]],
                    observed: bool) -> dict[str, list[int]]:  # fmt: skip
-    """Members whose own hours (members.own_hours; a part-timer's) differ from the pool's."""
+    """Members whose own hours differ from the pool's: where their starts tell them
+    (members.own_hours), else a part-timer's hours."""
     if not observed:
         return {}
     pool_hours = [h for h in range(HOURS_PER_WEEK) if slots[h]]
@@ -256,7 +257,7 @@ def _members_hours(rows: pd.DataFrame, slots: list[bool], part_time: dict[str, l
     starts, who = rows["_h_start"].to_numpy()[worked], rows[RESOURCE].to_numpy()[worked]
     out = {}
     for member in pd.unique(who):
-        hours = part_time.get(str(member)) or own_hours(starts[who == member])
+        hours = own_hours(starts[who == member]) or part_time.get(str(member))
         if hours is not None and hours != pool_hours:
             out[str(member)] = hours
     return out
